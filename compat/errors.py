@@ -1,0 +1,47 @@
+"""Every fatal error of the compat service, each with its own exit code.
+
+Only ``compat.cli.main`` catches these; it prints ``str(error)`` as one line
+and exits with ``error.exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class CompatError(Exception):
+    exit_code = 1
+
+
+class ConfigError(CompatError):
+    """matrix.toml (or an argument) is invalid; the message names file and key."""
+
+    exit_code = 2
+
+
+class EngineError(CompatError):
+    """The container engine is missing, unreachable or refused a request."""
+
+    exit_code = 3
+
+
+class ImageBuildError(CompatError):
+    """An image could not be built."""
+
+    exit_code = 4
+
+
+class CellError(CompatError):
+    """A cell's own machinery failed (not its tests)."""
+
+    exit_code = 5
+
+
+class ReportError(CompatError):
+    """Results could not be turned into a report."""
+
+    exit_code = 6
+
+
+class RegressionFound(CompatError):
+    """--fail-on-regression and the baseline diff found a new failure."""
+
+    exit_code = 7
