@@ -45,3 +45,15 @@ class RegressionFound(CompatError):
     """--fail-on-regression and the baseline diff found a new failure."""
 
     exit_code = 7
+
+
+class CellsFailed(CompatError):
+    """A run finished, but some cells failed, errored or timed out."""
+
+    exit_code = 8
+
+
+class WorkflowStale(CompatError):
+    """The committed workflow differs from what ``compat workflow`` writes."""
+
+    exit_code = 9
