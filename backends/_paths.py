@@ -1,0 +1,58 @@
+"""Names and places shared by the runtime, the reaper and the pytest plugin.
+
+The reaper recognises what the runtime leaves behind only through these, so
+both sides import them from here instead of spelling them twice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+SHM_PREFIX = "backends-"
+TITLE_PREFIX = "backends["
+CHILD_MODULE = "backends._child"
+RUN_DIR_PREFIX = "run-"
+SOCKET_SUFFIX = ".sock"
+MAX_NAME = 40
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_SOCKET = re.compile(r"^([A-Za-z0-9_.-]{1,40})@([1-9][0-9]*)\.sock$")
+_RUN_DIR = re.compile(r"^run-([1-9][0-9]*)-([0-9a-f]{8})$")
+
+
+def runtime_base() -> Path:
+    """$BACKENDS_RUNTIME_DIR, else $XDG_RUNTIME_DIR/backends, else /tmp/backends-<uid>."""
+    if explicit := os.environ.get("BACKENDS_RUNTIME_DIR"):
+        return Path(explicit)
+    if xdg := os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(xdg) / "backends"
+    return Path(f"/tmp/backends-{os.getuid()}")
+
+
+def sanitise(name: str, limit: int = MAX_NAME) -> str:
+    """``name`` reduced to ``[A-Za-z0-9_.-]``, at most ``limit`` characters, never empty."""
+    return (_UNSAFE.sub("_", name)[:limit]) or "_"
+
+
+def socket_name(name: str, pid: int) -> str:
+    """``<name>@<pid>.sock`` with the name sanitised."""
+    return f"{sanitise(name)}@{pid}{SOCKET_SUFFIX}"
+
+
+def parse_socket_name(filename: str) -> tuple[str, int] | None:
+    """``(name, pid)`` for a name made by :func:`socket_name`, else None."""
+    match = _SOCKET.match(filename)
+    return (match[1], int(match[2])) if match else None
+
+
+def run_dir_name(root_pid: int, token: str) -> str:
+    """``run-<rootpid>-<8 hex>``: one directory per root actor."""
+    return f"{RUN_DIR_PREFIX}{root_pid}-{token}"
+
+
+def parse_run_dir_name(dirname: str) -> int | None:
+    """The root pid of a ``run-<rootpid>-<8 hex>`` directory name, else None."""
+    match = _RUN_DIR.match(dirname)
+    return int(match[1]) if match else None
