@@ -1,0 +1,225 @@
+"""The one place that talks to the container engine (docker-py).
+
+``Engine`` is a checked connection; ``CellContainer`` owns one container's
+whole life; ``run_scope`` removes every container of a run on the way out,
+whatever the way out is (return, error, Ctrl-C, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from .errors import EngineError
+
+RUN_LABEL = "spawn-compat.run"
+CELL_LABEL = "spawn-compat.cell"
+KEEP_ENV = "COMPAT_KEEP_CONTAINERS"
+PROVISION_HINT = "run `sudo containers/provision-engine` (or start your docker engine)"
+
+
+def keep_containers() -> bool:
+    return os.environ.get(KEEP_ENV, "") not in ("", "0")
+
+
+class Engine:
+    """A docker-py client that has answered a ping."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+        self.api = client.api
+
+    @classmethod
+    def connect(cls, *, timeout: float = 5.0) -> Engine:
+        try:
+            client = docker.from_env(timeout=int(max(timeout, 1)))
+            client.ping()
+        except (docker.errors.DockerException, requests.RequestException) as exc:
+            where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+            raise EngineError(
+                f"no container engine answers at {where} ({_short(exc)}); {PROVISION_HINT}"
+            ) from None
+        return cls(client)
+
+    def version(self) -> dict[str, Any]:
+        return self.api.version()
+
+    def image_id(self, ref: str) -> str | None:
+        try:
+            return self.api.inspect_image(ref)["Id"]
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot inspect image {ref}: {_short(exc)}") from None
+
+    def run_containers(self, run_id: str) -> list[Any]:
+        return self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+
+    def remove_run(self, run_id: str) -> int:
+        """Force-remove every container labelled with ``run_id``; returns how many."""
+        removed = 0
+        for container in self.run_containers(run_id):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+                removed += 1
+        return removed
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerSpec:
+    """Everything a cell container is made from; hardening is not optional."""
+
+    image: str
+    command: Sequence[str]
+    run_id: str
+    cell_id: str
+    mounts: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # host -> (ctr, mode)
+    env: Mapping[str, str] = field(default_factory=dict)
+    working_dir: str = "/"
+    user: str = "1000:1000"
+    pids: int = 512
+    memory: str = "2g"
+    cpus: float | None = None
+    tmpfs_size: str = "512m"
+
+    def create_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = dict(
+            image=self.image,
+            command=list(self.command),
+            labels={RUN_LABEL: self.run_id, CELL_LABEL: self.cell_id},
+            environment=dict(self.env),
+            volumes={h: {"bind": c, "mode": m} for h, (c, m) in self.mounts.items()},
+            working_dir=self.working_dir,
+            user=self.user,
+            init=True,
+            network_mode="none",
+            read_only=True,
+            # exec: pytest and the target may run helpers from /tmp; sockets live there too.
+            tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={self.tmpfs_size}"},
+            pids_limit=self.pids,
+            mem_limit=self.memory,
+            security_opt=["no-new-privileges"],
+            cap_drop=["ALL"],
+            detach=True,
+        )
+        if self.cpus:
+            kwargs["nano_cpus"] = int(self.cpus * 1e9)
+        return kwargs
+
+
+class CellContainer:
+    """One container from creation to removal.
+
+    Created and started in ``__enter__`` (removed again if that fails half-way);
+    killed if still running and always removed in ``__exit__`` unless
+    COMPAT_KEEP_CONTAINERS=1.
+    """
+
+    def __init__(self, engine: Engine, *, spec: ContainerSpec) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.container: Any = None
+
+    def __enter__(self) -> CellContainer:
+        try:
+            self.container = self.engine.client.containers.create(**self.spec.create_kwargs())
+            self.container.start()
+        except BaseException as exc:
+            self._remove()
+            if isinstance(exc, docker.errors.DockerException):
+                raise EngineError(
+                    f"cannot start a container for {self.spec.cell_id}: {_short(exc)}"
+                ) from None
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._remove()
+
+    @property
+    def id(self) -> str:
+        return self.container.id
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit code, or None if still running after ``timeout`` seconds."""
+        try:
+            result = self.container.wait(timeout=max(timeout, 0.01))
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            return None
+        return int(result.get("StatusCode", -1))
+
+    def exec(self, command: Sequence[str], *, user: str | None = None) -> tuple[int, str]:
+        try:
+            code, out = self.container.exec_run(list(command), user=user or self.spec.user)
+        except docker.errors.APIError as exc:
+            return -1, _short(exc)
+        return code, out.decode(errors="replace")
+
+    def top_pids(self) -> list[tuple[int, str]]:
+        """(host pid, command) of every process in the container."""
+        try:
+            top = self.container.top(ps_args="-eo pid,args")
+        except docker.errors.APIError:
+            return []
+        return [(int(p[0]), p[1]) for p in top.get("Processes") or []]
+
+    def kill(self) -> None:
+        with contextlib.suppress(docker.errors.APIError):
+            self.container.kill()
+
+    def logs(self) -> str:
+        try:
+            return self.container.logs(stdout=True, stderr=True).decode(errors="replace")
+        except docker.errors.APIError:
+            return ""
+
+    def image_id(self) -> str | None:
+        return self.container.attrs.get("Image") if self.container else None
+
+    def _remove(self) -> None:
+        if self.container is None or keep_containers():
+            return
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            self.container.remove(force=True)
+
+
+@contextlib.contextmanager
+def run_scope(engine: Engine, run_id: str) -> Iterator[None]:
+    """Remove all of ``run_id``'s containers on any exit; SIGTERM acts like Ctrl-C."""
+    restore = _sigterm_as_interrupt()
+    try:
+        yield
+    finally:
+        try:
+            if not keep_containers():
+                engine.remove_run(run_id)
+        finally:
+            restore()
+
+
+def _sigterm_as_interrupt() -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1][:300] if text else type(exc).__name__

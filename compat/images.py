@@ -1,0 +1,278 @@
+"""Images: one per (python, group), tagged by a hash of everything that goes in.
+
+The base is a registry image when one is present or reachable, otherwise a
+local Debian base made by ``containers/make-base`` (debootstrap), itself
+tagged by a hash of its recipe. An image whose tag exists is never rebuilt,
+so a run with unchanged inputs costs a few ``inspect`` calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import docker.errors
+
+from .config import Cell, Images, Matrix
+from .engine import Engine
+from .errors import ImageBuildError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTAINERS = ROOT / "containers"
+DOCKERFILE = CONTAINERS / "Dockerfile"
+MAKE_BASE = CONTAINERS / "make-base"
+IMAGE_REPO = "spawn-compat"
+BASE_REPO = "spawn-compat-base"
+CA_NAME = "ca-bundle.crt"
+REGISTRY_PROBE_S = 2.0
+
+
+def _digest(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()[:12]
+
+
+def ca_bundle_from_env() -> Path | None:
+    """The CA bundle the host trusts for PyPI, if the environment names one."""
+    for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        value = os.environ.get(var)
+        if value and Path(value).is_file():
+            return Path(value)
+    return None
+
+
+def image_hash(
+    python: str,
+    group: str,
+    *,
+    base_id: str,
+    project: Path = ROOT,
+    dockerfile: Path = DOCKERFILE,
+    ca_bundle: Path | None = None,
+    suite: str = "trixie",
+    mirror: str = "http://deb.debian.org/debian",
+) -> str:
+    ca = ca_bundle.read_bytes() if ca_bundle else b""
+    return _digest(
+        dockerfile.read_bytes(),
+        (project / "pyproject.toml").read_bytes(),
+        (project / "uv.lock").read_bytes(),
+        python,
+        group,
+        base_id,
+        ca,
+        suite,
+        mirror,
+    )
+
+
+def image_tag(python: str, group: str, digest: str) -> str:
+    return f"{IMAGE_REPO}:py{python}-{group}-{digest}"
+
+
+def base_tag(images: Images, make_base: Path = MAKE_BASE) -> str:
+    return f"{BASE_REPO}:{images.debian_suite}-{_digest(make_base.read_bytes(), images.debian_suite, images.mirror)}"
+
+
+# -- base image -------------------------------------------------------------
+
+
+def ensure_base(engine: Engine, images: Images, *, log=print) -> str:
+    """Return a local base image reference (its id is part of every image hash)."""
+    local = base_tag(images)
+    if images.base in ("auto", "registry") and engine.image_id(images.registry_image):
+        return images.registry_image
+    if images.base in ("auto", "debootstrap") and engine.image_id(local):
+        return local
+    if images.base in ("auto", "registry") and registry_reachable(images.registry_image):
+        log(f"base: pulling {images.registry_image}")
+        try:
+            engine.client.images.pull(images.registry_image)
+            return images.registry_image
+        except docker.errors.APIError as exc:
+            if images.base == "registry":
+                raise ImageBuildError(f"cannot pull {images.registry_image}: {exc.explanation}") from None
+            log(f"base: pull failed ({exc.explanation}); making a local base instead")
+    elif images.base == "registry":
+        raise ImageBuildError(
+            f"no registry answers for {images.registry_image}; set [images] base = \"debootstrap\" in matrix.toml"
+        )
+    make_local_base(local, images, log=log)
+    return local
+
+
+def registry_host(image: str) -> str:
+    first = image.split("/", 1)[0]
+    if "/" in image and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "registry-1.docker.io"
+
+
+def registry_reachable(image: str, timeout: float = REGISTRY_PROBE_S) -> bool:
+    """Does the image's registry answer its v2 API within ``timeout``? (401 counts.)"""
+    url = f"https://{registry_host(image)}/v2/"
+    try:
+        urllib.request.urlopen(url, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def make_local_base(tag: str, images: Images, *, log=print) -> None:
+    cmd = [str(MAKE_BASE), tag, images.debian_suite, images.mirror]
+    if os.geteuid() != 0 and shutil.which("sudo"):
+        cmd.insert(0, "sudo")
+    log(f"base: {' '.join(cmd)} (debootstrap, about 35 s)")
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise ImageBuildError(f"making the base image {tag} failed: {tail[0]}")
+    log(f"base: {tag} made in {time.monotonic() - started:.0f} s")
+
+
+# -- images -------------------------------------------------------------------
+
+
+class ImageBuilder:
+    """Builds (python, group) images on one base; knows their tags without building."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        images: Images,
+        *,
+        base: str,
+        project: Path = ROOT,
+        ca_bundle: Path | None = None,
+        log=print,
+    ) -> None:
+        self.engine = engine
+        self.images = images
+        self.base = base
+        base_id = engine.image_id(base)
+        if base_id is None:
+            raise ImageBuildError(f"base image {base} is missing")
+        self.base_id = base_id
+        self.project = project
+        self.ca_bundle = ca_bundle
+        self.log = log
+
+    def tag(self, python: str, group: str) -> str:
+        digest = image_hash(
+            python,
+            group,
+            base_id=self.base_id,
+            project=self.project,
+            ca_bundle=self.ca_bundle,
+            suite=self.images.debian_suite,
+            mirror=self.images.mirror,
+        )
+        return image_tag(python, group, digest)
+
+    def ensure(self, python: str, group: str) -> str:
+        tag = self.tag(python, group)
+        if self.engine.image_id(tag) is None:
+            self.build(python, group, tag)
+        return tag
+
+    def build(self, python: str, group: str, tag: str) -> None:
+        self.log(f"image: building {tag} (minutes; cached afterwards)")
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="spawn-compat-ctx-") as ctx:
+            buildargs = self._context(Path(ctx))
+            buildargs.update(PYTHON=python, GROUP=group)
+            self._stream(tag, ctx, buildargs)
+        self.log(f"image: {tag} built in {time.monotonic() - started:.0f} s")
+
+    def _context(self, ctx: Path) -> dict[str, str]:
+        shutil.copy(DOCKERFILE, ctx / "Dockerfile")
+        shutil.copy(self.project / "pyproject.toml", ctx / "pyproject.toml")
+        shutil.copy(self.project / "uv.lock", ctx / "uv.lock")
+        (ctx / "ca").mkdir()
+        args = dict(BASE=self.base, SUITE=self.images.debian_suite, MIRROR=self.images.mirror)
+        if self.ca_bundle:
+            shutil.copy(self.ca_bundle, ctx / "ca" / CA_NAME)
+            args["CA_CERT"] = f"/opt/compat/ca/{CA_NAME}"
+        else:
+            (ctx / "ca" / ".keep").touch()
+        return args
+
+    def _stream(self, tag: str, ctx: str, buildargs: dict[str, str]) -> None:
+        step, tail = "", []
+        try:
+            for chunk in self.engine.api.build(
+                path=ctx, tag=tag, buildargs=buildargs, decode=True, rm=True, forcerm=True, pull=False
+            ):
+                if "error" in chunk:
+                    detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+                    last = " | ".join(line for line in tail[-3:] if line)
+                    raise ImageBuildError(
+                        f"building {tag} failed at {step or 'the start'}: {detail.strip()}"
+                        + (f" (last output: {last})" if last else "")
+                    )
+                line = (chunk.get("stream") or "").strip()
+                if line.startswith("Step "):
+                    step = line
+                    self.log(f"image: {tag}: {line[:120]}")
+                elif line:
+                    tail = [*tail[-9:], line[:200]]
+        except docker.errors.APIError as exc:
+            raise ImageBuildError(f"building {tag} failed: {exc.explanation}") from None
+
+
+def ensure_images(
+    matrix: Matrix,
+    cells: Iterable[Cell],
+    *,
+    engine: Engine | None = None,
+    project: Path = ROOT,
+    log=None,
+) -> dict[tuple[str, str], str]:
+    """Build (serially) whichever (python, group) images the cells need; return their tags."""
+    log = log or _stderr
+    engine = engine or Engine.connect()
+    pairs = sorted({(c.python, c.group) for c in cells})
+    if not pairs:
+        return {}
+    builder = builder_for(engine, matrix, project=project, log=log)
+    return {pair: builder.ensure(*pair) for pair in pairs}
+
+
+def builder_for(engine: Engine, matrix: Matrix, *, project: Path = ROOT, log=None) -> ImageBuilder:
+    log = log or _stderr
+    base = ensure_base(engine, matrix.images, log=log)
+    return ImageBuilder(
+        engine, matrix.images, base=base, project=project, ca_bundle=ca_bundle_from_env(), log=log
+    )
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+__all__: Sequence[str] = (
+    "ImageBuilder",
+    "base_tag",
+    "ca_bundle_from_env",
+    "ensure_base",
+    "ensure_images",
+    "image_hash",
+    "image_tag",
+    "registry_reachable",
+)
