@@ -1,0 +1,247 @@
+"""``compat``: plan, run, images, doctor, report, triage, workflow.
+
+Only ``main`` catches ``CompatError``: it prints ``compat: error: <message>``
+as one line on stderr and exits with the error's own code. The modules that
+talk to an engine are imported inside the commands that need them, so
+``compat plan`` and ``nox -l`` work on a machine without one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from . import plan as planning
+from .config import Cell, Matrix, load
+from .errors import CellsFailed, CompatError, ConfigError
+
+# Outcomes that say the cell ran as well as it could here; `unsupported` and
+# `unavailable` are results for the table, not failures of the run.
+_FINE_OUTCOMES = {"unsupported", "unavailable"}
+# pytest: 0 all passed, 5 nothing collected (e.g. `-k` matched nothing).
+_FINE_PYTEST_CODES = {0, 5}
+INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        before, pytest_extra = split_pytest_args(args_list)
+        args = build_parser().parse_args(before)
+        if pytest_extra and args.command != "run":
+            raise ConfigError("arguments after '--' are pytest's, and only `compat run` takes them")
+        args.pytest_args = pytest_extra
+        return args.func(args)
+    except CompatError as exc:
+        print(f"compat: error: {one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        # The engine removes its containers in its own finally/exit hooks.
+        print("compat: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no message)"
+
+
+def split_pytest_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split at the first ``--``: compat's arguments, then pytest's, verbatim."""
+    argv = list(argv)
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1 :]
+    return argv, []
+
+
+# -- argument parsing ---------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="compat",
+        description="Run the spawn-backend compatibility matrix described by matrix.toml.",
+    )
+    parser.add_argument("--matrix", type=Path, default=Path("matrix.toml"), help="default: %(default)s")
+    # Accept --matrix after the subcommand too, without overriding an earlier one.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--matrix", type=Path, default=argparse.SUPPRESS, help="default: matrix.toml")
+    select = _selection_parser()
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("plan", parents=[common, select], help="list the cells (--json for the workflow)")
+    p.add_argument("--json", action="store_true", help="cells and CI jobs as JSON")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run", parents=[common, select], help="run cells (pytest args after --)")
+    p.add_argument("--jobs", "-j", type=_positive_int, default=1, help="cells at once (default 1)")
+    p.add_argument("--runner", choices=("auto", "docker", "local"), default="auto")
+    p.add_argument("--run-id", default=os.environ.get("COMPAT_RUN_ID"), help="default: $COMPAT_RUN_ID or new")
+    p.add_argument("--out", type=Path, default=Path("reports/raw"), help="raw results (default %(default)s)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="plain log, no live view")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("images", parents=[common, select], help="build (or find) the images the cells need")
+    p.set_defaults(func=cmd_images)
+
+    p = sub.add_parser("doctor", parents=[common], help="check what a run needs, and how to fix it")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("report", parents=[common], help="raw cell results -> reports/")
+    p.add_argument("--raw", type=Path, default=Path("reports/raw"), help="default: %(default)s")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="default: %(default)s")
+    p.add_argument("--baseline", type=Path, help="previous compat.json to diff against")
+    p.add_argument("--summary", type=Path, help="also write a Markdown summary here")
+    p.add_argument("--fail-on-regression", action="store_true", help="exit non-zero on new failures")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("triage", parents=[common], help="rerun failures across neighbouring cells")
+    p.add_argument("--raw", type=Path, default=Path("reports/raw"), help="default: %(default)s")
+    p.add_argument("--max-reruns", type=_positive_int, default=20, help="default: %(default)s")
+    p.set_defaults(func=cmd_triage)
+
+    p = sub.add_parser("workflow", parents=[common], help="write .github/workflows/matrix.yml")
+    p.add_argument("--check", action="store_true", help="fail if the committed file is stale")
+    p.add_argument("--output", type=Path, default=None, help="default: .github/workflows/matrix.yml")
+    p.set_defaults(func=cmd_workflow)
+    return parser
+
+
+def _selection_parser() -> argparse.ArgumentParser:
+    select = argparse.ArgumentParser(add_help=False)
+    group = select.add_argument_group("cell selection (repeatable or comma-separated)")
+    for axis in ("python", "group", "backend", "capture"):
+        group.add_argument(f"--{axis}", action="append", type=_comma_list, default=[], metavar="V")
+    group.add_argument(
+        "-s", "--session", dest="sessions", action="append", default=[], metavar="SESSION",
+        help="a nox session: matrix, test-3.14-subint or test-3.14-subint(base-fd)",
+    )
+    return select
+
+
+def _comma_list(text: str) -> list[str]:
+    return [v for v in text.split(",") if v]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def selected_cells(args: argparse.Namespace, matrix: Matrix) -> list[Cell]:
+    def flat(lists: list[list[str]]) -> list[str]:
+        return [v for values in lists for v in values]
+
+    return planning.select(
+        matrix,
+        python=flat(args.python),
+        group=flat(args.group),
+        backend=flat(args.backend),
+        capture=flat(args.capture),
+        sessions=args.sessions,
+    )
+
+
+# -- commands -----------------------------------------------------------------
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    matrix = load(args.matrix)
+    the_plan = planning.plan(selected_cells(args, matrix))
+    if args.json:
+        sys.stdout.write(msgspec.json.encode(the_plan).decode() + "\n")
+        return 0
+    width = max((len(c.id) for c in the_plan.cells), default=0)
+    for c in the_plan.cells:
+        print(f"{c.id:<{width}}  nox -s '{c.session}'")
+    print(f"{len(the_plan.cells)} cells")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_cells
+
+    matrix = load(args.matrix)
+    metas = run_cells(
+        matrix,
+        selected_cells(args, matrix),
+        run_id=args.run_id,
+        runner=args.runner,
+        out_dir=args.out,
+        jobs=args.jobs,
+        pytest_args=tuple(args.pytest_args),
+        progress=args.progress,
+    )
+    failed = [m for m in metas if not cell_is_fine(m.outcome, m.exit_code)]
+    if failed:
+        names = ", ".join(f"{m.cell} ({_why(m.outcome, m.exit_code)})" for m in failed)
+        raise CellsFailed(f"{len(failed)} of {len(metas)} cells failed: {names}; results in {args.out}/")
+    return 0
+
+
+def cell_is_fine(outcome: str, exit_code: int | None) -> bool:
+    if outcome in _FINE_OUTCOMES:
+        return True
+    return outcome == "completed" and exit_code in _FINE_PYTEST_CODES
+
+
+def _why(outcome: str, exit_code: int | None) -> str:
+    return f"pytest exit {exit_code}" if outcome == "completed" else outcome
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from .images import ensure_images
+
+    matrix = load(args.matrix)
+    tags = ensure_images(matrix, selected_cells(args, matrix))
+    for (python, group), tag in sorted(tags.items()):
+        print(f"py{python}-{group}  {tag}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor(load(args.matrix))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    return build_report(
+        args.raw,
+        args.out,
+        baseline=args.baseline,
+        summary=args.summary,
+        fail_on_regression=args.fail_on_regression,
+    )
+
+
+def cmd_triage(args: argparse.Namespace) -> int:
+    from .report import run_triage
+
+    return run_triage(load(args.matrix), args.raw, max_reruns=args.max_reruns)
+
+
+def cmd_workflow(args: argparse.Namespace) -> int:
+    from . import workflow
+
+    matrix = load(args.matrix)
+    output = args.output or args.matrix.parent / workflow.WORKFLOW_PATH
+    if args.check:
+        workflow.check(matrix, output)
+        print(f"{output} is up to date")
+    else:
+        workflow.write(matrix, output)
+        print(f"wrote {output}")
+    return 0
