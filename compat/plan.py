@@ -128,6 +128,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     # Space-separated: session names never contain spaces, and a string is
     # what a workflow step can take from the matrix without a template.
     sessions: str
+    # The (python, group) images the job needs: its image cache key.
+    images: str
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
@@ -162,6 +164,7 @@ def jobs(cells: Sequence[PlannedCell], *, max_jobs: int = MAX_JOBS) -> tuple[Job
                 name=name,
                 cells=tuple(c.id for c in chunk),
                 sessions=" ".join(c.session for c in chunk),
+                images="_".join(sorted({f"py{c.python}-{c.group}" for c in chunk})),
             )
         )
     return tuple(out)
