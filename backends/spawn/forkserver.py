@@ -1,0 +1,189 @@
+"""``forkserver`` backend: fork from a main-interpreter thread that never ran trio.
+
+A fork copies the warm image (trio and msgspec already imported), so a child
+needs no interpreter start and no imports. Forking from the trio thread would
+duplicate trio's run state; a dedicated thread that never entered trio leaves
+the child's only thread trio-free. In the child that thread becomes the main
+thread, so trio can install its signal handling there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import traceback
+import warnings
+from collections.abc import Callable
+
+import trio
+
+from ._base import OutputTail, ProcessHandle, SpawnRequest
+
+NAME = "forkserver"
+_FORK_TIMEOUT = 10.0
+
+
+def unavailable() -> str | None:
+    if not hasattr(os, "fork"):
+        return "needs os.fork (POSIX)"
+    if not hasattr(os, "pidfd_open"):
+        return "needs os.pidfd_open (Linux 5.3+) for cancellable child waits"
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError as exc:
+        return f"pidfd_open is refused here: {exc.strerror}"
+    return None
+
+
+class _ForkedHandle(ProcessHandle):
+    def __init__(self, name: str, pid: int, tail: OutputTail) -> None:
+        super().__init__(name, pid, tail)
+        self._pidfd: int | None = os.pidfd_open(pid)
+        self._code: int | None = None
+
+    def poll(self) -> int | None:
+        if self._code is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                # Someone else reaped it (a subreaper sweep): gone, code unknown.
+                self._code = -1
+            else:
+                if pid:
+                    self._code = os.waitstatus_to_exitcode(status)
+            if self._code is not None:
+                self._close_pidfd()
+        return self._code
+
+    async def wait(self) -> int | None:
+        while self.poll() is None:
+            assert self._pidfd is not None
+            await trio.lowlevel.wait_readable(self._pidfd)
+        return self._code
+
+    def _signal(self, sig: int) -> None:
+        # A pidfd signal can never hit a recycled pid.
+        if self.poll() is None and self._pidfd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def _close_pidfd(self) -> None:
+        if self._pidfd is not None:
+            fd, self._pidfd = self._pidfd, None
+            trio.lowlevel.notify_closing(fd)
+            os.close(fd)
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        if self.poll() is None:
+            return
+        self._close_pidfd()
+
+
+class _Forker:
+    """A daemon thread that forks on request and has never run trio."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name="backends-forker", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            self._jobs.get()()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+
+
+_forker: _Forker | None = None
+_forker_pid: int | None = None
+
+
+def _get_forker() -> _Forker:
+    global _forker, _forker_pid
+    if _forker is None or _forker_pid != os.getpid():
+        _forker, _forker_pid = _Forker(), os.getpid()
+    return _forker
+
+
+def _child_after_fork(request: SpawnRequest, boot_w: int) -> None:
+    """Runs in the forked child, on what was the forker thread. Never returns."""
+    code = 1
+    try:
+        saved_stderr = os.dup(2)
+        os.dup2(boot_w, 2)
+        os.close(boot_w)
+        _close_inherited_fds(keep={0, 1, 2, saved_stderr})
+        from .._child import run_child
+
+        code = run_child(request, stderr_fd=saved_stderr, forked=True)
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            os.write(2, traceback.format_exc().encode())
+    finally:
+        os._exit(code)
+
+
+def _close_inherited_fds(keep: set[int]) -> None:
+    # The parent's listeners, epoll, wakeup pipes and peer sockets must not
+    # live on in the child: they would keep sockets open and confuse trio.
+    try:
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, os.sysconf("SC_OPEN_MAX")))
+    for fd in fds:
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class ForkserverBackend:
+    name = NAME
+
+    def unavailable(self) -> str | None:
+        return unavailable()
+
+    async def spawn(self, request: SpawnRequest) -> _ForkedHandle:
+        token = trio.lowlevel.current_trio_token()
+        done = trio.Event()
+        result: list[int | BaseException] = []
+        boot_r, boot_w = os.pipe()
+
+        def deliver(value: int | BaseException) -> None:
+            result.append(value)
+            done.set()
+
+        def job() -> None:
+            try:
+                with warnings.catch_warnings():
+                    # 3.12+ warns about forking a threaded process; the child
+                    # only ever runs on the forking thread, which is the point.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
+                if pid == 0:
+                    _child_after_fork(request, boot_w)
+                value: int | BaseException = pid
+            except BaseException as exc:  # noqa: BLE001 - handed to the trio side
+                value = exc
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(deliver, value)
+
+        _get_forker().submit(job)
+        try:
+            # The fork happens regardless of cancellation; wait for its pid so
+            # the child is supervised (and torn down) rather than orphaned.
+            with trio.CancelScope(shield=True), trio.fail_after(_FORK_TIMEOUT):
+                await done.wait()
+        finally:
+            os.close(boot_w)
+        value = result[0]
+        if isinstance(value, BaseException):
+            os.close(boot_r)
+            raise value
+        return _ForkedHandle(request.name, value, OutputTail(boot_r))
+
+
+BACKEND = ForkserverBackend()

@@ -1,0 +1,113 @@
+"""The child side: connect back, say hello, run calls and streams until cancelled."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import traceback
+from collections.abc import Callable
+from contextlib import aclosing
+
+import trio
+
+from . import _state
+from ._ipc import Channel, connect
+from ._msgs import Call, Cancel, CancelActor, Error, Hello, Return, StreamEnd, Yield
+from .spawn._base import SpawnRequest
+
+try:
+    from . import syncbridge as _syncbridge
+except ImportError:  # the greenback feature is optional
+    _syncbridge = None
+
+
+def resolve(func: str) -> Callable:
+    module_name, _, qualname = func.partition(":")
+    obj: object = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{func} is not callable")
+    return obj
+
+
+def type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def error_msg(cid: int, exc: BaseException) -> Error:
+    return Error(cid, type_name(exc), str(exc), "".join(traceback.format_exception(exc)))
+
+
+async def serve_parent(request: SpawnRequest, after_hello: Callable[[], None]) -> None:
+    actor = _state.init_child(
+        request.name, request.uid, request.backend, request.run_dir, request.run_token
+    )
+    try:
+        chan = Channel(await connect(request.parent_addr), peer="parent")
+        chan.send_nowait(Hello(request.uid, request.name, os.getpid()))
+        after_hello()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(chan.run_writer)
+            try:
+                await _serve(chan)
+            finally:
+                await chan.aclose()
+    finally:
+        _state.exit_child(actor)
+
+
+async def _serve(chan: Channel) -> None:
+    """Dispatch the parent's messages until it cancels us or goes away."""
+    calls: dict[int, trio.CancelScope] = {}
+    async with trio.open_nursery() as tasks:
+        try:
+            async for msg in chan:
+                match msg:
+                    case Call(cid=cid):
+                        calls[cid] = scope = trio.CancelScope()
+                        tasks.start_soon(_run_call, chan, msg, scope, calls)
+                    case Cancel(cid=cid):
+                        if (scope := calls.get(cid)) is not None:
+                            scope.cancel()
+                    case CancelActor():
+                        break
+                    case _:
+                        raise chan.violation(f"unexpected {type(msg).__name__} from the parent")
+        finally:
+            # Cancel request, parent gone (EOF) or protocol error: stop all work.
+            tasks.cancel_scope.cancel()
+
+
+async def _run_call(
+    chan: Channel, msg: Call, scope: trio.CancelScope, calls: dict[int, trio.CancelScope]
+) -> None:
+    cid = msg.cid
+    try:
+        with scope:
+            if _syncbridge is not None and _syncbridge.ENABLED:
+                await _syncbridge.prepare_task()
+            fn = resolve(msg.func)
+            if msg.stream:
+                await _run_stream(chan, cid, fn(*msg.args, **msg.kwargs), msg.func)
+            else:
+                value = fn(*msg.args, **msg.kwargs)
+                if inspect.isawaitable(value):
+                    value = await value
+                chan.send_nowait(Return(cid, value))
+    except Exception as exc:
+        if not chan.closed:
+            chan.send_nowait(error_msg(cid, exc))
+    finally:
+        calls.pop(cid, None)
+
+
+async def _run_stream(chan: Channel, cid: int, agen: object, func: str) -> None:
+    if not inspect.isasyncgen(agen):
+        raise TypeError(f"{func} is not an async generator function")
+    async with aclosing(agen):
+        async for value in agen:
+            await chan.send(Yield(cid, value))
+    chan.send_nowait(StreamEnd(cid))

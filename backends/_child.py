@@ -1,0 +1,101 @@
+"""A child actor's entry: ``python -m backends._child <request>``, a fork, or a subint.
+
+Until the handshake, fd 2 is the boot pipe the parent reads (so a boot death
+is reported with its output); afterwards the inherited stderr comes back.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import sys
+
+import msgspec
+
+from .spawn._base import SpawnRequest
+
+
+def _set_title(name: str) -> None:
+    import setproctitle
+
+    title = f"backends[{name}]"
+    setproctitle.setproctitle(title)
+    setproctitle.setthreadtitle(title)  # /proc/<pid>/comm, which survives as a zombie
+
+
+def _after_fork_reset() -> None:
+    # The wakeup fd number we inherited belongs to the parent's trio loop (and
+    # was closed with the other inherited fds); trio sets its own.
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    from . import _state
+
+    _state.reset_after_fork()
+    _disable_resource_tracker()
+
+
+def _disable_resource_tracker() -> None:
+    # The parent's tracker pipe was closed by the fd scrub; any shm call that
+    # reached it would fail with EBADF. Our segments are untracked anyway.
+    from multiprocessing import resource_tracker
+
+    class _NoTracker(resource_tracker.ResourceTracker):
+        def register(self, name, rtype):
+            pass
+
+        def unregister(self, name, rtype):
+            pass
+
+        def ensure_running(self):
+            pass
+
+    tracker = _NoTracker()
+    resource_tracker._resource_tracker = tracker
+    resource_tracker.register = tracker.register
+    resource_tracker.unregister = tracker.unregister
+    resource_tracker.ensure_running = tracker.ensure_running
+
+
+def run_child(request: SpawnRequest, *, stderr_fd: int, forked: bool = False) -> int:
+    """Boot a process actor and serve until cancelled; the process exit code."""
+    import trio
+
+    from . import _actor, _dumps
+
+    if forked:
+        _after_fork_reset()
+    _set_title(request.name)
+    _dumps.install(f"backends[{request.name}]")
+    sys.path[:] = request.sys_path
+    try:
+        from . import hygiene
+    except ImportError:
+        hygiene = None
+    if hygiene is not None:
+        hygiene.apply_child()
+
+    def restore_stderr() -> None:
+        if request.stdio == "inherit" and stderr_fd >= 0:
+            sys.stderr.flush()
+            os.dup2(stderr_fd, 2)
+        if stderr_fd >= 0:
+            os.close(stderr_fd)
+
+    try:
+        trio.run(_actor.serve_parent, request, restore_stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    request = msgspec.msgpack.decode(base64.b64decode(argv[0]), type=SpawnRequest)
+    return run_child(request, stderr_fd=request.stderr_fd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

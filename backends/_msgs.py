@@ -1,0 +1,70 @@
+"""The wire protocol: a tagged union of frozen Structs, one per message kind.
+
+New fields must get defaults so older peers still decode (schema evolution).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class _Msg(msgspec.Struct, frozen=True, tag=True, array_like=True):
+    pass
+
+
+class Hello(_Msg):
+    """First message a child sends on connecting back to its parent."""
+
+    uid: str
+    name: str
+    pid: int
+
+
+class Call(_Msg):
+    cid: int
+    func: str  # "module:qualname"
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}
+    stream: bool = False
+
+
+class Return(_Msg):
+    cid: int
+    value: Any = None
+
+
+class Yield(_Msg):
+    cid: int
+    value: Any = None
+
+
+class StreamEnd(_Msg):
+    cid: int
+
+
+class Error(_Msg):
+    cid: int
+    type_name: str
+    message: str
+    traceback: str
+
+
+class Cancel(_Msg):
+    """Cancel one call or stream."""
+
+    cid: int
+
+
+class CancelActor(_Msg):
+    """Cancel everything the actor runs, then exit."""
+
+
+class ProtocolViolation(_Msg):
+    """Sent just before closing a channel whose peer broke the protocol."""
+
+    reason: str
+
+
+Msg = Hello | Call | Return | Yield | StreamEnd | Error | Cancel | CancelActor | ProtocolViolation

@@ -1,0 +1,294 @@
+"""Actor nurseries: spawn children, supervise them, tear them down in bounded steps.
+
+Teardown ladder per child, every wait bounded and shielded: cancel request ->
+wait -> terminate (SIGTERM; a sub-interpreter is abandoned) -> wait -> kill
+(SIGKILL of its whole subtree) -> wait -> remove its socket files and shm.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import trio
+
+from . import _state, spawn
+from ._errors import ActorBootError, TransportClosed
+from ._ipc import Channel, Transport
+from ._msgs import CancelActor
+from ._portal import Portal
+from .spawn._base import ChildHandle, SpawnRequest, StdioPolicy
+
+# Exit codes of a child stopped by an interrupt rather than a failure.
+_INTERRUPTED = {0, 130, -2, None}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds of the teardown ladder, in seconds."""
+
+    cancel: float = 1.0  # after the cancel request, before terminate
+    terminate: float = 1.0  # after SIGTERM (or abandoning a sub-interpreter), before kill
+    kill: float = 1.0  # after SIGKILL, before giving up waiting
+
+
+class _Child:
+    """One supervised child; its task owns the spawn, the channel and the teardown."""
+
+    def __init__(self, name: str, timeouts: Timeouts) -> None:
+        self.name = name
+        self.timeouts = timeouts
+        self.handle: ChildHandle
+        self.chan: Channel | None = None
+        self.portal: Portal | None = None
+        self.stop_requested = trio.Event()
+        self.done = trio.Event()
+        self._cancel_sent = False
+
+    async def stop(self) -> None:
+        self.stop_requested.set()
+        await self.done.wait()
+
+    def _send_cancel(self) -> None:
+        if not self._cancel_sent and self.chan is not None and not self.chan.closed:
+            self._cancel_sent = True
+            self.chan.send_nowait(CancelActor())
+
+    async def _wait(self, bound: float) -> bool:
+        with trio.move_on_after(bound):
+            await self.handle.wait()
+        return self.handle.poll() is not None
+
+    async def teardown(self) -> None:
+        """The ladder. Shielded and bounded: runs to the end even when cancelled."""
+        t = self.timeouts
+        with trio.CancelScope(shield=True):
+            if self.handle.poll() is None:
+                self._send_cancel()
+                if not await self._wait(t.cancel):
+                    self.handle.terminate()
+                    if not await self._wait(t.terminate):
+                        self.handle.kill()
+                        await self._wait(t.kill)
+            if self.chan is not None:
+                await self.chan.aclose()
+
+
+class ActorNursery:
+    """Spawn and supervise actors; one failing child cancels the rest."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        actor: _state.Actor,
+        backend: spawn.SpawnBackend,
+        transport: Transport,
+        stdio: StdioPolicy,
+        timeouts: Timeouts,
+    ) -> None:
+        self._nursery = nursery
+        self._actor = actor
+        self._backend = backend
+        self._transport = transport
+        self._stdio = stdio
+        self._timeouts = timeouts
+        self._children: set[_Child] = set()
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    async def start_actor(self, name: str) -> Portal:
+        """Spawn ``name``; returns once the child answered the handshake."""
+        return await self._nursery.start(self._supervise, name)
+
+    async def run_in_actor(self, fn: Callable | str, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
+        """Spawn an actor, run ``fn`` in it, stop it, and return the value."""
+        if name is None:
+            name = fn if isinstance(fn, str) else getattr(fn, "__name__", "actor")
+            name = name.rpartition(":")[2]
+        portal = await self.start_actor(name)
+        try:
+            return await portal.run(fn, *args, **kwargs)
+        finally:
+            portal._child.stop_requested.set()
+            with trio.CancelScope(shield=True):
+                await portal._child.done.wait()
+
+    async def cancel(self) -> None:
+        """Stop every child of this nursery, concurrently; returns once all are gone."""
+        children = list(self._children)
+        for child in children:
+            child.stop_requested.set()
+        for child in children:
+            await child.done.wait()
+
+    def _request(self, name: str, uid: str, address: Any) -> SpawnRequest:
+        return SpawnRequest(
+            name=name,
+            uid=uid,
+            backend=self._backend.name,
+            parent_addr=address,
+            parent_pid=os.getpid(),
+            run_dir=os.fspath(self._actor.run_dir),
+            run_token=self._actor.run_token,
+            transport=self._transport,
+            sys_path=list(sys.path),
+            stdio=self._stdio,
+        )
+
+    async def _supervise(self, name: str, *, task_status: trio.TaskStatus[Portal]) -> None:
+        listener = await self._actor.ensure_listener(self._transport)
+        uid = secrets.token_hex(8)
+        pending = listener.expect(uid)
+        child = _Child(name, self._timeouts)
+        try:
+            child.handle = await self._backend.spawn(self._request(name, uid, listener.address))
+        except BaseException:
+            listener.forget(uid)
+            child.done.set()
+            raise
+        self._children.add(child)
+        failure: BaseException | None = None
+        try:
+            async with _collapsing(), trio.open_nursery() as io:
+                io.start_soon(child.handle.run_io)
+                try:
+                    child.chan = await self._handshake(child, pending)
+                    io.start_soon(child.chan.run_writer)
+                    child.portal = portal = Portal(child, child.chan)
+                    task_status.started(portal)
+                    failure = await self._run(child, portal)
+                finally:
+                    await child.teardown()
+                    io.cancel_scope.cancel()
+        finally:
+            listener.forget(uid)
+            child.handle.cleanup()
+            for pid in _pids(child.handle):
+                _state.cleanup_pid(self._actor, pid)
+            self._children.discard(child)
+            child.done.set()
+        if failure is not None:
+            raise failure
+
+    async def _handshake(self, child: _Child, pending: _state._Pending) -> Channel:
+        """The child's hello, raced against its death during boot."""
+        died = False
+        async with trio.open_nursery() as race:
+
+            async def watch_death() -> None:
+                nonlocal died
+                await child.handle.wait()
+                died = True
+                race.cancel_scope.cancel()
+
+            race.start_soon(watch_death)
+            await pending.event.wait()
+            race.cancel_scope.cancel()
+        if died or pending.chan is None:
+            raise ActorBootError(child.name, child.handle.poll(), await _boot_output(child.handle))
+        if self._stdio == "pipe" and hasattr(child.handle, "forward_output"):
+            child.handle.forward_output()
+        return pending.chan
+
+    async def _run(self, child: _Child, portal: Portal) -> BaseException | None:
+        """Serve the child's messages until it is asked to stop or goes away."""
+        async with trio.open_nursery() as inner:
+
+            async def on_stop() -> None:
+                await child.stop_requested.wait()
+                child._send_cancel()
+                # The child closes the channel as it exits; bound the wait.
+                await trio.sleep(child.timeouts.cancel)
+                inner.cancel_scope.cancel()
+
+            inner.start_soon(on_stop)
+            try:
+                await portal._receive_loop()
+            except TransportClosed as exc:
+                portal._fail_all(str(exc))
+            inner.cancel_scope.cancel()
+        code = child.handle.poll()
+        if code is None:
+            with trio.move_on_after(child.timeouts.cancel):
+                code = await child.handle.wait()
+        reason = "it exited" if code is None else f"it exited with code {code}"
+        portal._fail_all(reason)
+        if not child.stop_requested.is_set() and code not in _INTERRUPTED:
+            return TransportClosed(f"actor {child.name!r} died unexpectedly: {reason}")
+        return None
+
+
+def _pids(handle: ChildHandle) -> list[int]:
+    pids = [handle.pid] if handle.pid else []
+    pids += [p.pid for p in getattr(handle, "_subtree", ())]
+    return pids
+
+
+async def _boot_output(handle: ChildHandle) -> str:
+    # The pipe reaches EOF once the dead child's last writer is gone.
+    with trio.move_on_after(0.5):
+        tail = getattr(handle, "_tail", None)
+        if tail is not None:
+            await tail.eof.wait()
+    return handle.boot_output()
+
+
+def _collapse(group: BaseExceptionGroup) -> BaseException:
+    return group.exceptions[0] if len(group.exceptions) == 1 else group
+
+
+@asynccontextmanager
+async def _collapsing():
+    """Re-raise a one-exception group as that exception (several stay a group)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        raise _collapse(group) from None
+
+
+@asynccontextmanager
+async def open_nursery(
+    backend: str | None = None,
+    transport: Transport = "uds",
+    *,
+    stdio: StdioPolicy = "inherit",
+    timeouts: Timeouts = Timeouts(),
+):
+    """Open an actor nursery; the first one in a process makes it the root actor."""
+    if transport not in ("uds", "tcp"):
+        raise ValueError(f"unknown transport {transport!r}; valid: uds, tcp")
+    chosen = spawn.get_backend(backend)
+    actor = _state.enter_root(chosen.name)
+    try:
+        _maybe_become_subreaper(actor)
+        async with _collapsing(), trio.open_nursery() as nursery:
+            an = ActorNursery(nursery, actor, chosen, transport, stdio, timeouts)
+            yield an
+            await an.cancel()
+    finally:
+        _state.leave(actor)
+        _maybe_reap_adopted(actor)
+
+
+def _maybe_become_subreaper(actor: _state.Actor) -> None:
+    if actor.is_root and actor.users == 1:
+        try:
+            from . import hygiene
+        except ImportError:
+            return
+        hygiene.apply_root()
+
+
+def _maybe_reap_adopted(actor: _state.Actor) -> None:
+    if actor.is_root and actor.users == 0:
+        try:
+            from . import hygiene
+        except ImportError:
+            return
+        hygiene.reap_adopted()

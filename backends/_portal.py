@@ -1,0 +1,180 @@
+"""The parent's handle on one child: calls, streams, cancellation."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import outcome
+import trio
+
+from ._errors import RemoteActorError, TransportClosed
+from ._ipc import Channel
+from ._msgs import Call, Cancel, Error, Return, StreamEnd, Yield
+
+if TYPE_CHECKING:
+    from ._nursery import _Child
+
+_STREAM_BUFFER = 4096
+
+
+def func_ref(fn: Callable | str) -> str:
+    """``module:qualname`` for a module-level function, checked here, not in the child."""
+    if isinstance(fn, str):
+        if ":" not in fn:
+            raise ValueError(f"function reference {fn!r} must look like 'module:qualname'")
+        return fn
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or not qualname or "<" in qualname:
+        raise TypeError(
+            f"{fn!r} cannot be called in another actor: only module-level functions can"
+        )
+    return f"{module}:{qualname}"
+
+
+class _StreamFailed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class MsgStream:
+    """Values yielded by an async generator in the child, in order."""
+
+    def __init__(self, receive: trio.MemoryReceiveChannel) -> None:
+        self._receive = receive
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            item = await self._receive.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+        if isinstance(item, _StreamFailed):
+            raise item.error
+        return item
+
+    async def receive(self) -> Any:
+        return await self.__anext__()
+
+
+class Portal:
+    """Run functions in one child actor; returned by ``ActorNursery.start_actor``."""
+
+    def __init__(self, child: _Child, chan: Channel) -> None:
+        self._child = child
+        self._chan = chan
+        self._ids = itertools.count()
+        self._calls: dict[int, trio.Event | outcome.Outcome] = {}
+        self._streams: dict[int, trio.MemorySendChannel] = {}
+        self._closed_reason: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self._child.name
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.handle.pid
+
+    def _check_open(self) -> None:
+        if self._closed_reason is not None:
+            raise TransportClosed(f"actor {self.name!r} is gone: {self._closed_reason}")
+
+    async def run(self, fn: Callable | str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn(*args, **kwargs)`` in the child (sync or async) and return its value."""
+        ref = func_ref(fn)
+        self._check_open()
+        cid = next(self._ids)
+        done = trio.Event()
+        self._calls[cid] = done
+        try:
+            await self._chan.send(Call(cid, ref, args, kwargs))
+            await done.wait()
+        except BaseException:
+            if self._calls.pop(cid, None) is done and not self._chan.closed:
+                self._chan.send_nowait(Cancel(cid))
+            raise
+        result = self._calls.pop(cid)
+        assert isinstance(result, outcome.Outcome)
+        return result.unwrap()
+
+    @asynccontextmanager
+    async def open_stream(self, fn: Callable | str, *args: Any, **kwargs: Any):
+        """Iterate an async generator running in the child; leaving early cancels it."""
+        ref = func_ref(fn)
+        self._check_open()
+        cid = next(self._ids)
+        send, receive = trio.open_memory_channel(_STREAM_BUFFER)
+        self._streams[cid] = send
+        try:
+            await self._chan.send(Call(cid, ref, args, kwargs, stream=True))
+            async with receive:
+                yield MsgStream(receive)
+        finally:
+            if self._streams.pop(cid, None) is not None and not self._chan.closed:
+                self._chan.send_nowait(Cancel(cid))
+
+    async def cancel_actor(self) -> None:
+        """Stop the child: cancel request, then escalation; returns once it is gone."""
+        await self._child.stop()
+
+    # -- driven by the supervising task ------------------------------------
+    async def _receive_loop(self) -> None:
+        async for msg in self._chan:
+            match msg:
+                case Return(cid=cid, value=value):
+                    self._resolve(cid, outcome.Value(value))
+                case Error(cid=cid):
+                    error = self._box(msg)
+                    if cid in self._streams:
+                        await self._stream_put(cid, _StreamFailed(error), end=True)
+                    else:
+                        self._resolve(cid, outcome.Error(error))
+                case Yield(cid=cid, value=value):
+                    await self._stream_put(cid, value)
+                case StreamEnd(cid=cid):
+                    await self._stream_put(cid, None, end=True)
+                case _:
+                    raise self._chan.violation(f"unexpected {type(msg).__name__} from a child")
+
+    def _box(self, msg: Error) -> RemoteActorError:
+        return RemoteActorError(self.name, msg.type_name, msg.message, msg.traceback)
+
+    def _resolve(self, cid: int, result: outcome.Outcome) -> None:
+        waiter = self._calls.get(cid)
+        if isinstance(waiter, trio.Event):  # else the caller gave up (cancelled)
+            self._calls[cid] = result
+            waiter.set()
+
+    async def _stream_put(self, cid: int, item: Any, end: bool = False) -> None:
+        send = self._streams.get(cid)
+        if send is None:
+            return
+        try:
+            if not end or item is not None:
+                await send.send(item)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        if end:
+            self._streams.pop(cid, None)
+            await send.aclose()
+
+    def _fail_all(self, reason: str) -> None:
+        """The channel is gone: every waiting call and stream learns it now."""
+        self._closed_reason = reason
+        error = TransportClosed(f"actor {self.name!r} is gone: {reason}")
+        for cid, waiter in list(self._calls.items()):
+            if isinstance(waiter, trio.Event):
+                self._calls[cid] = outcome.Error(error)
+                waiter.set()
+        for send in self._streams.values():
+            try:
+                send.send_nowait(_StreamFailed(error))
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            send.close()
+        self._streams.clear()

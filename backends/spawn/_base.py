@@ -1,0 +1,149 @@
+"""What every spawn backend shares: the request, the child handle, process kills.
+
+A child's boot output (fd 2 until the handshake) goes into a pipe the parent
+reads, so a child that dies during boot is reported with the tail of what it
+printed; after the handshake the child restores its inherited stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from typing import Any, Literal, Protocol
+
+import msgspec
+import psutil
+import trio
+
+StdioPolicy = Literal["inherit", "pipe"]
+_TAIL_BYTES = 8192
+
+
+class SpawnRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a child needs to boot and connect back; sent to it verbatim."""
+
+    name: str
+    uid: str
+    backend: str
+    parent_addr: tuple[Any, ...]  # ipc.Address
+    parent_pid: int
+    run_dir: str
+    run_token: str
+    transport: str
+    sys_path: list[str]
+    stdio: StdioPolicy = "inherit"
+    stderr_fd: int = -1  # the inherited stderr, restored after the handshake
+
+
+class ChildHandle(Protocol):
+    name: str
+    pid: int | None
+
+    def poll(self) -> int | None:
+        """The exit code once the child is gone, else None."""
+
+    async def wait(self) -> int | None:
+        """Wait (cancellably) until the child is gone; its exit code."""
+
+    def terminate(self) -> None:
+        """Ask the child to stop now (SIGTERM; abandon for a sub-interpreter)."""
+
+    def kill(self) -> None:
+        """Stop the child and everything under it, unconditionally."""
+
+    async def run_io(self) -> None:
+        """Pump the child's output; runs beside the child's supervision."""
+
+    def boot_output(self) -> str:
+        """The tail of what the child printed before it died during boot."""
+
+    def cleanup(self) -> None:
+        """Release handles and kill leftovers of this child's subtree."""
+
+
+class OutputTail:
+    """Reads a child's boot pipe: keeps a tail, forwards when asked to."""
+
+    def __init__(self, fd: int) -> None:
+        self._stream = trio.lowlevel.FdStream(fd)
+        self._tail = bytearray()
+        self.forward = False
+        self.eof = trio.Event()
+
+    async def pump(self) -> None:
+        try:
+            while chunk := await self._stream.receive_some(65536):
+                self._tail += chunk
+                del self._tail[:-_TAIL_BYTES]
+                if self.forward:
+                    _write_stderr(chunk)
+        except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
+            pass
+        finally:
+            self.eof.set()
+            with trio.CancelScope(shield=True):
+                await self._stream.aclose()
+
+    def text(self) -> str:
+        return self._tail.decode("utf-8", "replace")
+
+
+def _write_stderr(chunk: bytes) -> None:
+    # Through sys.stderr, not fd 2: pytest's --capture=sys then sees it too.
+    try:
+        sys.stderr.write(chunk.decode("utf-8", "replace"))
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class ProcessHandle:
+    """A child process: SIGTERM/SIGKILL its whole subtree, never someone else's pid."""
+
+    def __init__(self, name: str, pid: int, tail: OutputTail) -> None:
+        self.name = name
+        self.pid = pid
+        self._tail = tail
+        self._subtree: list[psutil.Process] = []
+
+    def _snapshot(self) -> None:
+        # Taken while the child lives: once it dies its children are re-parented
+        # and no longer findable as its descendants.
+        with contextlib.suppress(psutil.Error):
+            seen = {p.pid for p in self._subtree}
+            self._subtree += [
+                p for p in psutil.Process(self.pid).children(recursive=True) if p.pid not in seen
+            ]
+
+    def _signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self._snapshot()
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._snapshot()
+        self._signal(signal.SIGKILL)
+        self._kill_subtree()
+
+    def _kill_subtree(self) -> None:
+        for proc in self._subtree:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()  # psutil checks the create time: a reused pid is left alone
+
+    async def run_io(self) -> None:
+        await self._tail.pump()
+
+    def boot_output(self) -> str:
+        return self._tail.text()
+
+    def forward_output(self) -> None:
+        self._tail.forward = True
+
+    def cleanup(self) -> None:
+        self._kill_subtree()
