@@ -1,15 +1,37 @@
 """A cell's raw directory -> per-test and per-cell statuses.
 
-(CellMeta pinned by the lead: the runner writes it, the report reads it.)
+The runner writes ``reports/raw/<cell-id>/`` (see docs/DESIGN.md, "A cell's
+raw output"); this module is the only reader.  Reading never raises: whatever
+is missing or damaged turns the cell into ``error`` with the reason, and every
+test that could still be read is kept.
 """
 
 from __future__ import annotations
 
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Literal
 
 import msgspec
 
 CellOutcome = Literal["completed", "timeout", "unsupported", "unavailable", "error"]
+
+TestStatus = Literal[
+    "passed", "failed", "error", "xfailed", "xpassed", "skipped",
+    "timeout", "not-run", "flaky",
+]
+CellStatus = Literal[
+    "ok", "failing", "timeout", "leaked", "unsupported", "unavailable", "error",
+]
+
+# Statuses that make a test "not plainly passing" because something broke.
+FAILING: frozenset[str] = frozenset({"failed", "error", "timeout"})
+PASSING: frozenset[str] = frozenset({"passed"})
+
+MESSAGE_LIMIT = 4096
+DUMP_LIMIT = 16384
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -40,3 +62,456 @@ class CellMeta(msgspec.Struct, frozen=True, kw_only=True):
     pytest_duration_s: float | None = None
     limits: Limits = Limits()
     version: int = 1
+
+
+class TestResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One test in one cell."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    status: TestStatus
+    reason: str = ""
+    message: str = ""
+    when: str | None = None
+    strict: bool | None = None
+    duration_s: float | None = None
+
+
+class Leaks(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the reaper and the census found after pytest ended."""
+
+    processes: int = 0
+    zombies: int = 0
+    reaped: int = 0
+    shm: int = 0
+    sockets: int = 0
+    details: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        return self.processes + self.zombies + self.reaped + self.shm + self.sockets
+
+
+class CellResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the report needs about one cell."""
+
+    cell: str
+    python: str
+    group: str
+    backend: str
+    capture: str
+    status: CellStatus
+    reason: str = ""
+    meta: CellMeta | None = None
+    tests: dict[str, TestResult] = {}
+    leaks: Leaks = Leaks()
+    source: Literal["events", "junit", "none"] = "none"
+    notes: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------
+# events.jsonl
+
+
+class _Session(msgspec.Struct, tag_field="event", tag="session"):
+    t: float | None = None
+    python: str | None = None
+    pytest: str | None = None
+    argv: list[str] = []
+
+
+class _Start(msgspec.Struct, tag_field="event", tag="start"):
+    nodeid: str
+    t: float | None = None
+
+
+class _Result(msgspec.Struct, tag_field="event", tag="result"):
+    nodeid: str
+    outcome: Literal["passed", "failed", "error", "xfailed", "xpassed", "skipped"]
+    when: str | None = None
+    reason: str | None = ""
+    strict: bool | None = None
+    duration: float | None = None
+    message: str | None = ""
+
+
+class _Finish(msgspec.Struct, tag_field="event", tag="finish"):
+    exitstatus: int | None = None
+    t: float | None = None
+
+
+_Event = _Session | _Start | _Result | _Finish
+_event_decoder = msgspec.json.Decoder(_Event)
+
+
+class _Events(msgspec.Struct):
+    results: dict[str, list[_Result]]
+    started: list[str]
+    finished: bool
+    damage: str | None
+
+
+def parse_events(data: bytes) -> _Events:
+    """Decode events.jsonl, keeping every line that can be read.
+
+    A final line without a newline is a write cut short by a kill: dropped
+    quietly.  Any other unreadable line is damage, reported to the caller.
+    """
+    results: dict[str, list[_Result]] = {}
+    started: list[str] = []
+    finished = False
+    damage = None
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            event = _event_decoder.decode(line)
+        except msgspec.DecodeError as exc:
+            if number == len(lines):
+                continue
+            damage = damage or f"events.jsonl line {number}: {exc}"
+            continue
+        match event:
+            case _Start(nodeid=nodeid):
+                started.append(nodeid)
+            case _Result(nodeid=nodeid):
+                results.setdefault(nodeid, []).append(event)
+            case _Finish():
+                finished = True
+            case _Session():
+                pass
+    return _Events(results, started, finished, damage)
+
+
+def _result_from_events(reports: list[_Result]) -> TestResult:
+    last = reports[-1]
+    earlier_failed = any(r.outcome in ("failed", "error") for r in reports[:-1])
+    if earlier_failed and last.outcome == "passed":
+        first_failure = next(r for r in reports if r.outcome in ("failed", "error"))
+        return TestResult(
+            status="flaky",
+            reason="failed, then passed on re-run",
+            message=_tail(first_failure.message or ""),
+            when=first_failure.when,
+            duration_s=last.duration,
+        )
+    return TestResult(
+        status=last.outcome,
+        reason=last.reason or "",
+        message=_tail(last.message or ""),
+        when=last.when,
+        strict=last.strict,
+        duration_s=last.duration,
+    )
+
+
+def _tail(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+# --------------------------------------------------------------------------
+# junit.xml (fallback: it flattens xpass into pass, so it is second choice)
+
+
+def parse_junit(data: bytes) -> dict[str, TestResult]:
+    root = ET.fromstring(data)
+    tests: dict[str, TestResult] = {}
+    for case in root.iter("testcase"):
+        nodeid = junit_nodeid(case.get("classname", ""), case.get("name", ""))
+        tests[nodeid] = _junit_case(case)
+    return tests
+
+
+def junit_nodeid(classname: str, name: str) -> str:
+    """Best-effort inverse of pytest's classname mangling."""
+    parts = [p for p in classname.split(".") if p]
+    classes: list[str] = []
+    while parts and parts[-1][:1].isupper():
+        classes.insert(0, parts.pop())
+    module = "/".join(parts) + ".py" if parts else ""
+    return "::".join([p for p in [module, *classes] if p] + [name])
+
+
+def _junit_case(case: ET.Element) -> TestResult:
+    duration = _float(case.get("time"))
+    for tag, status in (("failure", "failed"), ("error", "error")):
+        node = case.find(tag)
+        if node is not None:
+            text = (node.get("message") or "") + "\n" + (node.text or "")
+            return TestResult(status=status, message=_tail(text.strip()), duration_s=duration)
+    skipped = case.find("skipped")
+    if skipped is not None:
+        message = skipped.get("message") or ""
+        if skipped.get("type") == "pytest.xfail":
+            return TestResult(status="xfailed", reason=message, duration_s=duration)
+        return TestResult(status="skipped", reason=_skip_reason(message), duration_s=duration)
+    return TestResult(status="passed", duration_s=duration)
+
+
+def _skip_reason(message: str) -> str:
+    # pytest writes "Skipped: <reason>" for pytest.skip() calls.
+    return message.removeprefix("Skipped: ")
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------
+# leaks: reap.json and census.json
+
+
+class _Census(msgspec.Struct):
+    processes: list[dict[str, object]] = []
+    zombies: int = 0
+
+
+# Keys of `backends-reap --json` whose entries are leaked resources, by kind.
+_REAP_KINDS = {
+    "processes": "reaped", "killed": "reaped", "actors": "reaped", "pids": "reaped",
+    "shm": "shm", "segments": "shm", "uds": "sockets", "sockets": "sockets",
+    "run_dirs": "sockets",
+}
+
+
+def parse_reap(data: bytes) -> dict[str, int]:
+    """Count what the reaper found, tolerating shapes it may grow into."""
+    doc = msgspec.json.decode(data)
+    counts = {"reaped": 0, "shm": 0, "sockets": 0}
+    if isinstance(doc, list):
+        counts["reaped"] = len(doc)
+        return counts
+    if not isinstance(doc, dict):
+        raise ValueError("reap.json is neither an object nor a list")
+    for key, value in doc.items():
+        kind = _REAP_KINDS.get(key)
+        if kind is None:
+            continue
+        counts[kind] += len(value) if isinstance(value, list | dict) else int(value or 0)
+    return counts
+
+
+def parse_census(data: bytes) -> tuple[int, int, list[str]]:
+    census = msgspec.json.decode(data, type=_Census)
+    cmdlines = [str(p.get("cmdline", "")) for p in census.processes]
+    return len(census.processes), census.zombies, cmdlines
+
+
+def read_leaks(cell_dir: Path) -> tuple[Leaks, str | None]:
+    """Leaks found in a cell, and the damage that hid some of them."""
+    fields: dict[str, int] = {}
+    details: list[str] = []
+    damage = None
+    reap = _read_optional(cell_dir / "reap.json")
+    if reap is not None:
+        try:
+            fields.update(parse_reap(reap))
+        except (msgspec.DecodeError, ValueError, TypeError) as exc:
+            damage = f"reap.json: {exc}"
+    census = _read_optional(cell_dir / "census.json")
+    if census is not None:
+        try:
+            fields["processes"], fields["zombies"], cmdlines = parse_census(census)
+            details.extend(cmdlines[:20])
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            damage = damage or f"census.json: {exc}"
+    return Leaks(**fields, details=tuple(details)), damage
+
+
+def _read_optional(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return b"\0unreadable"
+
+
+# --------------------------------------------------------------------------
+# dumps
+
+
+def read_dumps(cell_dir: Path, limit: int = DUMP_LIMIT) -> str:
+    """The hang dumps of a cell, concatenated, each clipped to its tail."""
+    dump_dir = cell_dir / "dumps"
+    try:
+        files = sorted(p for p in dump_dir.iterdir() if p.is_file())
+    except OSError:
+        return ""
+    parts = []
+    for path in files:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        if text.strip():
+            parts.append(f"--- {path.name}\n{_tail(text, limit // max(1, len(files)))}")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------
+# one cell
+
+
+_CELL_ID = re.compile(r"py(?P<python>[^-]+)-(?P<group>.+)-(?P<backend>[^-]+)-cap(?P<capture>[^-]+)")
+
+
+def axes_from_id(cell_id: str) -> dict[str, str]:
+    m = _CELL_ID.fullmatch(cell_id)
+    if m is None:
+        return {"python": "?", "group": "?", "backend": "?", "capture": "?"}
+    return m.groupdict()
+
+
+def read_meta(cell_dir: Path) -> tuple[CellMeta | None, str | None]:
+    try:
+        data = (cell_dir / "meta.json").read_bytes()
+    except FileNotFoundError:
+        return None, "meta.json is missing (the runner never finished this cell)"
+    except OSError as exc:
+        return None, f"meta.json unreadable: {exc.strerror}"
+    try:
+        return msgspec.json.decode(data, type=CellMeta), None
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return None, f"meta.json is damaged: {exc}"
+
+
+def read_tests(cell_dir: Path) -> tuple[dict[str, TestResult], list[str], str, str | None]:
+    """(tests, started-without-result, source, damage) from events, else JUnit."""
+    events_bytes = _read_optional(cell_dir / "events.jsonl")
+    if events_bytes is not None and events_bytes != b"\0unreadable":
+        events = parse_events(events_bytes)
+        tests = {nodeid: _result_from_events(r) for nodeid, r in events.results.items()}
+        running = [n for n in events.started if n not in tests]
+        if tests or running or events.damage is None:
+            return tests, running, "events", events.damage
+    junit_bytes = _read_optional(cell_dir / "junit.xml")
+    if junit_bytes is not None:
+        try:
+            return parse_junit(junit_bytes), [], "junit", None
+        except ET.ParseError as exc:
+            return {}, [], "none", f"junit.xml is damaged: {exc}"
+    return {}, [], "none", None
+
+
+def read_cell(cell_dir: Path) -> CellResult:
+    """Read one raw cell directory; never raises."""
+    cell_id = cell_dir.name
+    meta, meta_problem = read_meta(cell_dir)
+    tests, running, source, damage = read_tests(cell_dir)
+    leaks, leak_damage = read_leaks(cell_dir)
+    tests = _mark_running(cell_dir, meta, tests, running)
+    status, reason = cell_status(meta, tests, leaks, source, meta_problem or damage or leak_damage)
+    axes = (
+        {"python": meta.python, "group": meta.group, "backend": meta.backend, "capture": meta.capture}
+        if meta is not None
+        else axes_from_id(cell_id)
+    )
+    notes = tuple(n for n in (meta_problem, damage, leak_damage) if n)
+    return CellResult(
+        cell=cell_id, **axes, status=status, reason=reason, meta=meta,
+        tests=tests, leaks=leaks, source=source, notes=notes,
+    )
+
+
+def _mark_running(
+    cell_dir: Path, meta: CellMeta | None, tests: dict[str, TestResult], running: list[str]
+) -> dict[str, TestResult]:
+    """The test running when the cell's bound expired becomes a timeout."""
+    hung = set(running)
+    if meta is not None and meta.running:
+        hung.add(meta.running)
+    if not hung:
+        return tests
+    timed_out = meta is not None and meta.outcome == "timeout"
+    dumps = read_dumps(cell_dir) if timed_out else ""
+    bound = meta.limits.timeout_s if meta is not None else None
+    tests = dict(tests)
+    for nodeid in sorted(hung - tests.keys()):
+        if timed_out:
+            reason = f"still running when the cell's {bound:g} s bound expired" if bound else (
+                "still running when the cell's bound expired")
+            tests[nodeid] = TestResult(status="timeout", reason=reason, message=dumps)
+        else:
+            tests[nodeid] = TestResult(
+                status="error", reason="started but never finished: the test process died",
+                message=meta.reason if meta is not None else "",
+            )
+    return tests
+
+
+def cell_status(
+    meta: CellMeta | None,
+    tests: dict[str, TestResult],
+    leaks: Leaks,
+    source: str,
+    problem: str | None,
+) -> tuple[CellStatus, str]:
+    """The one status a cell gets, most serious first."""
+    if meta is None:
+        return "error", problem or "meta.json is missing"
+    match meta.outcome:
+        case "unsupported" | "unavailable" | "error":
+            return meta.outcome, meta.reason
+        case "timeout":
+            return "timeout", meta.reason or _timeout_reason(meta)
+        case "completed":
+            pass
+    if problem:
+        return "error", problem
+    if source == "none":
+        return "error", "neither events.jsonl nor junit.xml was written"
+    failing = sorted(n for n, t in tests.items() if _breaks_run(t))
+    if failing:
+        return "failing", f"{len(failing)} failing: {failing[0]}" + (" …" if len(failing) > 1 else "")
+    if leaks.total:
+        return "leaked", _leak_reason(leaks)
+    return "ok", ""
+
+
+def _breaks_run(test: TestResult) -> bool:
+    return test.status in FAILING or (test.status == "xpassed" and test.strict is True)
+
+
+def _timeout_reason(meta: CellMeta) -> str:
+    bound = meta.limits.timeout_s
+    where = f" in {meta.running}" if meta.running else ""
+    return f"cell bound{f' of {bound:g} s' if bound else ''} expired{where}"
+
+
+def _leak_reason(leaks: Leaks) -> str:
+    parts = [
+        f"{n} {what}"
+        for n, what in (
+            (leaks.processes, "process(es) alive after the reaper"),
+            (leaks.zombies, "zombie(s)"),
+            (leaks.reaped, "process(es) reaped"),
+            (leaks.shm, "shm segment(s)"),
+            (leaks.sockets, "socket file(s)"),
+        )
+        if n
+    ]
+    return "leaked: " + ", ".join(parts)
+
+
+def cell_dirs(raw_dir: Path) -> list[Path]:
+    """Cell directories under raw_dir; names starting with '_' are not cells."""
+    try:
+        return sorted(p for p in raw_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    except OSError:
+        return []
+
+
+def read_cells(raw_dir: Path) -> list[CellResult]:
+    return [read_cell(p) for p in cell_dirs(raw_dir)]
+
+
+def count_statuses(tests: Iterable[TestResult]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in tests:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    return counts

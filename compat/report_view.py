@@ -1,0 +1,191 @@
+"""What the Markdown, HTML and job-summary views share: layout, symbols, words."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .ledger import Ledger, LedgerCell, LedgerResult, LedgerTest
+
+CELL_SYMBOL = {
+    "ok": "✅", "failing": "❌", "timeout": "⏱️", "leaked": "💧",
+    "unsupported": "🚫", "unavailable": "➖", "error": "💥",
+}
+TEST_SYMBOL = {
+    "passed": "✅", "failed": "❌", "error": "💥", "xfailed": "🔶", "xpassed": "🌟",
+    "skipped": "⏭️", "timeout": "⏱️", "not-run": "⬜", "flaky": "🎲",
+}
+STRICT_XPASS_SYMBOL = "‼️"
+ABSENT = "·"
+
+CELL_MEANING = {
+    "ok": "every test passed, xfailed or skipped as declared, and nothing leaked",
+    "failing": "at least one test failed, errored or strictly xpassed",
+    "timeout": "the cell's wall-clock bound expired; the running test is marked ⏱️ with its stack dump",
+    "leaked": "tests were fine but the reaper or the census found processes, zombies, shm segments or sockets left behind",
+    "unsupported": "the backend's availability gate refused this interpreter or group (reason shown)",
+    "unavailable": "no interpreter or image for this cell",
+    "error": "the cell's own machinery failed (runner crash, missing or damaged raw files); reason shown",
+}
+TEST_MEANING = {
+    "passed": "the test passed",
+    "failed": "an assertion or exception in the test body",
+    "error": "an exception in setup or teardown (a fixture), or the test process died mid-test",
+    "xfailed": "failed as declared by an xfail marker (reason shown); not a skip",
+    "xpassed": f"passed despite an xfail marker; {STRICT_XPASS_SYMBOL} when the marker is strict (that fails the run)",
+    "skipped": "skipped by a marker, pytest.skip or importorskip (reason shown)",
+    "timeout": "was running when the cell's bound expired (stack dump attached)",
+    "not-run": "never reached: the cell timed out or failed before getting to it",
+    "flaky": "failed, then passed when re-run in the same cell",
+}
+DECIDED = [
+    "Per-test outcomes come from `events.jsonl`, streamed by the `compat.cellplugin` pytest plugin as each "
+    "test ends, so xfail, xpass (and its strictness) and skip stay distinct. When a cell has no readable "
+    "events the JUnit XML is used instead (it cannot tell xpass from pass).",
+    "A test with a `start` event and no result was running when the cell ended: `timeout` when the runner's "
+    "bound expired (the hang dumps are attached), otherwise `error`.",
+    "A test seen in any other cell but absent from a cell that timed out or errored is `not-run`; absent from a "
+    "cell that completed, it was not collected there (`·`).",
+    "A test is `flaky` when it failed and then passed on a re-run in the same cell (pytest re-run reports or "
+    "`compat triage`).",
+    "The cell status is the most serious of: `error` (runner outcome or a missing/damaged `meta.json`, "
+    "events or JUnit) > `unsupported`/`unavailable` (runner outcome, with the gate's reason) > `timeout` > "
+    "`failing` > `leaked` (`reap.json`/`census.json` non-empty) > `ok`.",
+    "The *why* column names the single axis (python, group, backend, capture) on whose value alone the "
+    "test's pass/fail depends, confirmed by two cells that differ only in that axis; `compat triage` re-runs "
+    "the test in missing neighbouring cells. Otherwise it says the explanation is ambiguous, unconfirmed, or "
+    "that no single axis explains it.",
+]
+
+
+def result_symbol(r: LedgerResult | None) -> str:
+    if r is None:
+        return ABSENT
+    if r.status == "xpassed" and r.strict:
+        return STRICT_XPASS_SYMBOL
+    return TEST_SYMBOL.get(r.status, "?")
+
+
+Column = tuple[str, str, str]  # python, group, capture
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Backends as rows, python x group x capture as columns."""
+
+    backends: tuple[str, ...]
+    columns: tuple[Column, ...]
+    cells: dict[tuple[str, Column], LedgerCell]
+
+    def cell(self, backend: str, column: Column) -> LedgerCell | None:
+        return self.cells.get((backend, column))
+
+    def backend_cells(self, backend: str) -> list[tuple[Column, LedgerCell]]:
+        return [(col, c) for col in self.columns if (c := self.cell(backend, col)) is not None]
+
+
+def layout(ledger: Ledger) -> Layout:
+    cells = {(c.backend, (c.python, c.group, c.capture)): c for c in ledger.cells}
+    ax = ledger.axes
+    present_cols = {col for _, col in cells}
+    present_backends = {b for b, _ in cells}
+    columns = tuple(
+        (p, g, c)
+        for p in ax.get("python", ())
+        for g in ax.get("group", ())
+        for c in ax.get("capture", ())
+        if (p, g, c) in present_cols
+    )
+    backends = tuple(b for b in ax.get("backend", ()) if b in present_backends)
+    return Layout(backends, columns, cells)
+
+
+def column_label(col: Column, sep: str = " ") -> str:
+    return sep.join(col)
+
+
+def counts_title(cell: LedgerCell) -> str:
+    c = cell.counts
+    parts = [
+        f"{c.get('passed', 0)} passed",
+        f"{c.get('xfailed', 0)} xfail",
+        f"{c.get('skipped', 0)} skip",
+        f"{c.get('failed', 0)} fail",
+    ]
+    for status, word in (("error", "error"), ("timeout", "timeout"), ("xpassed", "xpass"),
+                         ("flaky", "flaky"), ("not-run", "not run")):
+        if c.get(status):
+            parts.append(f"{c[status]} {word}")
+    text = " / ".join(parts)
+    if cell.status != "ok":
+        text = f"{cell.status}: {text}" + (f" — {cell.reason}" if cell.reason else "")
+    return text
+
+
+def plainly_passing(test: LedgerTest, cell_ids: set[str]) -> bool:
+    return all(r.status == "passed" for cid, r in test.results.items() if cid in cell_ids)
+
+
+def interesting_tests(ledger: Ledger, cell_ids: set[str]) -> list[LedgerTest]:
+    return [
+        t for t in ledger.tests
+        if any(cid in cell_ids for cid in t.results) and not plainly_passing(t, cell_ids)
+    ]
+
+
+def reasons(test: LedgerTest, cell_ids: set[str]) -> list[str]:
+    """Distinct reasons, most common first."""
+    seen: dict[str, int] = {}
+    for cid, r in test.results.items():
+        if cid in cell_ids and r.reason and r.status != "passed":
+            seen[r.reason] = seen.get(r.reason, 0) + 1
+    return sorted(seen, key=lambda k: -seen[k])
+
+
+def when(ledger: Ledger) -> str:
+    return datetime.datetime.fromtimestamp(ledger.timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def heading(ledger: Ledger) -> str:
+    target = ledger.target
+    where = f"target `{target.path}`" if target.path else "target unknown"
+    if target.revision:
+        where += f" @ `{target.revision[:12]}`"
+    return (f"Run `{ledger.run_id}` · {when(ledger)} · {where} · "
+            f"{len(ledger.cells)} cells · {len(ledger.tests)} tests")
+
+
+class KnownIssues:
+    """docs/known-issues/<slug>.md, linked wherever a reason names the slug."""
+
+    def __init__(self, directory: Path | None, link_base: str = "") -> None:
+        self.slugs: dict[str, str] = {}
+        if directory is not None and directory.is_dir():
+            for path in sorted(directory.glob("*.md")):
+                self.slugs[path.stem] = f"{link_base}{path.name}"
+        self._pattern = (
+            re.compile(r"(?<![\w/-])(?:known-issues/)?(" + "|".join(map(re.escape, self.slugs)) + r")(?:\.md)?(?![\w-])")
+            if self.slugs else None
+        )
+
+    def find(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, href) of every mention."""
+        if self._pattern is None:
+            return []
+        return [(m.start(), m.end(), self.slugs[m.group(1)]) for m in self._pattern.finditer(text)]
+
+    def link(self, text: str, render: callable, escape: callable) -> str:
+        out, pos = [], 0
+        for start, end, href in self.find(text):
+            out.append(escape(text[pos:start]))
+            out.append(render(text[start:end], href))
+            pos = end
+        out.append(escape(text[pos:]))
+        return "".join(out)
+
+
+def changes_summary(kinds: Sequence[tuple[str, str, int]]) -> str:
+    return ", ".join(f"{n} {title.lower()}" for _, title, n in kinds if n) or "no changes"
