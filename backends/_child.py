@@ -75,7 +75,7 @@ def run_child(request: SpawnRequest, *, stderr_fd: int, forked: bool = False) ->
     except ImportError:
         hygiene = None
     if hygiene is not None:
-        hygiene.apply_child()
+        hygiene.apply_child(request.parent_pid)
 
     def restore_stderr() -> None:
         if request.stdio == "inherit" and stderr_fd >= 0:
@@ -95,6 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     request = msgspec.msgpack.decode(base64.b64decode(argv[0]), type=SpawnRequest)
     return run_child(request, stderr_fd=request.stderr_fd)
+
+
+
+def run_subint_child(encoded: bytes) -> None:
+    """Entry inside a sub-interpreter: no retitling, no fd games (the process is shared)."""
+    import trio
+
+    from . import _actor
+
+    request = msgspec.msgpack.decode(encoded, type=SpawnRequest)
+    sys.path[:] = request.sys_path
+    trio.run(_actor.serve_parent, request, lambda: None)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class Timeouts:
     cancel: float = 1.0  # after the cancel request, before terminate
     terminate: float = 1.0  # after SIGTERM (or abandoning a sub-interpreter), before kill
     kill: float = 1.0  # after SIGKILL, before giving up waiting
+    subint: float = 3.0  # a sub-interpreter's whole bound before it is abandoned
 
 
 class _Child:
@@ -69,7 +70,8 @@ class _Child:
         with trio.CancelScope(shield=True):
             if self.handle.poll() is None:
                 self._send_cancel()
-                if not await self._wait(t.cancel):
+                graceful = t.subint if getattr(self.handle, "kind", "") == "interpreter" else t.cancel
+                if not await self._wait(graceful):
                     self.handle.terminate()
                     if not await self._wait(t.terminate):
                         self.handle.kill()
