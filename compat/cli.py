@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", parents=[common], help="raw cell results -> reports/")
     p.add_argument("--raw", type=Path, default=Path("reports/raw"), help="default: %(default)s")
     p.add_argument("--out", type=Path, default=Path("reports"), help="default: %(default)s")
-    p.add_argument("--baseline", type=Path, help="previous compat.json to diff against")
+    p.add_argument("--baseline", type=Path, help="compat.json to diff against (default: the committed one)")
     p.add_argument("--summary", type=Path, help="also write a Markdown summary here")
     p.add_argument("--fail-on-regression", action="store_true", help="exit non-zero on new failures")
     p.set_defaults(func=cmd_report)
@@ -218,12 +218,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
+    # Without matrix.toml the report still works; it only loses the declared axis order.
+    matrix = load(args.matrix) if args.matrix.is_file() else None
     return build_report(
         args.raw,
         args.out,
         baseline=args.baseline,
         summary=args.summary,
         fail_on_regression=args.fail_on_regression,
+        matrix=matrix,
     )
 
 

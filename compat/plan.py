@@ -96,18 +96,6 @@ def _cells_of_sessions(matrix: Matrix, sessions: Sequence[str]) -> set[Cell] | N
     return chosen
 
 
-def pytest_args(matrix: Matrix, cell: Cell, extra: Sequence[str] = ()) -> list[str]:
-    """pytest's arguments for one cell; ``extra`` (nox posargs) comes last so it wins."""
-    target = matrix.target
-    return [
-        *target.tests,
-        f"{target.backend_option}={target.backend_value(cell.backend)}",
-        f"--capture={cell.capture}",
-        *target.pytest_args,
-        *extra,
-    ]
-
-
 # -- the machine-readable plan (``compat plan --json``) ----------------------
 
 

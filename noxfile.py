@@ -1,0 +1,135 @@
+"""compat's sessions, generated from matrix.toml: `uv run nox -s NAME [-- ARGS]`.
+
+test-<python>-<backend>: that pair's cells, one parametrisation per (group,
+capture); matrix: every cell in parallel. ARGS reach pytest in both.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+MATRIX = ROOT / "matrix.toml"
+# compat is imported from this checkout even where the project is not installed.
+sys.path.insert(0, str(ROOT))
+
+from compat import plan as planning  # noqa: E402
+from compat.config import Cell, load  # noqa: E402
+from compat.errors import ConfigError  # noqa: E402
+
+nox.options.default_venv_backend = "none"
+# One run id for every session of this nox invocation, so its cells report together.
+os.environ.setdefault(
+    "COMPAT_RUN_ID", time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+)
+
+
+def compat_argv(command: str, *args: str, posargs: Sequence[str] = (), pytest: bool = False) -> list[str]:
+    """Arguments for ``compat``; with ``pytest``, posargs go after ``--`` to pytest."""
+    argv = ["--matrix", str(MATRIX), command, *args]
+    if pytest and posargs:
+        return [*argv, "--", *posargs]
+    return [*argv, *posargs]
+
+
+def cell_argv(cell: Cell, posargs: Sequence[str] = ()) -> list[str]:
+    return compat_argv(
+        "run",
+        "--python", cell.python,
+        "--group", cell.group,
+        "--backend", cell.backend,
+        "--capture", cell.capture,
+        posargs=posargs,
+        pytest=True,
+    )
+
+
+def matrix_argv(posargs: Sequence[str] = (), jobs: int | None = None) -> list[str]:
+    jobs = jobs or os.cpu_count() or 1
+    return compat_argv("run", "--jobs", str(jobs), posargs=posargs, pytest=True)
+
+
+def compat(session: nox.Session, argv: list[str]) -> None:
+    """Run compat in this process; Ctrl-C stops nox, any other failure fails the session."""
+    from compat.cli import INTERRUPTED, main
+
+    session.log("compat " + shlex.join(argv))
+    code = main(argv)
+    if code == INTERRUPTED:
+        raise KeyboardInterrupt
+    if code:
+        session.error(f"compat {argv[2]} exited with {code}")
+
+
+def _load_matrix():
+    try:
+        return load(MATRIX)
+    except ConfigError as exc:
+        # One line, as `compat` prints it, instead of a traceback from nox.
+        sys.exit(f"compat: error: {exc}")
+
+
+def _define_pair_session(python: str, backend: str, params: list[tuple[str, str]]) -> None:
+    def test(session: nox.Session, group: str, capture: str) -> None:
+        compat(session, cell_argv(Cell(python, group, backend, capture), session.posargs))
+
+    # nox takes a session's description from its docstring.
+    test.__doc__ = f"Python {python}, {backend} backend: one container per (group, capture) cell."
+    parametrized = nox.parametrize(
+        ("group", "capture"),
+        [nox.param(g, c, id=planning.param_id(g, c), tags=[g, f"cap{c}"]) for g, c in params],
+    )(test)
+    nox.session(
+        parametrized,
+        name=planning.session_name(python, backend),
+        tags=["test", f"py{python}", backend],
+    )
+
+
+MATRIX_CONFIG = _load_matrix()
+for _python, _backend in planning.pairs(MATRIX_CONFIG):
+    _define_pair_session(_python, _backend, planning.params(MATRIX_CONFIG))
+
+
+@nox.session(name=planning.MATRIX_SESSION)
+def matrix(session: nox.Session) -> None:
+    """Every cell, as many at once as there are cores, with live progress."""
+    compat(session, matrix_argv(session.posargs))
+
+
+@nox.session
+def images(session: nox.Session) -> None:
+    """Build (or find) every image the matrix needs; posargs filter (--python 3.14)."""
+    compat(session, compat_argv("images", posargs=session.posargs))
+
+
+@nox.session
+def doctor(session: nox.Session) -> None:
+    """Check the engine, base image, Pythons and CA bundle a run needs."""
+    compat(session, compat_argv("doctor", posargs=session.posargs))
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Write reports/COMPATIBILITY.md, compat.json and index.html from reports/raw."""
+    compat(session, compat_argv("report", posargs=session.posargs))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The project's own tests (uv run pytest); posargs go to pytest."""
+    session.run("uv", "run", "pytest", *session.posargs, external=True)
+
+
+@nox.session
+def workflow(session: nox.Session) -> None:
+    """Regenerate .github/workflows/matrix.yml (-- --check to only compare)."""
+    compat(session, compat_argv("workflow", posargs=session.posargs))
