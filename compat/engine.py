@@ -188,6 +188,13 @@ class CellContainer:
     def image_id(self) -> str | None:
         return self.container.attrs.get("Image") if self.container else None
 
+    def oom_killed(self) -> bool:
+        try:
+            self.container.reload()
+        except docker.errors.APIError:
+            return False
+        return bool(self.container.attrs.get("State", {}).get("OOMKilled"))
+
     def _remove(self) -> None:
         if self.container is None or keep_containers():
             return

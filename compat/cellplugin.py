@@ -1,0 +1,195 @@
+"""pytest plugin streaming a cell's per-test events to ``events.jsonl``.
+
+Loaded by the runner with ``-p compat.cellplugin`` inside any target's
+environment, so it imports nothing beyond the stdlib and pytest. It is inert
+unless COMPAT_EVENTS_FILE is set. Every line is flushed when written, so a
+cell killed at its time bound keeps what finished and shows what was running.
+
+Environment:
+- COMPAT_EVENTS_FILE: where to append events (see docs/DESIGN.md for the schema).
+- BACKENDS_DUMP_DIR: register faulthandler on SIGUSR1 writing
+  ``<dir>/pytest-<pid>.txt``, so the runner can ask for stacks before a kill.
+- COMPAT_PER_TEST_TIMEOUT: seconds; a test running longer gets its stacks
+  dumped to ``<dir>/overtime-<pid>.txt`` and ``"overtime": true`` on its
+  result. Nothing is killed here: the cell's bound is enforced from outside.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+MESSAGE_TAIL = 4096
+
+
+class EventWriter:
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives for the session
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self._file.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _reason(report: pytest.TestReport) -> str:
+    wasxfail = getattr(report, "wasxfail", None)
+    if wasxfail is not None:
+        return str(wasxfail).removeprefix("reason: ")
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return ""
+
+
+def _phase_outcome(report: pytest.TestReport) -> str:
+    xfail = hasattr(report, "wasxfail")
+    if report.when == "call":
+        if xfail:
+            return "xfailed" if report.skipped else "xpassed"
+        return report.outcome
+    if report.failed:
+        return "error"
+    if report.skipped:
+        return "xfailed" if xfail else "skipped"
+    return "passed"
+
+
+def _choose(reports: list[pytest.TestReport]) -> tuple[pytest.TestReport, str]:
+    """Setup decides if it did not pass; else call; a failing teardown turns a pass into an error."""
+    by_when = {r.when: r for r in reports}
+    setup = by_when.get("setup")
+    if (setup is not None and not setup.passed) or "call" not in by_when:
+        chosen = setup or reports[0]
+    else:
+        chosen = by_when["call"]
+    outcome = _phase_outcome(chosen)
+    teardown = by_when.get("teardown")
+    if teardown is not None and teardown.failed and outcome not in ("failed", "error"):
+        chosen, outcome = teardown, "error"
+    return chosen, outcome
+
+
+def summarize(reports: list[pytest.TestReport]) -> dict[str, Any]:
+    """One result for a test from its setup/call/teardown reports."""
+    chosen, outcome = _choose(reports)
+    return {
+        "outcome": outcome,
+        "when": chosen.when,
+        "reason": _reason(chosen),
+        "duration": round(sum(r.duration for r in reports), 6),
+        "message": chosen.longreprtext[-MESSAGE_TAIL:] if chosen.failed else "",
+    }
+
+
+class CellPlugin:
+    def __init__(self, config: pytest.Config, events: EventWriter) -> None:
+        self.config = config
+        self.events = events
+        self.reports: dict[str, list[pytest.TestReport]] = {}
+        self.strict: dict[str, bool | None] = {}
+        self.dump_dir = os.environ.get("BACKENDS_DUMP_DIR") or None
+        self.per_test = float(os.environ.get("COMPAT_PER_TEST_TIMEOUT") or 0) or None
+        self._dump_files: list[IO[str]] = []
+        self._overtime: IO[str] | None = None
+        self._overtime_mark = 0
+
+    def _open_dump(self, stem: str) -> IO[str]:
+        assert self.dump_dir is not None
+        Path(self.dump_dir).mkdir(parents=True, exist_ok=True)
+        handle = open(Path(self.dump_dir) / f"{stem}-{os.getpid()}.txt", "a", encoding="utf-8")  # noqa: SIM115
+        self._dump_files.append(handle)
+        return handle
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.dump_dir and hasattr(signal, "SIGUSR1"):
+            # trylast: a target plugin (backends') registering its own file wins.
+            faulthandler.register(signal.SIGUSR1, file=self._open_dump("pytest"), all_threads=True)
+        self.events.emit(
+            "session",
+            t=time.time(),
+            python=platform.python_version(),
+            pytest=pytest.__version__,
+            argv=sys.argv,
+            per_test_timeout=self.per_test,
+        )
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.events.emit("start", nodeid=report.nodeid, t=time.time())
+            self.events.emit(
+                "result",
+                nodeid=report.nodeid,
+                outcome="error",
+                when="collect",
+                reason="",
+                strict=None,
+                duration=0.0,
+                message=report.longreprtext[-MESSAGE_TAIL:],
+            )
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> None:
+        marker = item.get_closest_marker("xfail")
+        if marker is not None:
+            strict = marker.kwargs.get("strict", self.config.getini("xfail_strict"))
+            self.strict[item.nodeid] = bool(strict)
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self.reports[nodeid] = []
+        self.events.emit("start", nodeid=nodeid, t=time.time())
+        if self.per_test and self.dump_dir:
+            if self._overtime is None:
+                self._overtime = self._open_dump("overtime")
+            # The header is taken back at logfinish unless the dump fired.
+            self._overtime_mark = self._overtime.tell()
+            self._overtime.write(f"--- {nodeid} ran past its {self.per_test:g} s per-test bound\n")
+            self._overtime.flush()
+            faulthandler.dump_traceback_later(self.per_test, file=self._overtime)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.reports.setdefault(report.nodeid, []).append(report)
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        if self.per_test and self.dump_dir:
+            faulthandler.cancel_dump_traceback_later()
+        reports = self.reports.pop(nodeid, [])
+        if not reports:
+            return
+        result = summarize(reports)
+        result["strict"] = self.strict.pop(nodeid, None)
+        if self.per_test:
+            result["overtime"] = result["duration"] > self.per_test
+            if self._overtime is not None and not result["overtime"]:
+                self._overtime.truncate(self._overtime_mark)
+                self._overtime.seek(self._overtime_mark)
+        self.events.emit("result", nodeid=nodeid, **result)
+
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        self.events.emit("finish", exitstatus=int(exitstatus), t=time.time())
+
+    def pytest_unconfigure(self) -> None:
+        if self.dump_dir and hasattr(signal, "SIGUSR1"):
+            faulthandler.unregister(signal.SIGUSR1)
+        self.events.close()
+        for handle in self._dump_files:
+            handle.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    path = os.environ.get("COMPAT_EVENTS_FILE")
+    if not path or hasattr(config, "workerinput"):  # xdist workers: the controller reports
+        return
+    config.pluginmanager.register(CellPlugin(config, EventWriter(path)), "compat-cell-events")

@@ -1,0 +1,56 @@
+import faulthandler
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+# A child that, like the runtime's actors, dumps its stacks on SIGUSR1.
+CHILD = """
+import faulthandler, os, signal, time
+d = os.environ.get("BACKENDS_DUMP_DIR")
+if d:
+    f = open(os.path.join(d, f"child-{os.getpid()}.txt"), "w")
+    faulthandler.register(signal.SIGUSR1, file=f, all_threads=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_passes():
+    assert 1 + 1 == 2
+
+
+def test_skips():
+    pytest.skip("nothing to see")
+
+
+@pytest.mark.xfail(reason="known to fail", strict=True)
+def test_xfails():
+    raise AssertionError("expected")
+
+
+def test_fails():
+    assert "left" == "right"
+
+
+def test_leaks_a_sleeper(backend):
+    # An orphan the census must see (the container's init collects it at exit).
+    subprocess.Popen(["sleep", "300"], start_new_session=True)
+
+
+def test_hangs(backend):
+    if backend != "hang":
+        pytest.skip("only with --fixture-backend=hang")
+    child = subprocess.Popen([sys.executable, "-c", CHILD])
+    try:
+        while True:
+            time.sleep(0.5)
+    finally:
+        child.kill()
+
+
+def test_after_hang():
+    pass
