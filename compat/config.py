@@ -265,10 +265,10 @@ def _timeout_problems(timeouts: Timeouts) -> Iterator[tuple[str, str]]:
     for f in msgspec.structs.fields(Timeouts):
         value = getattr(timeouts, f.name)
         if not value > 0:
-            yield f"$.timeouts.{f.encode_name}", f"must be a positive number of seconds, got {value}"
+            yield f"$.timeouts.{f.encode_name}", f"must be a positive number of seconds, got {value:g}"
     if timeouts.per_test > timeouts.per_cell:
         yield "$.timeouts.per-test", (
-            f"{timeouts.per_test} s exceeds $.timeouts.per-cell ({timeouts.per_cell} s)"
+            f"{timeouts.per_test:g} s exceeds $.timeouts.per-cell ({timeouts.per_cell:g} s)"
         )
 
 
@@ -278,4 +278,4 @@ def _limit_problems(limits: Limits) -> Iterator[tuple[str, str]]:
     if not _MEMORY.match(limits.memory):
         yield "$.limits.memory", f"'{limits.memory}' is not a size like '2g' or '512m'"
     if limits.cpus is not None and not limits.cpus > 0:
-        yield "$.limits.cpus", f"must be positive, got {limits.cpus}"
+        yield "$.limits.cpus", f"must be positive, got {limits.cpus:g}"

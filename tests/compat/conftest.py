@@ -1,0 +1,40 @@
+"""Fixtures shared by the compat service's tests; keep this small."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def write_matrix(tmp_path: Path):
+    """Write a matrix.toml with the given text into a fresh directory; return its path."""
+
+    def write(text: str, name: str = "matrix.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def noxfile() -> ModuleType:
+    """The project's noxfile, imported once (importing registers its sessions with nox)."""
+    saved = dict(os.environ)
+    spec = importlib.util.spec_from_file_location("compat_noxfile", ROOT / "noxfile.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        # The noxfile sets COMPAT_RUN_ID for its sessions; keep it out of other tests.
+        os.environ.clear()
+        os.environ.update(saved)
+    return module

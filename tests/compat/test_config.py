@@ -1,0 +1,139 @@
+"""matrix.toml -> Matrix: the committed file, and every error as one exact line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compat.config import Cell, Matrix, load
+from compat.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_matrix_has_every_cell_including_impossible_ones():
+    matrix = load(ROOT / "matrix.toml")
+    cells = matrix.cells()
+    assert len(cells) == 2 * 3 * 3 * 3
+    assert len({c.id for c in cells}) == len(cells)
+    # subint cannot run on 3.13: the cell stays, the target's gate says why.
+    assert Cell("3.13", "base", "subint", "fd") in cells
+    assert cells[0].id == "py3.13-base-trio-capfd"
+    assert matrix.target.pytest_args == ("-p", "backends.testing.plugin")
+    assert matrix.target.backend_value("subint") == "subint"
+
+
+def test_cell_id_is_stable_and_readable():
+    assert Cell("3.14", "greenback", "subint", "fd").id == "py3.14-greenback-subint-capfd"
+
+
+def test_matrix_is_frozen():
+    matrix = load(ROOT / "matrix.toml")
+    with pytest.raises(AttributeError):
+        matrix.axes = None  # type: ignore[misc]
+
+
+def test_an_empty_file_means_the_defaults(write_matrix):
+    assert load(write_matrix("")) == Matrix()
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        (
+            '[axes]\nbacknd = ["trio"]\n',
+            "$.axes.backnd: unknown key 'backnd'; did you mean 'backend'?",
+        ),
+        ("[axis]\n", "$.axis: unknown key 'axis'; did you mean 'axes'?"),
+        ("[timeouts]\nper_test = 5\n", "$.timeouts.per_test: unknown key 'per_test'; did you mean 'per-test'?"),
+        (
+            "[limits]\nzzz = 1\n",
+            "$.limits.zzz: unknown key 'zzz'; expected one of: pids, memory, cpus",
+        ),
+        (
+            '[axes]\nbackend = ["trio", "forkserver", "subnt"]\n'
+            '[target.backend-map]\ntrio = "trio"\nforkserver = "forkserver"\nsubint = "subint"\n',
+            "$.axes.backend[2]: 'subnt' is not in $.target.backend-map: "
+            "trio, forkserver, subint; did you mean 'subint'?",
+        ),
+        ('[axes]\npython = ["3.14", "2.7"]\n', "$.axes.python[1]: '2.7' is not a Python version like '3.14'"),
+        (
+            "[axes]\npython = [3.14]\n",
+            "$.axes.python[0]: Expected `str`, got `float`; quote versions so 3.10 stays 3.10: \"3.14\"",
+        ),
+        ("[axes]\ngroup = []\n", "$.axes.group: must list at least one value"),
+        ('[axes]\ncapture = ["fd", "fd"]\n', "$.axes.capture[1]: 'fd' is listed twice"),
+        (
+            '[axes]\ncapture = ["fdd"]\n',
+            "$.axes.capture[0]: 'fdd' is not a pytest --capture mode: fd, sys, no, tee-sys; did you mean 'fd'?",
+        ),
+        ('[axes]\ngroup = ["with-dash"]\n', "$.axes.group[0]: 'with-dash' must be lower-case letters, "
+         "digits and '_' (ids join values with '-')"),
+        ("[timeouts]\nper-cell = 0\n", "$.timeouts.per-cell: must be a positive number of seconds, got 0"),
+        ("[timeouts]\nper-test = -1.5\n", "$.timeouts.per-test: must be a positive number of seconds, got -1.5"),
+        ("[timeouts]\nper-test = 900\n", "$.timeouts.per-test: 900 s exceeds $.timeouts.per-cell (600 s)"),
+        (
+            '[images]\nbase = "registy"\n',
+            "$.images.base: 'registy' is not one of auto, registry, debootstrap; did you mean 'registry'?",
+        ),
+        ("[limits]\npids = 0\n", "$.limits.pids: must be a positive number of processes, got 0"),
+        ('[limits]\nmemory = "2 gigs"\n', "$.limits.memory: '2 gigs' is not a size like '2g' or '512m'"),
+        ("[limits]\npids = 1.5\n", "$.limits.pids: Expected `int`, got `float`"),
+        ('[target]\nbackend-option = "spawn"\n', "$.target.backend-option: 'spawn' is not a command-line "
+         "option (like '--spawn-backend')"),
+        ('[target]\nunsupported-pattern = "unavailable"\n',
+         "$.target.unsupported-pattern: needs a (?P<reason>...) group"),
+        ("[target]\ntests = []\n", "$.target.tests: must list at least one test path"),
+    ],
+)
+def test_error_names_file_and_key_path(write_matrix, toml, expected):
+    path = write_matrix(toml)
+    assert error_of(path) == f"{path}: {expected}"
+
+
+def test_backend_map_defines_the_backends_when_given(write_matrix):
+    path = write_matrix('[axes]\nbackend = ["a", "b"]\n[target.backend-map]\na = "x"\n')
+    assert error_of(path) == f"{path}: $.axes.backend[1]: 'b' is not in $.target.backend-map: a"
+    # An empty map means our names are the target's names.
+    assert load(write_matrix('[axes]\nbackend = ["anything"]\n')).axes.backend == ("anything",)
+
+
+def test_groups_are_checked_against_the_targets_dependency_groups(write_matrix, tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[dependency-groups]\ngreenback = ["greenback"]\n')
+    path = write_matrix('[axes]\ngroup = ["base", "grenback"]\n')
+    assert error_of(path) == (
+        f"{path}: $.axes.group[1]: 'grenback' is not 'base' or a dependency group of the target: "
+        "base, greenback; did you mean 'greenback'?"
+    )
+    assert load(write_matrix('[axes]\ngroup = ["base", "greenback"]\n')).axes.group == ("base", "greenback")
+
+
+def test_invalid_toml_and_missing_file(write_matrix, tmp_path):
+    path = write_matrix("[axes\n")
+    assert error_of(path).startswith(f"{path}: not valid TOML: ")
+    missing = tmp_path / "nope.toml"
+    assert error_of(missing) == f"{missing}: cannot read: No such file or directory"
+
+
+def test_compat_exits_with_the_config_code_and_one_line(write_matrix):
+    path = write_matrix('[axes]\nbacknd = ["trio"]\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "compat", "--matrix", str(path), "plan"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert proc.returncode == ConfigError.exit_code == 2
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        f"compat: error: {path}: $.axes.backnd: unknown key 'backnd'; did you mean 'backend'?\n"
+    )
