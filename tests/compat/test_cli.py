@@ -1,0 +1,167 @@
+"""The `compat` command line: selection, JSON plan, exit codes, pytest arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from compat import cli, plan
+from compat.config import Cell, load
+from compat.errors import CellsFailed, ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+MATRIX = ROOT / "matrix.toml"
+
+
+def compat(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "compat", *argv], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+
+
+def test_plan_json_for_one_nox_session():
+    proc = compat("plan", "--json", "-s", "test-3.14-subint")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert [c["id"] for c in data["cells"]] == [
+        f"py3.14-{g}-subint-cap{c}" for g in ("base", "greenback", "cffi") for c in ("fd", "sys", "no")
+    ]
+    first = data["cells"][0]
+    assert first == {
+        "id": "py3.14-base-subint-capfd", "python": "3.14", "group": "base", "backend": "subint",
+        "capture": "fd", "session": "test-3.14-subint(base-fd)",
+    }
+    assert data["jobs"][0] == {
+        "name": "py3.14-base-subint-capfd", "cells": ["py3.14-base-subint-capfd"],
+        "sessions": "test-3.14-subint(base-fd)", "images": "py3.14-base",
+    }
+
+
+def test_filters_combine_and_accept_commas(capsys):
+    assert cli.main(["plan", "--python", "3.13", "--backend", "trio,subint", "--capture", "no",
+                     "--group", "cffi"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "py3.13-cffi-trio-capno    nox -s 'test-3.13-trio(cffi-no)'",
+        "py3.13-cffi-subint-capno  nox -s 'test-3.13-subint(cffi-no)'",
+        "2 cells",
+    ]
+
+
+def test_matrix_option_works_after_the_subcommand(write_matrix, capsys):
+    path = write_matrix('[axes]\npython = ["3.14"]\ngroup = ["base"]\nbackend = ["trio"]\ncapture = ["fd"]\n')
+    assert cli.main(["plan", "--matrix", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "1 cells"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["plan", "--backend", "subnt"],
+         "--backend: 'subnt' is not on the backend axis (trio, forkserver, subint); did you mean 'subint'?"),
+        (["plan", "-s", "test-3.14-subnt"],
+         "-s: 'test-3.14-subnt' is not a session of this matrix (see `nox -l`); did you mean 'test-3.14-subint'?"),
+        (["plan", "--", "-k", "x"], "arguments after '--' are pytest's, and only `compat run` takes them"),
+    ],
+)
+def test_selection_errors_are_one_line_with_exit_2(argv, message):
+    proc = compat(*argv)
+    assert proc.returncode == ConfigError.exit_code
+    assert proc.stderr == f"compat: error: {message}\n"
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "compat"
+    proc = subprocess.run([script, "plan", "-s", "matrix"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "54 cells"
+
+
+def test_split_pytest_args_keeps_everything_after_the_first_separator():
+    assert cli.split_pytest_args(["run", "--jobs", "2", "--", "-k", "a -- b", "--", "-x"]) == (
+        ["run", "--jobs", "2"], ["-k", "a -- b", "--", "-x"],
+    )
+    assert cli.split_pytest_args(["run"]) == (["run"], [])
+
+
+def test_nox_posargs_reach_pytest_last(noxfile):
+    """nox -s 'test-3.14-subint(base-fd)' -- -k cancel: posargs -> compat run -> pytest argv."""
+    from compat.runner import pytest_argv
+
+    cell = Cell("3.14", "base", "subint", "fd")
+    argv = noxfile.cell_argv(cell, ["-k", "cancel", "-x"])
+    before, extra = cli.split_pytest_args(argv)
+    args = cli.build_parser().parse_args(before)
+    matrix = load(args.matrix)
+    assert args.command == "run"
+    assert cli.selected_cells(args, matrix) == [cell]
+    assert extra == ["-k", "cancel", "-x"]
+    pytest_args = pytest_argv(matrix, cell, out="/out", extra=extra)
+    assert pytest_args[:3] == ["tests/backends", "--spawn-backend=subint", "--capture=fd"]
+    assert pytest_args[-3:] == ["-k", "cancel", "-x"]
+    # Without posargs nothing is appended, not even the separator.
+    assert "--" not in noxfile.cell_argv(cell)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "exit_code", "fine"),
+    [
+        ("completed", 0, True),
+        ("completed", 5, True),  # -k matched nothing
+        ("completed", 1, False),
+        ("unsupported", 4, True),
+        ("unavailable", None, True),
+        ("timeout", None, False),
+        ("error", None, False),
+    ],
+)
+def test_which_cells_fail_a_run(outcome, exit_code, fine):
+    assert cli.cell_is_fine(outcome, exit_code) is fine
+
+
+def test_cells_failed_has_its_own_exit_code():
+    codes = [cls.exit_code for cls in (ConfigError, CellsFailed)]
+    assert codes == [2, 8]
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
+    """A compat blocked reading its matrix (a FIFO) is interrupted like a user's Ctrl-C."""
+    fifo = tmp_path / "matrix.toml"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "compat", "--matrix", str(fifo), "plan"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    writer = _open_writer_when_read(fifo, proc)
+    try:
+        # compat now sits in read(): past start-up, its SIGINT handler installed.
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        os.close(writer)
+    assert proc.returncode == cli.INTERRUPTED
+    assert err == "compat: interrupted\n"
+
+
+def _open_writer_when_read(fifo: Path, proc: subprocess.Popen) -> int:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            # Succeeds only once a reader has the FIFO open.
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            time.sleep(0.01)
+    raise AssertionError("compat never opened its matrix file")
+
+
+def test_plan_cells_are_the_matrix_cells():
+    matrix = load(MATRIX)
+    assert [c.id for c in plan.plan(matrix.cells()).cells] == [c.id for c in matrix.cells()]
