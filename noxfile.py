@@ -74,7 +74,8 @@ def _load_matrix():
         return load(MATRIX)
     except ConfigError as exc:
         # One line, as `compat` prints it, instead of a traceback from nox.
-        sys.exit(f"compat: error: {exc}")
+        print(f"compat: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
 
 
 def _define_pair_session(python: str, backend: str, params: list[tuple[str, str]]) -> None:
