@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from .ledger import DIFF_KINDS, Diff, Ledger
 from .report_view import (
-    CELL_MEANING, CELL_SYMBOL, DECIDED, STRICT_XPASS_SYMBOL, TEST_MEANING, TEST_SYMBOL, ABSENT,
+    CELL_MEANING, DECIDED, TEST_MEANING,
     KnownIssues, Layout, column_label, counts_title, heading, layout,
 )
 
@@ -27,6 +27,14 @@ CODE = {
     "skipped": "s", "timeout": "t", "not-run": "n", "flaky": "k",
 }
 STRICT_XPASS = "S"
+
+# Plain glyphs rather than emoji: the page must read the same on a machine
+# without an emoji font (CI screenshots, minimal desktops); colour carries the rest.
+CELL_GLYPH = {
+    "ok": "✓", "failing": "✗", "timeout": "⌛", "leaked": "L",
+    "unsupported": "U", "unavailable": "–", "error": "E",
+}
+GLYPH = {"p": "✓", "f": "✗", "e": "E", "x": "xf", "X": "XP", "S": "XP!", "s": "s", "t": "⌛", "n": "–", "k": "~", ".": "·"}
 
 
 def esc(text: str) -> str:
@@ -90,10 +98,10 @@ def grid_html(lay: Layout) -> Iterator[str]:
         for col in lay.columns:
             cell = lay.cell(backend, col)
             if cell is None:
-                yield f"<td>{ABSENT}</td>"
+                yield f"<td>{GLYPH['.']}</td>"
                 continue
             yield (f'<td class="c-{cell.status}" data-cell="{esc(cell.id)}" data-status="{cell.status}" '
-                   f'title="{esc(counts_title(cell))}">{CELL_SYMBOL[cell.status]}</td>')
+                   f'title="{esc(counts_title(cell))}">{CELL_GLYPH[cell.status]}</td>')
         yield "</tr>"
     yield "</tbody></table>"
 
@@ -104,7 +112,7 @@ def problem_cells_html(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
         return
     yield '<details id="problem-cells"><summary>Cells that are not ok (' + str(len(bad)) + ")</summary><ul>"
     for c in bad:
-        yield (f'<li class="c-{c.status}">{CELL_SYMBOL[c.status]} <code>{esc(c.id)}</code> <b>{c.status}</b>'
+        yield (f'<li class="c-{c.status}">{CELL_GLYPH[c.status]} <code>{esc(c.id)}</code> <b>{c.status}</b>'
                + (f": {_linked(c.reason, known)}" if c.reason else "") + "</li>")
     yield "</ul></details>"
 
@@ -112,12 +120,12 @@ def problem_cells_html(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
 def legend_html() -> Iterator[str]:
     yield '<section id="legend"><h2>Legend</h2><table><tr><th>cell</th><th>meaning</th></tr>'
     for k, v in CELL_MEANING.items():
-        yield f'<tr><td class="c-{k}">{CELL_SYMBOL[k]} {k}</td><td>{esc(v)}</td></tr>'
+        yield f'<tr><td class="c-{k}">{CELL_GLYPH[k]} {k}</td><td>{esc(v)}</td></tr>'
     yield "</table><table><tr><th>test</th><th>meaning</th></tr>"
     for k, v in TEST_MEANING.items():
-        yield f'<tr><td class="t-{CODE[k]}">{TEST_SYMBOL[k]} {k}</td><td>{esc(v)}</td></tr>'
-    yield (f'<tr><td class="t-S">{STRICT_XPASS_SYMBOL} strict xpass</td><td>xpassed under a strict marker</td></tr>'
-           f"<tr><td>{ABSENT}</td><td>not collected in that cell</td></tr></table>")
+        yield f'<tr><td class="t-{CODE[k]}">{GLYPH[CODE[k]]} {k}</td><td>{esc(v)}</td></tr>'
+    yield (f'<tr><td class="t-S">{GLYPH["S"]} strict xpass</td><td>xpassed under a strict marker</td></tr>'
+           f"<tr><td>{GLYPH['.']}</td><td>not collected in that cell</td></tr></table>")
     yield "<h2>How each status is decided</h2><ul>"
     for line in DECIDED:
         yield f"<li>{_md_inline(line)}</li>"
@@ -155,6 +163,7 @@ def table_data(ledger: Ledger, lay: Layout, known: KnownIssues, budget: int) -> 
         "tests": tests,
         "notes": notes,
         "links": known.slugs,
+        "glyph": GLYPH,
     }
     _clip_messages(data, budget)
     return data
@@ -227,7 +236,8 @@ code{font:12px ui-monospace,monospace;background:#f3f4f6;padding:0 .2em}
 table{border-collapse:collapse;margin:.5em 0}
 th,td{border:1px solid #d0d7de;padding:2px 6px;text-align:center;vertical-align:top}
 #grid td{font-size:18px;min-width:2.2em}
-#tests td.name{text-align:left;font:12px ui-monospace,monospace;max-width:48em;overflow-wrap:anywhere}
+#tests td.name{text-align:left;font:12px ui-monospace,monospace;min-width:24em;max-width:48em;overflow-wrap:anywhere}
+#tests td{font-weight:bold;font-size:12px}#tests td.t-a{color:#8c959f}
 #tests td.why,#tests td.reason{text-align:left;max-width:22em;font-size:12px}
 #tests th{cursor:pointer;user-select:none;font-size:12px;position:sticky;top:0;background:#f6f8fa}
 #tests th.sorted::after{content:" ▾"}#tests th.sorted.rev::after{content:" ▴"}
@@ -242,7 +252,7 @@ form label{margin-right:1em}#shown{color:#57606a}
 _JS = r"""
 (function(){
 const D=JSON.parse(document.getElementById('data').textContent);
-const SYM={p:'✅',f:'❌',e:'💥',x:'🔶',X:'🌟',S:'‼️',s:'⏭️',t:'⏱️',n:'⬜',k:'🎲','.':'·'};
+const SYM=D.glyph;
 const NAME={p:'passed',f:'failed',e:'error',x:'xfailed',X:'xpassed',S:'xpassed (strict)',s:'skipped',t:'timeout',n:'not-run',k:'flaky','.':'not collected'};
 const SEV={'.':0,p:1,s:2,x:3,X:4,k:5,n:6,S:7,f:8,e:9,t:10};
 const LIMIT=500;

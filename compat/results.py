@@ -184,6 +184,9 @@ def parse_events(data: bytes) -> _Events:
     return _Events(results, started, finished, damage)
 
 
+_STRICT_XPASS = "[XPASS(strict)]"
+
+
 def _result_from_events(reports: list[_Result]) -> TestResult:
     last = reports[-1]
     earlier_failed = any(r.outcome in ("failed", "error") for r in reports[:-1])
@@ -196,14 +199,28 @@ def _result_from_events(reports: list[_Result]) -> TestResult:
             when=first_failure.when,
             duration_s=last.duration,
         )
+    if last.outcome == "failed" and (last.message or "").startswith(_STRICT_XPASS):
+        # pytest reports a strict xpass as a plain failure; it is an xpass.
+        return TestResult(
+            status="xpassed", strict=True, when=last.when, duration_s=last.duration,
+            reason=(last.message or "")[len(_STRICT_XPASS):].strip() or last.reason or "",
+        )
     return TestResult(
         status=last.outcome,
-        reason=last.reason or "",
+        reason=last.reason or _short(last.message or ""),
         message=_tail(last.message or ""),
         when=last.when,
         strict=last.strict,
         duration_s=last.duration,
     )
+
+
+def _short(message: str, limit: int = 200) -> str:
+    """pytest's one-line summary of a failure: its last "E" line."""
+    lines = [ln for ln in message.splitlines() if ln.strip()]
+    errors = [ln[1:].strip() for ln in lines if ln.startswith("E ")]
+    line = errors[-1] if errors else (lines[-1].strip() if lines else "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _tail(text: str, limit: int = MESSAGE_LIMIT) -> str:
@@ -296,9 +313,11 @@ def parse_reap(data: bytes) -> dict[str, int]:
 
 
 def parse_census(data: bytes) -> tuple[int, int, list[str]]:
+    """(live processes, zombies, their command lines); zombies are listed too."""
     census = msgspec.json.decode(data, type=_Census)
-    cmdlines = [str(p.get("cmdline", "")) for p in census.processes]
-    return len(census.processes), census.zombies, cmdlines
+    live = [p for p in census.processes if p.get("state") != "Z"]
+    cmdlines = [f"{p.get('pid')}: {p.get('cmdline', '')}" for p in census.processes]
+    return len(live), census.zombies, cmdlines
 
 
 def read_leaks(cell_dir: Path) -> tuple[Leaks, str | None]:
@@ -515,3 +534,10 @@ def count_statuses(tests: Iterable[TestResult]) -> dict[str, int]:
     for t in tests:
         counts[t.status] = counts.get(t.status, 0) + 1
     return counts
+
+
+def with_tests(cell: CellResult, tests: dict[str, TestResult]) -> CellResult:
+    """The cell with its tests replaced and its status decided again."""
+    problem = next((n for n in cell.notes), None)
+    status, reason = cell_status(cell.meta, tests, cell.leaks, cell.source, problem)
+    return msgspec.structs.replace(cell, tests=tests, status=status, reason=reason)

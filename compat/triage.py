@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgspec
 
-from .results import FAILING, PASSING, CellResult, read_cell
+from .results import FAILING, PASSING, CellResult, read_cell, with_tests
 
 AXES = ("python", "group", "backend", "capture")
 TRIAGE_DIR = "_triage"
@@ -201,7 +201,7 @@ def _mark_flaky(cell: CellResult, flaky: Mapping[tuple[str, str], CellResult]) -
         for nodeid, test in cell.tests.items()
         if (cell.cell, nodeid) in flaky and test.status in FAILING
     }
-    return msgspec.structs.replace(cell, tests={**cell.tests, **changed}) if changed else cell
+    return with_tests(cell, {**cell.tests, **changed}) if changed else cell
 
 
 # --------------------------------------------------------------------------
