@@ -328,7 +328,7 @@ def _plain_ok(text: str) -> bool:
     return not (
         text.lower() in _SPECIAL
         or text != text.strip()
-        or "\n" in text
+        or not text.isprintable()
         or text[0] in "!&*-?:,[]{}#|>@%\"'`"
         or ": " in text
         or " #" in text
