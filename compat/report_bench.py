@@ -42,7 +42,7 @@ def write_cell(
     results: Sequence[dict] = (),
     reason: str = "",
     running: str | None = None,
-    events: list[dict] | None = None,
+    events: list[dict] | None | bool = None,
     reap: object | None = None,
     census: object | None = None,
     dumps: dict[str, str] | None = None,
@@ -50,7 +50,7 @@ def write_cell(
     meta: bool = True,
     timeout_s: float = 600.0,
 ) -> Path:
-    """Write reports/raw/<cell_id>/ as compat.runner would."""
+    """Write reports/raw/<cell_id>/ as compat.runner would (events=False: no events.jsonl)."""
     from .results import axes_from_id
 
     d = raw_dir / cell_id
@@ -58,7 +58,7 @@ def write_cell(
     if events is None and outcome in ("completed", "timeout"):
         events = event_lines(results, running=running if outcome == "timeout" else None,
                              finished=outcome == "completed")
-    if events is not None:
+    if isinstance(events, list):
         (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     if junit is not None:
         (d / "junit.xml").write_text(junit)

@@ -406,7 +406,7 @@ def read_tests(cell_dir: Path) -> tuple[dict[str, TestResult], list[str], str, s
         events = parse_events(events_bytes)
         tests = {nodeid: _result_from_events(r) for nodeid, r in events.results.items()}
         running = [n for n in events.started if n not in tests]
-        if tests or running or events.damage is None:
+        if tests or running:
             return tests, running, "events", events.damage
     junit_bytes = _read_optional(cell_dir / "junit.xml")
     if junit_bytes is not None:
@@ -414,6 +414,9 @@ def read_tests(cell_dir: Path) -> tuple[dict[str, TestResult], list[str], str, s
             return parse_junit(junit_bytes), [], "junit", None
         except ET.ParseError as exc:
             return {}, [], "none", f"junit.xml is damaged: {exc}"
+    if events_bytes is not None:
+        damage = events.damage if events_bytes != b"\0unreadable" else "events.jsonl unreadable"
+        return {}, [], "events", damage
     return {}, [], "none", None
 
 
