@@ -235,14 +235,6 @@ def pid_alive(pid: int) -> bool:
     return info is not None and not info.zombie
 
 
-def _collect_own_zombie(pid: int) -> None:
-    # A killed child of the caller stays a zombie until the caller waits for it.
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
 def _alive(procs: dict[int, psutil.Process]) -> dict[int, psutil.Process]:
     still = {}
     for pid, proc in procs.items():
@@ -287,6 +279,10 @@ def reap(
     protected = protected_pids(table)
     targets: dict[int, ProcInfo] = {}
     for root in roots:
+        # A protected root's subtree holds the caller's siblings and cousins
+        # (pid 1's holds everything): never expand it.
+        if root in protected:
+            continue
         for pid in subtree(table, root):
             if pid not in protected and pid in table:
                 targets.setdefault(pid, table[pid])
@@ -327,9 +323,9 @@ def reap(
             outcome = "killed"
         else:
             outcome = "exited"
+        # A killed child of the caller stays a zombie until its Popen (or
+        # whoever owns it) waits: collecting it here would steal that status.
         report.processes.append(record(info, outcome))
-        if info.ppid == os.getpid():
-            _collect_own_zombie(pid)
     return report
 
 
