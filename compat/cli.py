@@ -172,9 +172,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_cells
 
     matrix = load(args.matrix)
+    cells = selected_cells(args, matrix)
+    if not cells:
+        raise ConfigError("no cell matches the selection; `compat plan` with the same options lists them")
     metas = run_cells(
         matrix,
-        selected_cells(args, matrix),
+        cells,
         run_id=args.run_id,
         runner=args.runner,
         out_dir=args.out,
