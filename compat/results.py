@@ -168,7 +168,7 @@ def parse_events(data: bytes) -> _Events:
         try:
             event = _event_decoder.decode(line)
         except msgspec.DecodeError as exc:
-            if number == len(lines):
+            if number == len(lines) and line.startswith(b'{"event"'):
                 continue
             damage = damage or f"events.jsonl line {number}: {exc}"
             continue
@@ -408,15 +408,17 @@ def read_tests(cell_dir: Path) -> tuple[dict[str, TestResult], list[str], str, s
         running = [n for n in events.started if n not in tests]
         if tests or running:
             return tests, running, "events", events.damage
+    events_damage = None
+    if events_bytes is not None:
+        events_damage = events.damage if events_bytes != b"\0unreadable" else "events.jsonl unreadable"
     junit_bytes = _read_optional(cell_dir / "junit.xml")
     if junit_bytes is not None:
         try:
-            return parse_junit(junit_bytes), [], "junit", None
+            return parse_junit(junit_bytes), [], "junit", events_damage
         except ET.ParseError as exc:
             return {}, [], "none", f"junit.xml is damaged: {exc}"
     if events_bytes is not None:
-        damage = events.damage if events_bytes != b"\0unreadable" else "events.jsonl unreadable"
-        return {}, [], "events", damage
+        return {}, [], "events", events_damage
     return {}, [], "none", None
 
 
