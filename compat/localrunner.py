@@ -34,7 +34,7 @@ from .runner import (
     wait_for_dumps,
 )
 
-VENV_ROOT = ROOT / ".compat" / "venvs"
+VENV_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spawn-compat" / "venvs"
 POLL_S = 0.1
 
 

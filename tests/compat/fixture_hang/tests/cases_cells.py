@@ -38,7 +38,8 @@ def test_fails():
 
 def test_leaks_a_sleeper(backend):
     # An orphan the census must see (the container's init collects it at exit).
-    subprocess.Popen(["sleep", "300"], start_new_session=True)
+    devnull = subprocess.DEVNULL
+    subprocess.Popen(["sleep", "299"], start_new_session=True, stdin=devnull, stdout=devnull, stderr=devnull)
 
 
 def test_hangs(backend):

@@ -1,0 +1,48 @@
+"""Shared by the engine-backed tests: the engine (fail under CI, skip elsewhere),
+the fixture target's matrix, and images built once per session."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import pytest
+
+from compat.config import Matrix, Target, Timeouts
+from compat.engine import Engine
+from compat.errors import EngineError
+
+FIXTURE = Path(__file__).with_name("fixture_hang")
+
+
+def require_engine() -> Engine:
+    """A live engine; under CI=true its absence is a failure, not a skip."""
+    try:
+        return Engine.connect()
+    except EngineError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true but no container engine answers: {exc}", pytrace=False)
+        pytest.skip(f"no container engine: {exc}")
+
+
+def fixture_matrix(*, per_cell: float = 30.0, per_test: float = 2.0) -> Matrix:
+    return Matrix(
+        target=Target(
+            path=str(FIXTURE),
+            tests=("tests",),
+            backend_option="--fixture-backend",
+            backend_map={"trio": "ok", "forkserver": "hang", "subint": "missing"},
+        ),
+        timeouts=Timeouts(per_test=per_test, per_cell=per_cell),
+    )
+
+
+@functools.cache
+def image(python: str, group: str = "base") -> str:
+    """Build (or find) one image per session; every test shares it."""
+    from compat.config import Cell
+    from compat.images import ensure_images
+
+    tags = ensure_images(fixture_matrix(), [Cell(python, group, "trio", "fd")], engine=Engine.connect())
+    return tags[(python, group)]

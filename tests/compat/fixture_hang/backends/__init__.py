@@ -1,0 +1,1 @@
+"""Stands in for the runtime's package so cells of the fixture run a reaper too."""

@@ -1,0 +1,110 @@
+"""The cell plugin on the host's interpreter: no engine needed."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+try:
+    from tests.compat import cellsupport
+except ImportError:
+    import cellsupport
+
+ROOT = Path(__file__).resolve().parents[2]
+
+EXTRA = '''
+import time
+import pytest
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown broke")
+
+@pytest.fixture
+def skipping_setup():
+    pytest.skip("setup says no")
+
+def test_teardown_error(broken_teardown):
+    pass
+
+def test_setup_skip(skipping_setup):
+    pass
+
+@pytest.mark.xfail(reason="might fail", strict=False)
+def test_xpass():
+    pass
+
+def test_slow():
+    time.sleep(0.6)
+'''
+
+
+def run_plugin(tmp_path: Path, *args: str, cwd: Path) -> tuple[list[dict], Path]:
+    events, dumps = tmp_path / "events.jsonl", tmp_path / "dumps"
+    env = {
+        **os.environ,
+        "COMPAT_EVENTS_FILE": str(events),
+        "BACKENDS_DUMP_DIR": str(dumps),
+        "COMPAT_PER_TEST_TIMEOUT": "0.3",
+        "PYTHONPATH": f"{ROOT}:{cwd}",
+        # The host venv has the project installed; its entry-point plugin is not under test.
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "compat.cellplugin", "-p", "no:cacheprovider", *args],
+        cwd=cwd, env=env, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return [json.loads(line) for line in events.read_text().splitlines()], dumps
+
+
+def results(events: list[dict]) -> dict[str, dict]:
+    return {e["nodeid"].rsplit("::", 1)[-1]: e for e in events if e["event"] == "result"}
+
+
+def test_fixture_target_events(tmp_path):
+    events, _ = run_plugin(tmp_path, "tests", "--fixture-backend=ok", "-k", "not leaks", cwd=cellsupport.FIXTURE)
+    assert events[0]["event"] == "session" and events[-1] == {**events[-1], "event": "finish", "exitstatus": 1}
+    got = {name: r["outcome"] for name, r in results(events).items()}
+    assert got == {
+        "test_passes": "passed",
+        "test_skips": "skipped",
+        "test_xfails": "xfailed",
+        "test_fails": "failed",
+        "test_hangs": "skipped",
+        "test_after_hang": "passed",
+    }
+    by_name = results(events)
+    assert by_name["test_xfails"]["strict"] is True and by_name["test_xfails"]["reason"] == "known to fail"
+    assert "AssertionError" in by_name["test_fails"]["message"]
+    assert by_name["test_skips"]["reason"] == "nothing to see"
+    starts = [e["nodeid"] for e in events if e["event"] == "start"]
+    assert len(starts) == len(by_name)
+
+
+def test_phases_and_per_test_bound(tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "test_extra.py").write_text(EXTRA)
+    events, dumps = run_plugin(tmp_path, "test_extra.py", cwd=project)
+    by_name = results(events)
+    assert (by_name["test_teardown_error"]["outcome"], by_name["test_teardown_error"]["when"]) == ("error", "teardown")
+    assert (by_name["test_setup_skip"]["outcome"], by_name["test_setup_skip"]["when"]) == ("skipped", "setup")
+    assert by_name["test_setup_skip"]["reason"] == "setup says no"
+    assert (by_name["test_xpass"]["outcome"], by_name["test_xpass"]["strict"]) == ("xpassed", False)
+    assert by_name["test_slow"]["overtime"] is True and by_name["test_xpass"]["overtime"] is False
+    overtime = next(dumps.glob("overtime-*.txt")).read_text()
+    assert "test_slow ran past" in overtime and "test_xpass" not in overtime
+    assert "time.sleep" in overtime or "test_slow" in overtime
+
+
+def test_inert_without_events_file(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "COMPAT_EVENTS_FILE"}
+    env["PYTHONPATH"] = f"{ROOT}:{cellsupport.FIXTURE}"
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "compat.cellplugin", "-p", "no:cacheprovider", "-q", "tests", "-k", "passes"],
+        cwd=cellsupport.FIXTURE, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout

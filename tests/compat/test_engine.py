@@ -1,0 +1,50 @@
+import pytest
+
+from compat.engine import RUN_LABEL, CellContainer, ContainerSpec, Engine, run_scope
+from compat.errors import EngineError
+
+try:
+    from tests.compat import cellsupport
+except ImportError:
+    import cellsupport
+
+
+def test_missing_engine_says_what_to_run(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(EngineError, match="containers/provision-engine"):
+        Engine.connect(timeout=1)
+
+
+PROBE = (
+    "id -u; id -g; cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+    "(touch /probe 2>/dev/null && echo rw-root) || echo ro-root; "
+    "touch /tmp/ok && echo tmp-ok; cat /sys/fs/cgroup/pids/pids.max; "
+    "grep NoNewPrivs /proc/self/status"
+)
+
+
+def test_cell_container_is_hardened_labelled_and_removed():
+    engine = cellsupport.require_engine()
+    spec = ContainerSpec(
+        image=cellsupport.image("3.13"), command=["sh", "-c", PROBE], run_id="test-engine", cell_id="probe", pids=64
+    )
+    with CellContainer(engine, spec=spec) as ctr:
+        assert ctr.wait(30) == 0
+        out = ctr.logs().split()
+        labels = engine.client.containers.get(ctr.id).labels
+        assert labels.items() >= {RUN_LABEL: "test-engine", "spawn-compat.cell": "probe"}.items()
+        cid = ctr.id
+    assert out[:2] == ["1000", "1000"]
+    assert "docker-init" in out[2]
+    assert "ro-root" in out and "tmp-ok" in out and "64" in out
+    assert out[-1] == "1"  # NoNewPrivs
+    assert all(c.id != cid for c in engine.client.containers.list(all=True))
+
+
+def test_run_scope_removes_the_runs_containers_even_on_error():
+    engine = cellsupport.require_engine()
+    with pytest.raises(RuntimeError), run_scope(engine, "test-scope"):
+        engine.client.containers.create(cellsupport.image("3.13"), ["sleep", "60"], labels={RUN_LABEL: "test-scope"}).start()
+        assert engine.run_containers("test-scope")
+        raise RuntimeError("boom")
+    assert engine.run_containers("test-scope") == []
