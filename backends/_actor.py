@@ -46,7 +46,12 @@ async def serve_parent(request: SpawnRequest, after_hello: Callable[[], None]) -
         request.name, request.uid, request.backend, request.run_dir, request.run_token
     )
     try:
+        if request.init is not None:
+            result = resolve(request.init)()
+            if inspect.isawaitable(result):
+                await result
         chan = Channel(await connect(request.parent_addr), peer="parent")
+        actor.parent_chan = chan
         chan.send_nowait(Hello(request.uid, request.name, os.getpid()))
         after_hello()
         async with trio.open_nursery() as nursery:

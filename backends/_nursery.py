@@ -20,7 +20,7 @@ from . import _state, spawn
 from ._errors import ActorBootError, TransportClosed
 from ._ipc import Channel, Transport
 from ._msgs import CancelActor
-from ._portal import Portal
+from ._portal import Portal, func_ref
 from .spawn._base import ChildHandle, SpawnRequest, StdioPolicy
 
 # Exit codes of a child stopped by an interrupt rather than a failure.
@@ -91,6 +91,7 @@ class ActorNursery:
         transport: Transport,
         stdio: StdioPolicy,
         timeouts: Timeouts,
+        child_init: str | None = None,
     ) -> None:
         self._nursery = nursery
         self._actor = actor
@@ -98,6 +99,7 @@ class ActorNursery:
         self._transport = transport
         self._stdio = stdio
         self._timeouts = timeouts
+        self._child_init = child_init
         self._children: set[_Child] = set()
 
     @property
@@ -141,6 +143,7 @@ class ActorNursery:
             transport=self._transport,
             sys_path=list(sys.path),
             stdio=self._stdio,
+            init=self._child_init,
         )
 
     async def _supervise(self, name: str, *, task_status: trio.TaskStatus[Portal]) -> None:
@@ -220,6 +223,8 @@ class ActorNursery:
             with trio.move_on_after(child.timeouts.cancel):
                 code = await child.handle.wait()
         reason = "it exited" if code is None else f"it exited with code {code}"
+        if child.stop_requested.is_set():
+            reason = "it was cancelled"
         portal._fail_all(reason)
         if not child.stop_requested.is_set() and code not in _INTERRUPTED:
             return TransportClosed(f"actor {child.name!r} died unexpectedly: {reason}")
@@ -241,8 +246,10 @@ async def _boot_output(handle: ChildHandle) -> str:
     return handle.boot_output()
 
 
-def _collapse(group: BaseExceptionGroup) -> BaseException:
-    return group.exceptions[0] if len(group.exceptions) == 1 else group
+def _collapse(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 @asynccontextmanager
@@ -261,16 +268,27 @@ async def open_nursery(
     *,
     stdio: StdioPolicy = "inherit",
     timeouts: Timeouts = Timeouts(),
+    child_init: Callable | str | None = None,
 ):
-    """Open an actor nursery; the first one in a process makes it the root actor."""
+    """Open an actor nursery; the first one in a process makes it the root actor.
+
+    ``stdio``: ``"inherit"`` (children write to our stderr's file directly) or
+    ``"pipe"`` (their stdout/stderr pass through this process's ``sys.stderr``,
+    which pytest's capture sees in every mode). ``child_init``: a module-level
+    function run in every child before its handshake (a failure there is a
+    boot death, raised as ``ActorBootError``).
+    """
     if transport not in ("uds", "tcp"):
         raise ValueError(f"unknown transport {transport!r}; valid: uds, tcp")
+    if stdio not in ("inherit", "pipe"):
+        raise ValueError(f"unknown stdio policy {stdio!r}; valid: inherit, pipe")
+    init_ref = func_ref(child_init) if child_init is not None else None
     chosen = spawn.get_backend(backend)
     actor = _state.enter_root(chosen.name)
     try:
         _maybe_become_subreaper(actor)
         async with _collapsing(), trio.open_nursery() as nursery:
-            an = ActorNursery(nursery, actor, chosen, transport, stdio, timeouts)
+            an = ActorNursery(nursery, actor, chosen, transport, stdio, timeouts, init_ref)
             yield an
             await an.cancel()
     finally:

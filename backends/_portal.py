@@ -80,6 +80,11 @@ class Portal:
     def pid(self) -> int | None:
         return self._child.handle.pid
 
+    @property
+    def exitcode(self) -> int | None:
+        """The child's exit code once it is gone (negative: killed by that signal)."""
+        return self._child.handle.poll()
+
     def _check_open(self) -> None:
         if self._closed_reason is not None:
             raise TransportClosed(f"actor {self.name!r} is gone: {self._closed_reason}")

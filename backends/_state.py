@@ -36,6 +36,7 @@ class Actor:
     pid: int = field(default_factory=os.getpid)
     listeners: dict[Transport, Listener] = field(default_factory=dict)
     users: int = 0
+    parent_chan: Channel | None = None
 
     async def ensure_listener(self, transport: Transport) -> Listener:
         if transport not in self.listeners:

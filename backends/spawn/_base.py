@@ -34,6 +34,7 @@ class SpawnRequest(msgspec.Struct, frozen=True, kw_only=True):
     transport: str
     sys_path: list[str]
     stdio: StdioPolicy = "inherit"
+    init: str | None = None  # "module:qualname" run in the child before the handshake
     stderr_fd: int = -1  # the inherited stderr, restored after the handshake
 
 

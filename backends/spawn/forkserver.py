@@ -115,6 +115,8 @@ def _child_after_fork(request: SpawnRequest, boot_w: int) -> None:
     try:
         saved_stderr = os.dup(2)
         os.dup2(boot_w, 2)
+        if request.stdio == "pipe":
+            os.dup2(boot_w, 1)
         os.close(boot_w)
         _close_inherited_fds(keep={0, 1, 2, saved_stderr})
         from .._child import run_child

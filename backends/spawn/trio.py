@@ -46,6 +46,7 @@ class TrioBackend:
             proc = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "backends._child", arg],
                 stdin=subprocess.DEVNULL,
+                stdout=boot_w if request.stdio == "pipe" else None,
                 stderr=boot_w,
                 pass_fds=(stderr_copy,),
             )
