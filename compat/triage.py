@@ -165,12 +165,7 @@ def write_index(raw_dir: Path, index: TriageIndex) -> None:
 
 
 def read_reruns(raw_dir: Path) -> list[tuple[CellResult, Rerun]]:
-    out = []
-    for rerun in read_index(raw_dir).reruns:
-        cell_dir = raw_dir / TRIAGE_DIR / rerun.dir
-        if cell_dir.is_dir():
-            out.append((read_cell(cell_dir), rerun))
-    return out
+    return read_reruns_from(raw_dir, read_index(raw_dir))
 
 
 def apply_reruns(
@@ -254,3 +249,51 @@ def plan(
 def cell_id(axes: Axes) -> str:
     python, group, backend, capture = axes
     return f"py{python}-{group}-{backend}-cap{capture}"
+
+
+# --------------------------------------------------------------------------
+# re-running (compat triage)
+
+
+def run(matrix, raw_dir: Path, *, max_reruns: int, runner: str = "auto", progress: bool = False) -> int:
+    """Re-run failing tests where they failed and in missing neighbour cells.
+
+    Each test goes through ``compat.runner.run_cells`` with the target's test
+    paths narrowed to its node id, into ``<raw>/_triage/<n>/<cell-id>/``;
+    the index of re-runs and the resulting labels go to
+    ``<raw>/_triage/triage.json`` for the report.  Returns 0.
+    """
+    from .config import Cell
+    from .results import read_cells
+    from .runner import run_cells
+
+    index = read_index(raw_dir)
+    cells = read_cells(raw_dir)
+    values = {a: getattr(matrix.axes, a) for a in AXES}
+    done = {(r.nodeid, r.cell, r.purpose) for r in index.reruns}
+    wanted = plan(cells, values, max_reruns, done)
+    by_test: dict[str, list[tuple[Axes, str]]] = {}
+    for nodeid, axes, purpose in wanted:
+        by_test.setdefault(nodeid, []).append((axes, purpose))
+    for nodeid, targets in by_test.items():
+        sub = f"{len(index.reruns):04d}"
+        narrowed = msgspec.structs.replace(
+            matrix, target=msgspec.structs.replace(matrix.target, tests=(nodeid,)))
+        run_cells(narrowed, [Cell(*axes) for axes, _ in targets], out_dir=raw_dir / TRIAGE_DIR / sub,
+                  runner=runner, progress=progress)
+        for axes, purpose in targets:
+            rerun_dir = f"{sub}/{cell_id(axes)}"
+            test = read_cell(raw_dir / TRIAGE_DIR / rerun_dir).tests.get(nodeid)
+            index.reruns.append(Rerun(nodeid=nodeid, cell=cell_id(axes), dir=rerun_dir, purpose=purpose,
+                                      status=test.status if test else "missing"))
+    marked, neighbour_obs, flaky = apply_reruns(cells, read_reruns_from(raw_dir, index))
+    index.labels = why_labels(marked, neighbour_obs, flaky)
+    index.budget = max_reruns
+    index.skipped = max(0, len(plan(cells, values, 10**6, done)) - len(wanted))
+    write_index(raw_dir, index)
+    return 0
+
+
+def read_reruns_from(raw_dir: Path, index: TriageIndex) -> list[tuple[CellResult, Rerun]]:
+    return [(read_cell(raw_dir / TRIAGE_DIR / r.dir), r) for r in index.reruns
+            if (raw_dir / TRIAGE_DIR / r.dir).is_dir()]
