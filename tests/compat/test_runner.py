@@ -1,0 +1,129 @@
+"""Real cells in real containers (and one local run): few and small."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from compat.config import Cell
+from compat.results import CellMeta
+from compat.runner import run_cells
+
+try:
+    from tests.compat import cellsupport
+except ImportError:
+    import cellsupport
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cell(backend: str, python: str = "3.13") -> Cell:
+    return Cell(python, "base", backend, "fd")
+
+
+def read_meta(out: Path) -> CellMeta:
+    return msgspec.json.decode((out / "meta.json").read_bytes(), type=CellMeta)
+
+
+@pytest.fixture
+def engine():
+    engine = cellsupport.require_engine()
+    cellsupport.image("3.13")
+    return engine
+
+
+def test_passing_cell_writes_its_whole_directory(engine, tmp_path):
+    [meta] = run_cells(cellsupport.fixture_matrix(), [cell("trio")], out_dir=tmp_path, progress=False)
+    out = tmp_path / meta.cell
+    assert (meta.outcome, meta.runner, meta.exit_code) == ("completed", "docker", 1)  # test_fails fails
+    assert meta.python_version.startswith("3.13.") and "pytest" in meta.packages
+    assert meta.image.startswith("sha256:") and meta.limits.pids == 512
+    assert read_meta(out) == meta
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert events[0]["event"] == "session" and events[-1]["event"] == "finish"
+    assert "testcase" in (out / "junit.xml").read_text()
+    assert json.loads((out / "reap.json").read_text())["fixture"] is True
+    census = json.loads((out / "census.json").read_text())
+    assert [p["cmdline"] for p in census["processes"]] == ["sleep 299"]
+    assert engine.run_containers(meta.run_id) == []
+
+
+def test_hanging_cell_times_out_with_dumps_and_the_run_goes_on(engine, tmp_path):
+    matrix = cellsupport.fixture_matrix(per_cell=4)
+    hang, after = run_cells(matrix, [cell("forkserver"), cell("trio")], out_dir=tmp_path, progress=False)
+    assert hang.outcome == "timeout"
+    assert hang.running == "tests/cases_cells.py::test_hangs"
+    dumps = {p.name.split("-")[0]: p.read_text() for p in (tmp_path / hang.cell / "dumps").glob("*.txt")}
+    assert "test_hangs" in dumps["pytest"]  # asked for on expiry
+    assert "child" in dumps and "overtime" in dumps  # the child Python too; the per-test bound
+    assert read_meta(tmp_path / hang.cell).outcome == "timeout"
+    assert after.outcome == "completed"
+
+
+def test_unsupported_backend_is_recorded_with_its_reason(engine, tmp_path):
+    [meta] = run_cells(cellsupport.fixture_matrix(), [cell("subint")], out_dir=tmp_path, progress=False)
+    assert (meta.outcome, meta.reason, meta.exit_code) == ("unsupported", "the fixture has no such thing", 4)
+
+
+def test_python_314_cell(tmp_path):
+    cellsupport.require_engine()
+    cellsupport.image("3.14")
+    [meta] = run_cells(cellsupport.fixture_matrix(), [cell("trio", "3.14")], out_dir=tmp_path, progress=False)
+    assert meta.outcome == "completed" and meta.python_version.startswith("3.14.")
+
+
+INTERRUPTED_RUN = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    sys.path[:0] = [{root!r}, {tests!r}]
+    import cellsupport
+    from compat.config import Cell
+    from compat.runner import run_cells
+    run_cells(cellsupport.fixture_matrix(per_cell=120), [Cell("3.13", "base", "forkserver", "fd")],
+              run_id={run_id!r}, out_dir=Path({out!r}), progress=False)
+    """
+)
+
+
+def test_ctrl_c_removes_every_container_of_the_run(engine, tmp_path):
+    run_id = f"test-ctrl-c-{os.getpid()}"
+    script = tmp_path / "run.py"
+    script.write_text(
+        INTERRUPTED_RUN.format(root=str(ROOT), tests=str(Path(__file__).parent), run_id=run_id, out=str(tmp_path / "raw"))
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not engine.run_containers(run_id):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "the run never started a container"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) != 0
+    finally:
+        proc.kill()
+        proc.wait()
+    assert engine.run_containers(run_id) == []
+    meta = read_meta(tmp_path / "raw" / "py3.13-base-forkserver-capfd")
+    assert (meta.outcome, meta.run_id) == ("error", run_id) and "interrupted" in meta.reason
+
+
+def test_local_runner_same_outputs_and_unavailable_python(tmp_path):
+    matrix = cellsupport.fixture_matrix(per_cell=5)
+    cells = [cell("trio"), cell("forkserver"), Cell("3.99", "base", "trio", "fd")]
+    ok, hang, missing = run_cells(matrix, cells, runner="local", out_dir=tmp_path, progress=False)
+    assert (ok.outcome, ok.runner) == ("completed", "local")
+    for name in ("events.jsonl", "junit.xml", "reap.json", "census.json", "output.log", "meta.json"):
+        assert (tmp_path / ok.cell / name).is_file(), name
+    assert hang.outcome == "timeout" and hang.running == "tests/cases_cells.py::test_hangs"
+    assert any((tmp_path / hang.cell / "dumps").glob("pytest-*.txt"))
+    assert missing.outcome == "unavailable" and "3.99" in missing.reason
+    assert (tmp_path / missing.cell / "meta.json").is_file()
