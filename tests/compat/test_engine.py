@@ -48,3 +48,27 @@ def test_run_scope_removes_the_runs_containers_even_on_error():
         assert engine.run_containers("test-scope")
         raise RuntimeError("boom")
     assert engine.run_containers("test-scope") == []
+
+
+def test_doctor_without_engine_names_the_fix(monkeypatch):
+    from rich.console import Console
+
+    from compat.config import Matrix
+    from compat.doctor import run_doctor
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    console = Console(record=True, width=200)
+    assert run_doctor(Matrix(), console=console) == 1
+    assert "containers/provision-engine" in console.export_text()
+
+
+def test_doctor_passes_on_a_working_engine():
+    from rich.console import Console
+
+    from compat.config import Matrix
+    from compat.doctor import run_doctor
+
+    cellsupport.require_engine()
+    cellsupport.image("3.13")
+    console = Console(record=True, width=200)
+    assert run_doctor(Matrix(), console=console) == 0, console.export_text()

@@ -1,0 +1,163 @@
+"""``compat doctor``: what a run needs, checked in one screen, each problem with its fix."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker.errors
+from rich.console import Console
+from rich.table import Table
+
+from .config import Matrix
+from .engine import RUN_LABEL, Engine
+from .errors import CompatError
+from .images import base_tag, ca_bundle_from_env, registry_reachable
+
+MIN_FREE_GIB = 5.0
+PROVISION = "sudo containers/provision-engine"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+class Doctor:
+    def __init__(self, matrix: Matrix) -> None:
+        self.matrix = matrix
+        self.engine: Engine | None = None
+        self.probe_image: str | None = None  # a local image to start tiny containers from
+
+    def checks(self) -> list[Check]:
+        steps: list[Callable[[], Check]] = [
+            self.check_engine,
+            self.check_base,
+            self.check_container_limits,
+            self.check_python_314,
+            self.check_ca_bundle,
+            self.check_disk,
+            self.check_leftovers,
+        ]
+        return [step() for step in steps]
+
+    def check_engine(self) -> Check:
+        try:
+            self.engine = Engine.connect(timeout=3)
+        except CompatError as exc:
+            return Check("engine", False, str(exc).split(";")[0], PROVISION)
+        version = self.engine.version()
+        return Check("engine", True, f"docker {version.get('Version')}, API {version.get('ApiVersion')}")
+
+    def check_base(self) -> Check:
+        images = self.matrix.images
+        if self.engine is None:
+            return Check("base image", False, "needs the engine", PROVISION)
+        for ref in (images.registry_image, base_tag(images)):
+            if self.engine.image_id(ref):
+                self.probe_image = ref
+                return Check("base image", True, f"{ref} (local)")
+        if images.base != "debootstrap" and registry_reachable(images.registry_image):
+            return Check("base image", True, f"{images.registry_image} (registry reachable; pulled on first use)")
+        if shutil.which("debootstrap"):
+            return Check("base image", True, f"none yet; made with debootstrap on first use (~35 s) as {base_tag(images)}")
+        return Check("base image", False, "no registry reachable and debootstrap is missing", PROVISION)
+
+    def _run(self, command: list[str], *, network: bool = False, image: str | None = None) -> tuple[int, str]:
+        assert self.engine is not None
+        image = image or self.probe_image
+        kwargs = {} if network else {"network_mode": "none"}
+        try:
+            out = self.engine.client.containers.run(
+                image, command, remove=True, init=True, pids_limit=64, labels={RUN_LABEL: "doctor"}, **kwargs
+            )
+        except docker.errors.ContainerError as exc:
+            return exc.exit_status, (exc.stderr or b"").decode(errors="replace")
+        except docker.errors.APIError as exc:
+            return -1, str(exc.explanation)
+        return 0, out.decode(errors="replace")
+
+    def check_container_limits(self) -> Check:
+        if self.engine is None or self.probe_image is None:
+            return Check("--init, pids limit", False, "no engine or base image to try them on", PROVISION)
+        code, out = self._run(
+            ["sh", "-c", "tr '\\0' ' ' </proc/1/cmdline; echo; cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; true"]
+        )
+        init_ok = "docker-init" in out
+        pids_ok = "64" in out.split()
+        detail = f"init {'ok' if init_ok else 'missing'}, pids.max {'64' if pids_ok else 'not applied'}"
+        return Check("--init, pids limit", code == 0 and init_ok and pids_ok, detail, "install docker.io >= 20.10 with the pids cgroup: " + PROVISION)
+
+    def _image(self, python: str) -> str | None:
+        if self.engine is None:
+            return None
+        tags = [t for img in self.engine.client.images.list(name="spawn-compat") for t in img.tags]
+        return next((t for t in sorted(tags) if t.startswith(f"spawn-compat:py{python}-")), None)
+
+    def check_python_314(self) -> Check:
+        required = "3.14" in self.matrix.axes.python
+        image = self._image("3.14")
+        if image is None:
+            return Check("Python 3.14", False, "no 3.14 image built yet", "nox -s images", required=False)
+        code, out = self._run(["python", "-c", "import sys, _interpreters; print(sys.version.split()[0])"], image=image)
+        return Check("Python 3.14", code == 0, f"{out.strip()} in {image}" if code == 0 else out.strip()[-200:], "rebuild: nox -s images", required=required)
+
+    def check_ca_bundle(self) -> Check:
+        bundle = ca_bundle_from_env()
+        if bundle is None:
+            return Check("CA bundle", True, "none named by SSL_CERT_FILE / REQUESTS_CA_BUNDLE; system trust used", required=False)
+        image = self._image("3.13") or self._image("3.14")
+        if image is None:
+            return Check("CA bundle", True, f"{bundle} (goes into images; none built to try it in yet)", required=False)
+        code, out = self._run(
+            ["python", "-c", "import urllib.request as u; u.urlopen('https://pypi.org/simple/pip/', timeout=10); print('ok')"],
+            network=True,
+            image=image,
+        )
+        detail = f"{bundle}: PyPI reachable over TLS inside a container" if code == 0 else out.strip()[-200:]
+        return Check("CA bundle", code == 0, detail, "export SSL_CERT_FILE=<your proxy's CA bundle>, then nox -s images", required=False)
+
+    def check_disk(self) -> Check:
+        root = "/var/lib/docker"
+        if self.engine is not None:
+            root = self.engine.client.info().get("DockerRootDir", root)
+        path = Path(root) if Path(root).exists() else Path("/")
+        free = shutil.disk_usage(path).free / 2**30
+        return Check("free disk", free >= MIN_FREE_GIB, f"{free:.1f} GiB free at {path}", f"free at least {MIN_FREE_GIB:g} GiB (docker image prune)")
+
+    def check_leftovers(self) -> Check:
+        if self.engine is None:
+            return Check("leftover containers", True, "no engine", required=False)
+        # Running ones may belong to a run in progress; stopped ones outlived theirs.
+        left = self.engine.client.containers.list(
+            all=True, filters={"label": RUN_LABEL, "status": ["created", "exited", "dead"]}
+        )
+        if not left:
+            return Check("leftover containers", True, "none", required=False)
+        return Check(
+            "leftover containers", False, f"{len(left)} stopped, from runs that ended without cleanup",
+            f"docker rm $(docker ps -aq --filter label={RUN_LABEL} --filter status=exited)", required=False,
+        )  # fmt: skip
+
+
+def run_doctor(matrix: Matrix, *, console: Console | None = None) -> int:
+    console = console or Console()
+    checks = Doctor(matrix).checks()
+    table = Table(title="spawn-compat doctor", show_lines=False)
+    for column in ("check", "", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    for check in checks:
+        mark = "[green]ok[/]" if check.ok else ("[red]FAIL[/]" if check.required else "[yellow]warn[/]")
+        table.add_row(check.name, mark, check.detail, "" if check.ok else check.fix)
+    console.print(table)
+    failed = [c.name for c in checks if c.required and not c.ok]
+    if failed:
+        console.print(f"[red]missing: {', '.join(failed)}[/]")
+        return 1
+    return 0
