@@ -6,6 +6,7 @@ capture); matrix: every cell in parallel. ARGS reach pytest in both.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shlex
@@ -61,6 +62,10 @@ def compat(session: nox.Session, argv: list[str]) -> None:
     """Run compat in this process; Ctrl-C stops nox, any other failure fails the session."""
     from compat.cli import INTERRUPTED, main
 
+    # nox sets the root logger to DEBUG for its own records; in this process
+    # docker-py's and urllib3's request logs would flow through it too.
+    for name in ("docker", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     session.log("compat " + shlex.join(argv))
     code = main(argv)
     if code == INTERRUPTED:
