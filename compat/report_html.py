@@ -137,27 +137,31 @@ def legend_html() -> Iterator[str]:
 
 
 def table_data(ledger: Ledger, lay: Layout, known: KnownIssues, budget: int) -> dict:
+    """The per-test table as compact JSON: shared strings are indexed, uniform
+    status strings collapse to one letter, cells sharing a note share one entry."""
     cell_index = {c.id: i for i, c in enumerate(ledger.cells)}
     col_index = {col: i for i, col in enumerate(lay.columns)}
     backend_index = {b: i for i, b in enumerate(lay.backends)}
     whys: dict[str, int] = {"": 0}
     texts: dict[str, int] = {"": 0}
+    files: dict[str, int] = {"": 0}
     tests, notes = [], []
     for ti, t in enumerate(ledger.tests):
         codes = "".join(_code(t.results[c.id]) if c.id in t.results else "." for c in ledger.cells)
         if len(set(codes)) == 1:
             codes = codes[0]
-        why = whys.setdefault(t.why, len(whys))
-        tests.append([t.nodeid, codes, why])
-        for cid, r in t.results.items():
-            if r.status != "passed" and (r.reason or r.message):
-                notes.append([ti, cell_index[cid], texts.setdefault(r.reason, len(texts)), r.message])
+        file, sep, name = t.nodeid.partition("::")
+        if not sep:
+            file, name = "", t.nodeid
+        tests.append([files.setdefault(file, len(files)), name, codes, whys.setdefault(t.why, len(whys))])
+        notes.extend(_test_notes(ti, t, cell_index, texts))
     data = {
         "cols": [column_label(col) for col in lay.columns],
         "colPython": [col[0] for col in lay.columns],
         "backends": list(lay.backends),
         "cells": [[backend_index.get(c.backend, -1), col_index.get((c.python, c.group, c.capture), -1), c.id]
                   for c in ledger.cells],
+        "files": list(files),
         "whys": list(whys),
         "reasons": list(texts),
         "tests": tests,
@@ -169,23 +173,37 @@ def table_data(ledger: Ledger, lay: Layout, known: KnownIssues, budget: int) -> 
     return data
 
 
+def _test_notes(ti: int, t, cell_index: dict[str, int], texts: dict[str, int]) -> list[list]:
+    """[test, reason, message, cell...] per distinct (reason, message) of a test."""
+    grouped: dict[tuple[int, str], list[int]] = {}
+    for cid, r in t.results.items():
+        if r.status != "passed" and (r.reason or r.message):
+            key = (texts.setdefault(r.reason, len(texts)), r.message)
+            grouped.setdefault(key, []).append(cell_index[cid])
+    return [[ti, reason, message, *cells] for (reason, message), cells in grouped.items()]
+
+
 def _clip_messages(data: dict, budget: int) -> None:
     """Clip every message to the longest tail that keeps the island in budget."""
-    full = [n[3] for n in data["notes"]]
+    full = [n[2] for n in data["notes"]]
+    data["clipped"] = False
+    if len(_island(data).encode()) <= budget:
+        return
     for n in data["notes"]:
-        n[3] = ""
-    base = len(_island(data).encode())
-    room = budget - base
+        n[2] = ""
+    room = budget - len(_island(data).encode()) - 60 * len(full)
+
+    def cost(limit: int) -> int:
+        return sum(len(json.dumps(m[-limit:] if len(m) > limit else m, ensure_ascii=False).encode())
+                   for m in full)
+
     lo, hi = 0, max((len(m) for m in full), default=0)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if sum(min(len(m), mid) for m in full) * 1.1 <= room:
-            lo = mid
-        else:
-            hi = mid - 1
+        lo, hi = (mid, hi) if cost(mid) <= room else (lo, mid - 1)
     for n, m in zip(data["notes"], full, strict=True):
-        n[3] = m if len(m) <= lo else "… (clipped; full text in compat.json)\n" + m[-lo:] if lo else ""
-    data["clipped"] = lo < max((len(m) for m in full), default=0)
+        n[2] = m if len(m) <= lo else ("… (clipped; full text in compat.json)\n" + m[-lo:] if lo else "")
+    data["clipped"] = True
 
 
 def _island(data: dict) -> str:
@@ -263,9 +281,10 @@ const nb=D.backends.length, nc=D.cols.length;
 const colOf=D.backends.map(()=>new Array(nc).fill(-1));
 D.cells.forEach(([b,c],i)=>{if(b>=0&&c>=0)colOf[b][c]=i;});
 const notes={};
-D.notes.forEach(([t,c,r,m])=>{(notes[t]=notes[t]||{})[c]=[r,m];});
+D.notes.forEach(([t,r,m,...cs])=>{const n=notes[t]=notes[t]||{};for(const c of cs)n[c]=[r,m];});
 const rows=[];
-D.tests.forEach(([id,codes,why],t)=>{
+D.tests.forEach(([f,name,codes,why],t)=>{
+  const id=D.files[f]?D.files[f]+'::'+name:name;
   for(let b=0;b<nb;b++){
     let cs='',seen=false;
     for(let c=0;c<nc;c++){const i=colOf[b][c];const k=i<0?'.':(codes.length===1?codes:codes[i]);cs+=k;if(k!=='.')seen=true;}

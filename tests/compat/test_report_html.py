@@ -1,0 +1,155 @@
+"""index.html: self-contained, bounded, and working in a real headless Chromium.
+
+The browser tests need Debian's ``chromium`` package; they skip without it,
+except under CI=true where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from compat import ledger as L
+from compat.report_html import PAGE_LIMIT, render_html
+from compat.report_view import KnownIssues
+from compat.report import build_report
+from tests.compat.test_report import MATRIX, constructed
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but chromium is not installed (apt-get install -y chromium)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    return exe
+
+
+def browse(page: Path, fragment: str = "", *extra: str) -> str:
+    """Load the page in a fresh headless Chromium; return the DOM after its scripts ran."""
+    with tempfile.TemporaryDirectory() as profile:
+        proc = subprocess.run(
+            [chromium(), *FLAGS, f"--user-data-dir={profile}", *extra, "--dump-dom",
+             page.resolve().as_uri() + (f"#{fragment}" if fragment else "")],
+            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
+        )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def screenshot(page: Path, png: Path, fragment: str = "") -> None:
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [chromium(), *FLAGS, f"--user-data-dir={profile}", "--window-size=1400,1000",
+             f"--screenshot={png}", page.resolve().as_uri() + (f"#{fragment}" if fragment else "")],
+            capture_output=True, timeout=120, stdin=subprocess.DEVNULL, check=True,
+        )
+
+
+def without_scripts(dom: str) -> str:
+    return re.sub(r"<script.*?</script>", "", dom, flags=re.S)
+
+
+def rows(dom: str) -> list[tuple[str, str]]:
+    return re.findall(r'<tr data-test="([^"]*)" data-backend="([^"]*)"', without_scripts(dom))
+
+
+def shown(dom: str) -> tuple[int, int]:
+    m = re.search(r'id="shown" data-matching="(\d+)" data-shown="(\d+)"', dom)
+    assert m, "the table script did not run"
+    return int(m.group(1)), int(m.group(2))
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Path:
+    raw, out = tmp_path / "raw", tmp_path / "reports"
+    constructed(raw)
+    build_report(raw, out, baseline=Path("/dev/null"), summary=None, fail_on_regression=False, matrix=MATRIX)
+    return out / "index.html"
+
+
+def test_page_is_self_contained(page: Path) -> None:
+    text = page.read_text()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
+    assert "@import" not in text and "url(" not in text
+
+
+def test_grid_and_filters_in_a_browser(page: Path, tmp_path: Path) -> None:
+    dom = browse(page)
+    grid = dict(re.findall(r'data-cell="([^"]+)" data-status="([^"]+)"', dom))
+    assert grid == {
+        "py3.13-base-trio-capfd": "failing", "py3.13-base-trio-capsys": "ok",
+        "py3.14-base-trio-capfd": "timeout", "py3.14-base-trio-capsys": "leaked",
+        "py3.13-base-subint-capfd": "unsupported", "py3.13-base-subint-capsys": "unavailable",
+        "py3.14-base-subint-capfd": "error", "py3.14-base-subint-capsys": "error",
+    }
+    # Default view hides all-green rows.
+    default = rows(dom)
+    assert ("t.py::test_fd", "trio") in default and ("t.py::test_pass", "trio") not in default
+    assert "<details><summary>t.py::test_fd</summary>" in dom and "AssertionError: wrong fd" in dom
+
+    everything = rows(browse(page, "green=show"))
+    assert ("t.py::test_pass", "trio") in everything and len(everything) > len(default)
+
+    only_timeouts = rows(browse(page, "backend=trio&status=timeout"))
+    assert only_timeouts == [("t.py::test_fd", "trio")]
+    py313 = browse(page, "python=3.13")
+    assert "3.14" not in re.search(r"<table id=\"tests\">.*?</thead>", py313, re.S).group(0)
+    assert ("t.py::test_fd", "trio") in rows(py313)
+
+    png = tmp_path / "index.png"
+    screenshot(page, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    keep = os.environ.get("COMPAT_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(png, Path(keep) / "index.png")
+
+
+def big_ledger(n_tests: int = 5000) -> L.Ledger:
+    axes = {"python": ("3.13", "3.14"), "group": ("base", "greenback", "cffi"),
+            "backend": ("trio", "forkserver", "subint"), "capture": ("fd", "sys", "no")}
+    cells = tuple(
+        L.LedgerCell(id=f"py{p}-{g}-{b}-cap{c}", python=p, group=g, backend=b, capture=c, status="failing")
+        for p in axes["python"] for g in axes["group"] for b in axes["backend"] for c in axes["capture"]
+    )
+    tests = []
+    for i in range(n_tests):
+        results = {}
+        for j, cell in enumerate(cells):
+            if i % 10 == 0 and j % 7 == 0:
+                results[cell.id] = L.LedgerResult(status="failed", reason=f"AssertionError {i}",
+                                                  message="Traceback\n" + "frame line\n" * 400)
+            elif i % 13 == 0:
+                results[cell.id] = L.LedgerResult(status="xfailed", reason="known")
+            else:
+                results[cell.id] = L.LedgerResult(status="passed")
+        tests.append(L.LedgerTest(nodeid=f"tests/backends/test_mod{i % 40}.py::test_case_{i}[param]",
+                                  results=results, why="capture-sensitive: fails only with --capture=fd" if i % 10 == 0 else ""))
+    return L.Ledger(run_id="big", timestamp=0.0, axes=axes, cells=cells, tests=tuple(tests))
+
+
+def test_five_thousand_tests_fit_under_one_megabyte(tmp_path: Path) -> None:
+    ledger = big_ledger()
+    html = render_html(ledger, KnownIssues(None))
+    backend_of = {c.id: c.backend for c in ledger.cells}
+    not_green = {(t.nodeid, backend_of[cid]) for t in ledger.tests for cid, r in t.results.items()
+                 if r.status != "passed"}
+    assert len(html.encode()) < PAGE_LIMIT
+    assert "clipped; full text in compat.json" in html
+    page = tmp_path / "index.html"
+    page.write_text(html)
+    matching, displayed = shown(browse(page))
+    assert matching == len(not_green)
+    matching_all, displayed_all = shown(browse(page, "green=show&all=1"))
+    assert matching_all == 15000 and displayed_all == 15000
+    assert displayed == min(matching, 500)
