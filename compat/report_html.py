@@ -31,10 +31,10 @@ STRICT_XPASS = "S"
 # Plain glyphs rather than emoji: the page must read the same on a machine
 # without an emoji font (CI screenshots, minimal desktops); colour carries the rest.
 CELL_GLYPH = {
-    "ok": "✓", "failing": "✗", "timeout": "⌛", "leaked": "L",
+    "ok": "✓", "failing": "✗", "timeout": "T", "leaked": "L",
     "unsupported": "U", "unavailable": "–", "error": "E",
 }
-GLYPH = {"p": "✓", "f": "✗", "e": "E", "x": "xf", "X": "XP", "S": "XP!", "s": "s", "t": "⌛", "n": "–", "k": "~", ".": "·"}
+GLYPH = {"p": "✓", "f": "✗", "e": "E", "x": "xf", "X": "XP", "S": "XP!", "s": "s", "t": "T", "n": "–", "k": "~", ".": "·"}
 
 
 def esc(text: str) -> str:
@@ -264,7 +264,7 @@ th,td{border:1px solid #d0d7de;padding:2px 6px;text-align:center;vertical-align:
 .t-x{background:#fff1c2}.t-X{background:#fde68a}.t-s{background:#f0f0f0}.t-k{background:#ffe3bd}
 details.diff.bad summary{color:#b42318;font-weight:bold}details.diff.good summary{color:#1a7f37}
 pre{white-space:pre-wrap;max-height:24em;overflow:auto;background:#f6f8fa;padding:.4em;text-align:left;font-size:11px}
-form label{margin-right:1em}#shown{color:#57606a}
+#legend td{text-align:left}form label{margin-right:1em}#shown{color:#57606a}
 """
 
 _JS = r"""

@@ -95,7 +95,9 @@ def backend_lines(ledger: Ledger, lay: Layout, backend: str, known: KnownIssues)
     yield f"## {backend}"
     yield ""
     if not tests:
-        yield "Every test passed in every cell." if ids else "No cells."
+        ran = any(t.results.keys() & ids for t in ledger.tests)
+        yield ("Every test passed in every cell." if ran else
+               "No test ran in any of its cells (see the summary for why)." if ids else "No cells.")
         yield ""
         return
     yield f"{len(tests)} test(s) not plainly passing in every cell."

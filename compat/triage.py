@@ -224,8 +224,7 @@ def plan(
     Cells known to be unsupported or unavailable are never proposed.
     """
     done = set(done)
-    by_axes = {_axes(c): c for c in cells}
-    dead = {a for a, c in by_axes.items() if c.status in ("unsupported", "unavailable")}
+    dead = _dead(cells)
     obs = observations(cells)
     flaky_checks, neighbour_runs = [], []
     for nodeid, test_obs in sorted(obs.items()):
@@ -238,12 +237,20 @@ def plan(
         observed = {o.cell for o in test_obs}
         for cell in failing:
             for n in neighbours(cell, values):
-                if n not in observed and n not in dead:
+                if n not in observed and not dead(n):
                     observed.add(n)
                     neighbour_runs.append((nodeid, n, "neighbour"))
     wanted = [p for p in itertools.chain(flaky_checks, neighbour_runs)
               if (p[0], cell_id(p[1]), p[2]) not in done]
     return wanted[:max(0, max_reruns)]
+
+
+def _dead(cells: Sequence[CellResult]):
+    """Whether a cell cannot run: an interpreter or image is missing per
+    (python, group); an availability gate refuses per (python, group, backend)."""
+    unavailable = {_axes(c)[:2] for c in cells if c.status == "unavailable"}
+    unsupported = {_axes(c)[:3] for c in cells if c.status == "unsupported"}
+    return lambda axes: axes[:2] in unavailable or axes[:3] in unsupported
 
 
 def cell_id(axes: Axes) -> str:
@@ -255,12 +262,13 @@ def cell_id(axes: Axes) -> str:
 # re-running (compat triage)
 
 
-def run(matrix, raw_dir: Path, *, max_reruns: int, runner: str = "auto", progress: bool = False) -> int:
+def run(matrix, raw_dir: Path, *, max_reruns: int, runner: str | None = None, progress: bool = False) -> int:
     """Re-run failing tests where they failed and in missing neighbour cells.
 
-    Each test goes through ``compat.runner.run_cells`` with the target's test
-    paths narrowed to its node id, into ``<raw>/_triage/<n>/<cell-id>/``;
-    the index of re-runs and the resulting labels go to
+    Each cell to visit runs once via ``compat.runner.run_cells`` with the
+    target's test paths narrowed to the node ids wanted there, into
+    ``<raw>/_triage/<n>/<cell-id>/``, with the runner the original cells used
+    (unless told otherwise).  The index of re-runs and the labels go to
     ``<raw>/_triage/triage.json`` for the report.  Returns 0.
     """
     from .config import Cell
@@ -272,26 +280,31 @@ def run(matrix, raw_dir: Path, *, max_reruns: int, runner: str = "auto", progres
     values = {a: getattr(matrix.axes, a) for a in AXES}
     done = {(r.nodeid, r.cell, r.purpose) for r in index.reruns}
     wanted = plan(cells, values, max_reruns, done)
-    by_test: dict[str, list[tuple[Axes, str]]] = {}
+    runner = runner or _runner_used(cells)
+    by_cell: dict[Axes, list[tuple[str, str]]] = {}
     for nodeid, axes, purpose in wanted:
-        by_test.setdefault(nodeid, []).append((axes, purpose))
-    for nodeid, targets in by_test.items():
+        by_cell.setdefault(axes, []).append((nodeid, purpose))
+    for axes, targets in by_cell.items():
         sub = f"{len(index.reruns):04d}"
-        narrowed = msgspec.structs.replace(
-            matrix, target=msgspec.structs.replace(matrix.target, tests=(nodeid,)))
-        run_cells(narrowed, [Cell(*axes) for axes, _ in targets], out_dir=raw_dir / TRIAGE_DIR / sub,
-                  runner=runner, progress=progress)
-        for axes, purpose in targets:
-            rerun_dir = f"{sub}/{cell_id(axes)}"
-            test = read_cell(raw_dir / TRIAGE_DIR / rerun_dir).tests.get(nodeid)
-            index.reruns.append(Rerun(nodeid=nodeid, cell=cell_id(axes), dir=rerun_dir, purpose=purpose,
-                                      status=test.status if test else "missing"))
+        nodeids = tuple(dict.fromkeys(n for n, _ in targets))
+        narrowed = msgspec.structs.replace(matrix, target=msgspec.structs.replace(matrix.target, tests=nodeids))
+        run_cells(narrowed, [Cell(*axes)], out_dir=raw_dir / TRIAGE_DIR / sub, runner=runner, progress=progress)
+        rerun_cell = read_cell(raw_dir / TRIAGE_DIR / sub / cell_id(axes))
+        for nodeid, purpose in targets:
+            test = rerun_cell.tests.get(nodeid)
+            index.reruns.append(Rerun(nodeid=nodeid, cell=cell_id(axes), dir=f"{sub}/{cell_id(axes)}",
+                                      purpose=purpose, status=test.status if test else rerun_cell.status))
     marked, neighbour_obs, flaky = apply_reruns(cells, read_reruns_from(raw_dir, index))
     index.labels = why_labels(marked, neighbour_obs, flaky)
     index.budget = max_reruns
     index.skipped = max(0, len(plan(cells, values, 10**6, done)) - len(wanted))
     write_index(raw_dir, index)
     return 0
+
+
+def _runner_used(cells: Sequence[CellResult]) -> str:
+    kinds = [c.meta.runner for c in cells if c.meta is not None]
+    return max(set(kinds), key=kinds.count) if kinds else "auto"
 
 
 def read_reruns_from(raw_dir: Path, index: TriageIndex) -> list[tuple[CellResult, Rerun]]:
