@@ -45,6 +45,7 @@ class Channel:
         self._closed = False
         self._broken: BaseException | None = None
         self._writer_done = trio.Event()
+        self._writer_scope = trio.CancelScope(shield=True)
 
     @property
     def closed(self) -> bool:
@@ -71,22 +72,31 @@ class Channel:
             raise TransportClosed(f"channel to {self.peer} broke: {self._broken}")
 
     async def run_writer(self) -> None:
-        """Flush queued frames until the channel closes. Run it in a nursery."""
+        """Flush queued frames until the channel closes. Run it in a nursery.
+
+        Shielded: the writer stops when the channel is closed, not when the
+        task that owns it is cancelled, so a cancel request queued during a
+        cancelled teardown still reaches the peer. ``aclose`` bounds it.
+        """
         try:
-            while True:
-                if not self._out:
-                    if self._closed:
-                        return
-                    self._wake = trio.Event()
-                    await self._wake.wait()
-                    continue
-                data, self._out = self._out, bytearray()
-                await self._stream.send_all(data)
-                self._space.unpark_all()
+            with self._writer_scope:
+                await self._write_until_closed()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._broken = exc
         finally:
             self._writer_done.set()
+            self._space.unpark_all()
+
+    async def _write_until_closed(self) -> None:
+        while True:
+            if not self._out:
+                if self._closed:
+                    return
+                self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            data, self._out = self._out, bytearray()
+            await self._stream.send_all(data)
             self._space.unpark_all()
 
     # -- receiving -------------------------------------------------------
@@ -165,6 +175,7 @@ class Channel:
             with trio.move_on_after(_CLOSE_FLUSH_TIMEOUT):
                 if self._out and self._broken is None:
                     await self._writer_done.wait()
+            self._writer_scope.cancel()  # a peer that stopped reading cannot hold us
             await self._stream.aclose()
 
 

@@ -37,12 +37,14 @@ class Actor:
     listeners: dict[Transport, Listener] = field(default_factory=dict)
     users: int = 0
     parent_chan: Channel | None = None
+    _listener_lock: trio.Lock = field(default_factory=trio.Lock)
 
     async def ensure_listener(self, transport: Transport) -> Listener:
-        if transport not in self.listeners:
-            listener = Listener(self, transport)
-            await listener.start()
-            self.listeners[transport] = listener
+        async with self._listener_lock:  # concurrent first spawns share one listener
+            if transport not in self.listeners:
+                listener = Listener(self, transport)
+                await listener.start()
+                self.listeners[transport] = listener
         return self.listeners[transport]
 
     def close_listeners(self) -> None:

@@ -148,3 +148,50 @@ class ProcessHandle:
 
     def cleanup(self) -> None:
         self._kill_subtree()
+
+
+class PidfdHandle(ProcessHandle):
+    """A direct child waited on through a pidfd: cancellable, and immune to pid reuse."""
+
+    def __init__(self, name: str, pid: int, tail: OutputTail) -> None:
+        super().__init__(name, pid, tail)
+        self._pidfd: int | None = os.pidfd_open(pid)
+        self._code: int | None = None
+
+    def poll(self) -> int | None:
+        if self._code is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                # Someone else reaped it (a subreaper sweep): gone, code unknown.
+                self._code = -1
+            else:
+                if pid:
+                    self._code = os.waitstatus_to_exitcode(status)
+            if self._code is not None:
+                self._close_pidfd()
+        return self._code
+
+    async def wait(self) -> int | None:
+        while self.poll() is None:
+            assert self._pidfd is not None
+            await trio.lowlevel.wait_readable(self._pidfd)
+        return self._code
+
+    def _signal(self, sig: int) -> None:
+        # A pidfd signal can never hit a recycled pid.
+        if self.poll() is None and self._pidfd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def _close_pidfd(self) -> None:
+        if self._pidfd is not None:
+            fd, self._pidfd = self._pidfd, None
+            trio.lowlevel.notify_closing(fd)
+            os.close(fd)
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        if self.poll() is None:
+            return
+        self._close_pidfd()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import trio
 
-from ._base import OutputTail, ProcessHandle, SpawnRequest
+from ._base import OutputTail, PidfdHandle, SpawnRequest
 
 NAME = "forkserver"
 _FORK_TIMEOUT = 10.0
@@ -35,51 +35,6 @@ def unavailable() -> str | None:
     except OSError as exc:
         return f"pidfd_open is refused here: {exc.strerror}"
     return None
-
-
-class _ForkedHandle(ProcessHandle):
-    def __init__(self, name: str, pid: int, tail: OutputTail) -> None:
-        super().__init__(name, pid, tail)
-        self._pidfd: int | None = os.pidfd_open(pid)
-        self._code: int | None = None
-
-    def poll(self) -> int | None:
-        if self._code is None:
-            try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                # Someone else reaped it (a subreaper sweep): gone, code unknown.
-                self._code = -1
-            else:
-                if pid:
-                    self._code = os.waitstatus_to_exitcode(status)
-            if self._code is not None:
-                self._close_pidfd()
-        return self._code
-
-    async def wait(self) -> int | None:
-        while self.poll() is None:
-            assert self._pidfd is not None
-            await trio.lowlevel.wait_readable(self._pidfd)
-        return self._code
-
-    def _signal(self, sig: int) -> None:
-        # A pidfd signal can never hit a recycled pid.
-        if self.poll() is None and self._pidfd is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
-
-    def _close_pidfd(self) -> None:
-        if self._pidfd is not None:
-            fd, self._pidfd = self._pidfd, None
-            trio.lowlevel.notify_closing(fd)
-            os.close(fd)
-
-    def cleanup(self) -> None:
-        super().cleanup()
-        if self.poll() is None:
-            return
-        self._close_pidfd()
 
 
 class _Forker:
@@ -148,7 +103,7 @@ class ForkserverBackend:
     def unavailable(self) -> str | None:
         return unavailable()
 
-    async def spawn(self, request: SpawnRequest) -> _ForkedHandle:
+    async def spawn(self, request: SpawnRequest) -> PidfdHandle:
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
         result: list[int | BaseException] = []
@@ -185,7 +140,7 @@ class ForkserverBackend:
         if isinstance(value, BaseException):
             os.close(boot_r)
             raise value
-        return _ForkedHandle(request.name, value, OutputTail(boot_r))
+        return PidfdHandle(request.name, value, OutputTail(boot_r))
 
 
 BACKEND = ForkserverBackend()

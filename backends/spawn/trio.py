@@ -1,34 +1,29 @@
-"""``trio`` backend: a fresh interpreter per child (``python -m backends._child``)."""
+"""``trio`` backend: a fresh interpreter per child (``python -m backends._child``).
+
+The child is started with ``posix_spawn`` from the trio thread itself: the
+spawning thread must live as long as the child, because the cffi group's
+``PR_SET_PDEATHSIG`` fires when that thread (not the process) exits, and
+trio's ``open_process`` spawns from a worker thread that retires when idle.
+"""
 
 from __future__ import annotations
 
 import base64
 import os
-import subprocess
 import sys
 
 import msgspec
-import trio
 
-from ._base import OutputTail, ProcessHandle, SpawnRequest
+from ._base import OutputTail, PidfdHandle, SpawnRequest
 
 NAME = "trio"
+_STDERR_FD = 3  # where the child finds the inherited stderr during boot
 
 
 def unavailable() -> str | None:
+    if not hasattr(os, "pidfd_open"):
+        return "needs os.pidfd_open (Linux 5.3+) for cancellable child waits"
     return None
-
-
-class _ExecHandle(ProcessHandle):
-    def __init__(self, name: str, proc: trio.Process, tail: OutputTail) -> None:
-        super().__init__(name, proc.pid, tail)
-        self._proc = proc
-
-    def poll(self) -> int | None:
-        return self._proc.poll()
-
-    async def wait(self) -> int | None:
-        return await self._proc.wait()  # pidfd-based on Linux: cancellable
 
 
 class TrioBackend:
@@ -37,26 +32,30 @@ class TrioBackend:
     def unavailable(self) -> str | None:
         return unavailable()
 
-    async def spawn(self, request: SpawnRequest) -> _ExecHandle:
+    async def spawn(self, request: SpawnRequest) -> PidfdHandle:
+        request = msgspec.structs.replace(request, stderr_fd=_STDERR_FD)
+        arg = base64.b64encode(msgspec.msgpack.encode(request)).decode()
         boot_r, boot_w = os.pipe()
-        stderr_copy = os.dup(2)
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, 2, _STDERR_FD),
+            (os.POSIX_SPAWN_DUP2, boot_w, 2),
+        ]
+        if request.stdio == "pipe":
+            actions.append((os.POSIX_SPAWN_DUP2, boot_w, 1))
         try:
-            request = msgspec.structs.replace(request, stderr_fd=stderr_copy)
-            arg = base64.b64encode(msgspec.msgpack.encode(request)).decode()
-            proc = await trio.lowlevel.open_process(
+            pid = os.posix_spawn(
+                sys.executable,
                 [sys.executable, "-m", "backends._child", arg],
-                stdin=subprocess.DEVNULL,
-                stdout=boot_w if request.stdio == "pipe" else None,
-                stderr=boot_w,
-                pass_fds=(stderr_copy,),
+                os.environ,
+                file_actions=actions,
             )
         except BaseException:
             os.close(boot_r)
             raise
         finally:
             os.close(boot_w)
-            os.close(stderr_copy)
-        return _ExecHandle(request.name, proc, OutputTail(boot_r))
+        return PidfdHandle(request.name, pid, OutputTail(boot_r))
 
 
 BACKEND = TrioBackend()
