@@ -1,0 +1,198 @@
+"""The fixture target through the real pipeline: runner -> triage -> report, all three formats.
+
+Runs eight cells with the ``local`` runner (host interpreters in uv venvs),
+so it needs uv and Python 3.13 on the host; a missing 3.14 is itself an
+expected outcome (the cell is ``unavailable``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from compat import ledger as L
+from compat.config import Axes, Cell, Matrix, Target, Timeouts
+from compat.report import build_report, run_triage
+from compat.report_html import CODE
+
+FIXTURE = Path(__file__).with_name("fixture_target")
+O, H = "cases/cases_outcomes.py::", "cases/cases_zz_hang.py::"
+
+MATRIX = Matrix(
+    axes=Axes(python=("3.13", "3.14"), group=("base", "greenback"),
+              backend=("trio", "forkserver", "subint"), capture=("fd", "sys", "no")),
+    target=Target(path=str(FIXTURE), tests=("cases",), backend_option="--target-backend"),
+    timeouts=Timeouts(per_test=5.0, per_cell=10.0),
+)
+A = "py3.13-base-forkserver-capfd"      # runs first: the flaky test's first run is here
+B = "py3.13-base-trio-capsys"
+C = "py3.13-greenback-trio-capsys"
+D = "py3.13-greenback-trio-capfd"
+E = "py3.13-greenback-trio-capno"       # the leak
+F = "py3.13-greenback-forkserver-capno"  # the hang
+G = "py3.13-greenback-subint-capsys"    # the availability gate
+U = "py3.14-greenback-trio-capsys"      # no 3.14 on the host, or a normal cell where there is one
+
+
+def cells() -> list[Cell]:
+    out = []
+    for cid in (A, B, C, D, E, F, G, U):
+        py, group, backend, cap = re.fullmatch(r"py([^-]+)-([^-]+)-([^-]+)-cap(.+)", cid).groups()
+        out.append(Cell(py, group, backend, cap))
+    return out
+
+
+def has_python(version: str) -> bool:
+    from compat.localrunner import find_python
+
+    return find_python(version) is not None
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("uv") is None or not has_python("3.13"):
+        pytest.skip("the local runner needs uv and Python 3.13 on the host")
+    from compat.runner import run_cells
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FIXTURE_STATE_DIR", str(tmp / "state"))  # the local runner passes the environment on
+    try:
+        raw = tmp / "raw"
+        run_cells(MATRIX, cells(), runner="local", out_dir=raw, progress=False)
+        run_triage(MATRIX, raw, max_reruns=8)
+    finally:
+        mp.undo()
+    known = tmp / "known-issues"
+    known.mkdir()
+    (known / "fixture-known-issue.md").write_text("# the fixture's known issue\n")
+    out = tmp / "reports"
+    build_report(raw, out, baseline=Path("/dev/null"), summary=tmp / "summary.md", fail_on_regression=False,
+                 matrix=MATRIX, known_issues=known)
+    return out
+
+
+# (test, cell) -> (status, a fragment of the reason); cells not named pass.
+EXPECTED = {
+    (O + "test_fails_only_on_forkserver", A): ("failed", "forkserver"),
+    (O + "test_fails_only_on_forkserver", F): ("failed", "forkserver"),
+    (O + "test_setup_error_under_fd", A): ("error", "fixture cannot start under capture=fd"),
+    (O + "test_setup_error_under_fd", D): ("error", "fixture cannot start under capture=fd"),
+    (O + "test_fails_only_with_capture_fd", A): ("failed", "'fd' != 'fd'"),
+    (O + "test_fails_only_with_capture_fd", D): ("failed", "'fd' != 'fd'"),
+    (O + "test_needs_greenback", A): ("failed", "greenback is not installed"),
+    (O + "test_needs_greenback", B): ("failed", "greenback is not installed"),
+    (O + "test_flaky_first_run_fails", A): ("flaky", "failed, then passed on re-run"),
+    (O + "test_xpasses_strict_on_forkserver", A): ("xpassed", "forkserver was broken"),
+    (O + "test_xpasses_strict_on_forkserver", F): ("xpassed", "forkserver was broken"),
+    (H + "test_hangs_on_forkserver_capture_no", F): ("timeout", "10 s bound"),
+    (H + "test_after_the_hang", F): ("not-run", "never reached"),
+}
+EVERYWHERE = {
+    O + "test_xfails_with_reason": ("xfailed", "known: see fixture-known-issue"),
+    O + "test_xpasses_non_strict": ("xpassed", "was broken, now passes"),
+    O + "test_skips_with_reason": ("skipped", "not relevant to this target"),
+}
+WHY = {
+    O + "test_fails_only_on_forkserver": "forkserver-only",
+    O + "test_setup_error_under_fd": "capture-sensitive: fails only with --capture=fd",
+    O + "test_fails_only_with_capture_fd": "capture-sensitive: fails only with --capture=fd",
+    O + "test_needs_greenback": "needs greenback",
+    O + "test_flaky_first_run_fails": "flaky: failed, then passed on re-run",
+    H + "test_hangs_on_forkserver_capture_no": "no single axis explains it",
+}
+RAN = (A, B, C, D, E, F)
+
+
+def expected(nodeid: str, cell: str) -> tuple[str, str]:
+    if (nodeid, cell) in EXPECTED:
+        return EXPECTED[(nodeid, cell)]
+    return EVERYWHERE.get(nodeid, ("passed", ""))
+
+
+def test_cells_land_with_the_right_status(pipeline: Path) -> None:
+    ledger = L.decode((pipeline / "compat.json").read_bytes())
+    status = {c.id: (c.status, c.reason) for c in ledger.cells}
+    assert [status[c][0] for c in RAN] == ["failing", "failing", "ok", "failing", "leaked", "timeout"]
+    assert "sleep(120)" in " ".join(next(c for c in ledger.cells if c.id == E).leaks.details)
+    assert status[G] == ("unsupported", "sub-interpreters need Python 3.14+, this is 3.13")
+    if not has_python("3.14"):
+        assert status[U][0] == "unavailable" and "3.14" in status[U][1]
+    assert {c.id: c.environment.runner for c in ledger.cells}[C] == "local"
+    assert next(c for c in ledger.cells if c.id == C).environment.python_version.startswith("3.13")
+
+
+def test_every_outcome_lands_in_the_ledger(pipeline: Path) -> None:
+    ledger = L.decode((pipeline / "compat.json").read_bytes())
+    tests = {t.nodeid: t for t in ledger.tests}
+    for nodeid, test in tests.items():
+        for cell in RAN:
+            want_status, want_reason = expected(nodeid, cell)
+            got = test.results[cell]
+            assert got.status == want_status, (nodeid, cell, got)
+            assert want_reason in got.reason, (nodeid, cell, got.reason)
+    strict = tests[O + "test_xpasses_strict_on_forkserver"].results[A]
+    assert strict.strict is True and tests[O + "test_xpasses_non_strict"].results[A].strict is False
+    hang = tests[H + "test_hangs_on_forkserver_capture_no"].results[F]
+    assert "test_hangs_on_forkserver_capture_no" in hang.message  # the stack dump
+    for nodeid, why in WHY.items():
+        assert tests[nodeid].why.startswith(why), (nodeid, tests[nodeid].why)
+    assert G not in tests[O + "test_passes"].results
+
+
+def strip_spans(line: str) -> str:
+    return re.sub(r'<span title="[^"]*">([^<]*)</span>', r"\1", line)
+
+
+def test_every_outcome_lands_in_the_markdown(pipeline: Path) -> None:
+    from compat.report_view import STRICT_XPASS_SYMBOL, TEST_SYMBOL
+
+    md = (pipeline / "COMPATIBILITY.md").read_text()
+    for backend in ("trio", "forkserver"):
+        section = md.split(f"## {backend}\n", 1)[1].split("\n## ", 1)[0]
+        header = next(line for line in section.splitlines() if line.startswith("| test |"))
+        columns = [c.strip() for c in header.strip("|").split("|")][1:-2]
+        ids = {f"py{c.split()[0]}-{c.split()[1]}-{backend}-cap{c.split()[2]}": i for i, c in enumerate(columns)}
+        for line in section.splitlines():
+            m = re.match(r"\| `([^`]+)` \|", line)
+            if not m:
+                continue
+            symbols = [s.strip() for s in strip_spans(line).strip("|").split("|")][1:-2]
+            for cell, i in ids.items():
+                if cell not in RAN:
+                    continue
+                status, reason = expected(m.group(1), cell)
+                want = STRICT_XPASS_SYMBOL if (status == "xpassed" and "strict_on" in m.group(1)) else TEST_SYMBOL[status]
+                assert symbols[i] == want, (m.group(1), cell, symbols[i])
+                if reason and status != "passed":
+                    assert reason in line, (m.group(1), reason)
+    assert "[fixture-known-issue](../known-issues/fixture-known-issue.md)" in md
+    assert "forkserver-only" in md and "needs greenback" in md
+    assert "sub-interpreters need Python 3.14+" in md
+
+
+def test_every_outcome_lands_in_the_html(pipeline: Path) -> None:
+    html = (pipeline / "index.html").read_text()
+    island = re.search(r"<script id='data' type='application/json'>(.*?)</script>", html, re.S).group(1)
+    data = json.loads(island.replace("<\\/", "</"))
+    cell_ids = [c[2] for c in data["cells"]]
+    for f, name, codes, why in data["tests"]:
+        nodeid = f"{data['files'][f]}::{name}"
+        for cell in RAN:
+            status, _ = expected(nodeid, cell)
+            code = codes if len(codes) == 1 else codes[cell_ids.index(cell)]
+            want = "S" if status == "xpassed" and "strict_on" in nodeid else CODE[status]
+            assert code == want, (nodeid, cell, code)
+        if nodeid in WHY:
+            assert data["whys"][why].startswith(WHY[nodeid])
+    assert "fixture cannot start under capture=fd" in island and "test_hangs_on_forkserver_capture_no" in island
+    assert 'data-cell="py3.13-greenback-subint-capsys" data-status="unsupported"' in html
+
+
+def test_the_job_summary_carries_the_grid(pipeline: Path) -> None:
+    text = (pipeline.parent / "summary.md").read_text()
+    assert "| **forkserver** |" in text and "⏱️" in text and "💧" in text and "🚫" in text
