@@ -16,6 +16,7 @@ import threading
 import time
 
 import trio
+import trio.testing
 
 import backends
 
@@ -124,10 +125,19 @@ async def sleep_forever_marked(address: str, tag: str = "child"):
 
 
 async def shielded_forever(address: str):
-    """Ignore cancellation while still checkpointing: only a signal (or abandon) ends it."""
+    """Ignore cancellation while still checkpointing: only a signal (or abandon) ends it.
+
+    It ticks, so it ends by itself once the test's beacon is gone (an
+    abandoned sub-interpreter must not outlive its test).
+    """
     send(address, f"ready {os.getpid()}")
     with trio.CancelScope(shield=True):
-        await trio.sleep_forever()
+        while True:
+            await trio.sleep(TICK)
+            try:
+                send(address, "tick")
+            except OSError:
+                return
 
 
 async def sync_sleep_loop(address: str, mode: str = "sleep", stop_when_unheard: bool = True):
@@ -170,12 +180,20 @@ async def spawn_and_park(address: str, grandchild: str, backend: str | None = No
             await trio.sleep_forever()
 
 
+async def stuck_after_first_item(address: str):
+    """A stream whose generator goes into a sync loop right after its first item."""
+    yield "started"
+    # Let the channel's writer task flush that item before the loop blocks everything.
+    await trio.testing.wait_all_tasks_blocked()
+    await sync_sleep_loop(address)
+
+
 async def run_stuck_loop_then_return(address: str):
-    """Like ``sync_sleep_loop`` but in a grandchild, while this child blocks too."""
+    """Get a grandchild stuck in a sync loop, then get stuck too."""
     async with backends.open_nursery() as an:
         portal = await an.start_actor("stuck-grandchild")
-        async with trio.open_nursery() as tn:
-            tn.start_soon(portal.run, sync_sleep_loop, address)
+        async with portal.open_stream(stuck_after_first_item, address) as stream:
+            await stream.receive()
             await sync_sleep_loop(address)
 
 
@@ -188,16 +206,22 @@ async def spawn_grandchild_report() -> dict:
     return {"child": me, "grandchild": grandchild}
 
 
-async def failing_tree(depth: int, breadth: int):
-    """A subtree of ``breadth`` spawners per level whose leaves all fail."""
+async def failing_tree(depth: int, leaves: int):
+    """Spawners nested ``depth`` levels deep; the last level runs ``leaves`` failing actors.
+
+    Each level but the last spawns one spawner (keeping a depth-3 tree at a
+    size a 2-core box spawns quickly); every failure travels up through all
+    the levels above it.
+    """
     if depth == 0:
         raise AssertionError(f"leaf {backends.current_actor().name} failed")
+    count = leaves if depth == 1 else 1
     async with backends.open_nursery() as an:
         async with trio.open_nursery() as tn:
-            for i in range(breadth):
+            for i in range(count):
                 tn.start_soon(
                     functools.partial(
-                        an.run_in_actor, failing_tree, depth - 1, breadth, name=f"d{depth - 1}-{i}"
+                        an.run_in_actor, failing_tree, depth - 1, leaves, name=f"d{depth - 1}-{i}"
                     )
                 )
 
@@ -261,3 +285,142 @@ async def shm_hold_until_killed(address: str, size: int):
     with backends.shared_memory(size) as shm:
         send(address, f"segment {shm.name}")
         await sync_sleep_loop(address)
+
+
+# -- channel abuse -----------------------------------------------------------
+def corrupt_parent_channel(listener_path: str, garbage: bytes) -> int:
+    """Write raw bytes on this actor's own connection to its parent; the fd used.
+
+    The connection is the socket whose peer is the parent's listener path.
+    """
+    import socket
+
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        try:
+            if sock.family == socket.AF_UNIX and sock.getpeername() == listener_path:
+                os.write(fd, garbage)
+                return fd
+        except OSError:
+            pass
+        finally:
+            sock.close()
+    raise LookupError(f"no connection to {listener_path} in this actor")
+
+
+async def stream_then_exit(n: int):
+    for i in range(n):
+        yield i
+    # Let the items reach the wire, then vanish without a goodbye.
+    await trio.testing.wait_all_tasks_blocked()
+    os._exit(7)
+
+
+# -- output during a cascade -------------------------------------------------
+async def park_then_spew(address: str, nbytes: int, tag: str):
+    send(address, f"ready {os.getpid()}")
+    try:
+        await trio.sleep_forever()
+    finally:
+        line = (f"[{tag} cancelled] " + "z" * 100 + "\n").encode()
+        os.write(2, line * max(1, nbytes // len(line)))
+        import traceback
+
+        traceback.print_stack(file=sys.stderr)
+
+
+# -- sync code calling the async API -----------------------------------------
+async def _spawn_and_add(a, b):
+    async with backends.open_nursery() as an:
+        return await an.run_in_actor(add, a, b, name="bridged")
+
+
+def sync_calls_async_api(a, b):
+    """Synchronous code in an RPC task; needs the greenback portal syncbridge set up."""
+    from backends import syncbridge
+
+    return syncbridge.block_on(_spawn_and_add(a, b))
+
+
+def _sync_callback(portal, a, b):
+    from backends import syncbridge
+
+    return syncbridge.block_on(portal.run(add, a, b))
+
+
+async def thread_calls_async_api(a, b):
+    """A trio.to_thread worker thread calling portal.run of a grandchild."""
+    async with backends.open_nursery() as an:
+        portal = await an.start_actor("from-thread")
+        value = await trio.to_thread.run_sync(_sync_callback, portal, a, b)
+        await portal.cancel_actor()
+        return value
+
+
+async def callback_calls_async_api(a, b):
+    """A sync callback invoked from async code, awaiting through the task's portal."""
+    async with backends.open_nursery() as an:
+        portal = await an.start_actor("from-callback")
+        value = _sync_callback(portal, a, b)
+        await portal.cancel_actor()
+        return value
+
+
+def block_on_without_portal() -> str:
+    """block_on in a trio task without greenback must refuse clearly, not hang."""
+    from backends import syncbridge
+
+    async def nothing():
+        return None
+
+    try:
+        syncbridge.block_on(nothing())
+    except RuntimeError as exc:
+        return str(exc)
+    return "no error"
+
+
+# -- process details -----------------------------------------------------------
+def fd_targets() -> list[str]:
+    """What this process's open fds point at."""
+    out = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out.append(os.readlink(f"/proc/self/fd/{name}"))
+        except OSError:
+            pass
+    return out
+
+
+def proc_identity() -> dict:
+    def read(name: str) -> str:
+        try:
+            with open(f"/proc/self/{name}", "rb") as f:
+                return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            return ""
+
+    return {
+        "pid": os.getpid(),
+        "comm": read("comm"),
+        "cmdline": read("cmdline"),
+        "main_thread": threading.current_thread() is threading.main_thread(),
+        "threads": threading.active_count(),
+    }
+
+
+def tracked_shm_roundtrip(size: int) -> bytes:
+    """multiprocessing's default (tracked) SharedMemory must work in any actor."""
+    from multiprocessing.shared_memory import SharedMemory
+
+    shm = SharedMemory(create=True, size=size)
+    try:
+        shm.buf[:4] = b"ok!!"
+        return bytes(shm.buf[:4])
+    finally:
+        shm.close()
+        shm.unlink()

@@ -145,6 +145,19 @@ async def open_root(
                 await proc.wait()
             assert proc.stdout is not None
             await proc.stdout.aclose()
+        _remove_run_dirs_of(proc.pid)
+
+
+def _remove_run_dirs_of(root_pid: int) -> None:
+    """A root killed by SIGKILL cannot remove its run directory; the test that killed it does."""
+    import shutil
+
+    from backends._paths import runtime_base
+
+    if alive(root_pid):
+        return
+    for run_dir in runtime_base().glob(f"run-{root_pid}-*"):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def leaves(exc: BaseException) -> list[BaseException]:

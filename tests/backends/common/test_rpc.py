@@ -140,8 +140,9 @@ async def test_cancel_an_infinite_stream_by_timeout(spawn_backend):
         async with backends.open_nursery() as an:
             portal = await an.start_actor("infinite")
             received = 0
-            with trio.move_on_after(0.3) as scope:
-                async with portal.open_stream(_actors.count_forever, beacon.address) as stream:
+            async with portal.open_stream(_actors.count_forever, beacon.address) as stream:
+                assert await stream.receive() == 0
+                with trio.move_on_after(0.2) as scope:
                     async for _ in stream:
                         received += 1
             assert scope.cancelled_caught

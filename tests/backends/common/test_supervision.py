@@ -82,9 +82,9 @@ async def test_one_failing_child_cancels_its_siblings(spawn_backend):
         (error,) = _assert_remote_assertions(info.value)
         assert error.actor == "failer"
         # The siblings were cancelled (their finally ran), not just killed.
-        assert sorted([await beacon.expect("cleanup"), await beacon.expect("cleanup")]) == [
-            "idle-0", "idle-1",
-        ]
+        with trio.fail_after(3):
+            cleaned = sorted([await beacon.expect("cleanup"), await beacon.expect("cleanup")])
+        assert cleaned == ["idle-0", "idle-1"]
     assert await wait_gone(pids, within=5) == []
 
 
@@ -99,7 +99,8 @@ async def test_an_error_in_the_body_cancels_every_child(spawn_backend):
                     pids = await beacon.expect_pids("ready", 1)
                     raise KeyError("body failed")
         assert [type(e) for e in leaves(info.value)] == [KeyError]
-        assert await beacon.expect("cleanup") == "child"
+        with trio.fail_after(3):
+            assert await beacon.expect("cleanup") == "child"
     assert await wait_gone(pids, within=5) == []
 
 
@@ -118,7 +119,8 @@ async def test_nursery_cancel_returns_and_stops_every_child(spawn_backend):
                 pids = await beacon.expect_pids("ready", 2)
                 with trio.fail_after(5):
                     await an.cancel()
-        assert {await beacon.expect("cleanup"), await beacon.expect("cleanup")} == {"idle-0", "idle-1"}
+        with trio.fail_after(3):
+            assert {await beacon.expect("cleanup"), await beacon.expect("cleanup")} == {"idle-0", "idle-1"}
     assert await wait_gone(pids, within=5) == []
 
 
@@ -138,32 +140,29 @@ async def test_a_child_dying_abruptly_fails_the_nursery(spawn_backend):
                     await crasher.run(_actors.exit_abruptly, 3)
         for leaf in leaves(info.value):
             assert isinstance(leaf, backends.TransportClosed), repr(leaf)
-        assert "code 3" in str(info.value) or any("code 3" in str(x) for x in leaves(info.value))
-        assert await beacon.expect("cleanup") == "child"
+        assert any("code 3" in str(x) for x in leaves(info.value))
+        with trio.fail_after(3):
+            assert await beacon.expect("cleanup") == "child"
     assert await wait_gone(pids, within=5) == []
 
 
 @pytest.mark.parametrize("depth", [1, 3])
 @trio_test(timeout=40)
 async def test_nested_trees_fail_upward(spawn_backend, depth):
-    breadth = 2
+    # Two subtrees under the root; each nests `depth` spawner levels above two failing leaves.
     with pytest.raises(BaseException) as info:
         async with backends.open_nursery() as an:
             async with trio.open_nursery() as tn:
-                for i in range(breadth):
+                for i in range(2):
                     tn.start_soon(
                         functools.partial(
-                            an.run_in_actor, _actors.failing_tree, depth - 1, breadth,
-                            name=f"top-{i}",
+                            an.run_in_actor, _actors.failing_tree, depth, 2, name=f"top-{i}"
                         )
                     )
     found = leaves(info.value)
     for leaf in found:
         assert isinstance(leaf, backends.RemoteActorError), repr(leaf)
         assert leaf.actor.startswith("top-")
-        # Whatever boxing happened on the way up, the root cause is a leaf's assertion.
-        assert "AssertionError" in leaf.traceback and "leaf d0-" in leaf.traceback, leaf.traceback
-        if depth > 1:
-            # A middle spawner's failure is itself remote: boxed, not lost.
-            assert "RemoteActorError" in leaf.traceback or "ExceptionGroup" in leaf.type_name
+        # However many times it was boxed on the way up, the root cause stays readable.
+        assert "leaf d0-" in leaf.traceback and "AssertionError" in leaf.traceback, leaf.traceback
     assert actor_children() == []
