@@ -22,13 +22,19 @@ except ImportError:  # the greenback feature is optional
     _syncbridge = None
 
 
+_resolved: dict[str, Callable] = {}
+
+
 def resolve(func: str) -> Callable:
+    if (fn := _resolved.get(func)) is not None:
+        return fn
     module_name, _, qualname = func.partition(":")
     obj: object = importlib.import_module(module_name)
     for part in qualname.split("."):
         obj = getattr(obj, part)
     if not callable(obj):
         raise TypeError(f"{func} is not callable")
+    _resolved[func] = obj
     return obj
 
 
@@ -72,8 +78,9 @@ async def _serve(chan: Channel) -> None:
             async for msg in chan:
                 match msg:
                     case Call(cid=cid):
-                        calls[cid] = scope = trio.CancelScope()
-                        tasks.start_soon(_run_call, chan, msg, scope, calls)
+                        if (todo := _call_inline(chan, msg)) is not None:
+                            calls[cid] = scope = trio.CancelScope()
+                            tasks.start_soon(_run_call, chan, msg, scope, calls, todo)
                     case Cancel(cid=cid):
                         if (scope := calls.get(cid)) is not None:
                             scope.cancel()
@@ -86,8 +93,41 @@ async def _serve(chan: Channel) -> None:
             tasks.cancel_scope.cancel()
 
 
+_RUN = object()  # "call the function in the task"
+
+
+def _call_inline(chan: Channel, msg: Call) -> object | None:
+    """Answer a plain sync call right here: no task to spawn for what cannot await.
+
+    Returns None when answered, else what the task must do: ``_RUN`` or an
+    awaitable the function already returned. Not with greenback on: sync code
+    may then await through its task's portal, which needs a task of its own.
+    """
+    if msg.stream or (_syncbridge is not None and _syncbridge.ENABLED):
+        return _RUN
+    try:
+        fn = resolve(msg.func)
+    except Exception:
+        return _RUN  # the task reports it
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        return _RUN
+    try:
+        value = fn(*msg.args, **msg.kwargs)
+        if inspect.isawaitable(value):
+            return value
+        chan.send_nowait(Return(msg.cid, value))
+    except Exception as exc:
+        if not chan.closed:
+            chan.send_nowait(error_msg(msg.cid, exc))
+    return None
+
+
 async def _run_call(
-    chan: Channel, msg: Call, scope: trio.CancelScope, calls: dict[int, trio.CancelScope]
+    chan: Channel,
+    msg: Call,
+    scope: trio.CancelScope,
+    calls: dict[int, trio.CancelScope],
+    todo: object = _RUN,
 ) -> None:
     cid = msg.cid
     try:
@@ -98,7 +138,7 @@ async def _run_call(
             if msg.stream:
                 await _run_stream(chan, cid, fn(*msg.args, **msg.kwargs), msg.func)
             else:
-                value = fn(*msg.args, **msg.kwargs)
+                value = fn(*msg.args, **msg.kwargs) if todo is _RUN else todo
                 if inspect.isawaitable(value):
                     value = await value
                 chan.send_nowait(Return(cid, value))

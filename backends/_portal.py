@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,15 @@ def func_ref(fn: Callable | str) -> str:
         raise TypeError(
             f"{fn!r} cannot be called in another actor: only module-level functions can"
         )
+    if module == "__main__":
+        # Under `python -m pkg.mod` the child can import it by that name.
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        if spec is None:
+            raise TypeError(
+                f"{fn!r} is defined in a __main__ script, which another actor cannot "
+                "import: move it to a module"
+            )
+        module = spec.name
     return f"{module}:{qualname}"
 
 

@@ -10,6 +10,7 @@ thread, so trio can install its signal handling there.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import queue
 import threading
@@ -60,8 +61,20 @@ _forker_pid: int | None = None
 def _get_forker() -> _Forker:
     global _forker, _forker_pid
     if _forker is None or _forker_pid != os.getpid():
+        _warm_imports()
         _forker, _forker_pid = _Forker(), os.getpid()
     return _forker
+
+
+def _warm_imports() -> None:
+    # What a child imports on its way up: imported once here, every fork gets it free.
+    import importlib
+
+    for name in ("setproctitle", "backends._child", "backends._actor", "backends._dumps"):
+        importlib.import_module(name)
+    for optional in ("backends.hygiene", "backends.syncbridge"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(optional)
 
 
 def _child_after_fork(request: SpawnRequest, boot_w: int) -> None:
@@ -114,12 +127,20 @@ class ForkserverBackend:
             done.set()
 
         def job() -> None:
+            pid = -1
             try:
                 with warnings.catch_warnings():
                     # 3.12+ warns about forking a threaded process; the child
                     # only ever runs on the forking thread, which is the point.
                     warnings.simplefilter("ignore", DeprecationWarning)
-                    pid = os.fork()
+                    # Frozen objects are never traversed by the child's GC, so
+                    # their pages stay shared instead of being copied on write.
+                    gc.freeze()
+                    try:
+                        pid = os.fork()
+                    finally:
+                        if pid != 0:
+                            gc.unfreeze()
                 if pid == 0:
                     _child_after_fork(request, boot_w)
                 value: int | BaseException = pid
