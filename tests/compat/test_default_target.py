@@ -1,0 +1,91 @@
+"""The real thing: this repository's suites in real cells, through `compat run`.
+
+These cells are what the published table is made of; here they must come out
+`ok` (passing, with their documented xfails), or `unsupported` where the
+backend's own gate says so. The subint suite only ever runs here, inside a
+Python 3.14 container: the host has no 3.14.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compat.results import read_cell
+from tests.compat.cellsupport import require_engine
+
+REPO = Path(__file__).resolve().parents[2]
+CELLS = {
+    # cell id: what must hold
+    "py3.14-base-subint-capfd": "ok",
+    "py3.13-base-subint-capfd": "unsupported",
+    "py3.13-cffi-forkserver-capfd": "ok",
+    "py3.14-greenback-trio-capsys": "ok",
+}
+
+RUN_ID = f"default-target-{os.getpid()}"
+
+pytestmark = pytest.mark.xdist_group("engine")
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory) -> Path:
+    require_engine()
+    out = tmp_path_factory.mktemp("raw")
+    selection = []
+    for cell in CELLS:
+        py, group, backend, cap = cell.split("-")
+        selection.append(f"test-{py[2:]}-{backend}({group}-{cap[3:]})")
+    argv = [
+        sys.executable, "-m", "compat", "run", "--runner", "docker", "--no-progress",
+        "--out", str(out), "--run-id", RUN_ID,
+    ]
+    for session in selection:
+        argv += ["-s", session]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=1500)
+    # Exit 8 means some cell is not clean; the per-cell tests below say which and why.
+    assert done.returncode in (0, 8), done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def _describe(cell) -> str:
+    bad = {n: t for n, t in cell.tests.items() if t.status not in ("passed", "xfailed", "skipped")}
+    lines = [f"{cell.cell}: {cell.status} {cell.reason}"]
+    lines += [f"  {t.status} {n}: {t.reason or t.message[-300:]}" for n, t in sorted(bad.items())]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("cell_id", list(CELLS))
+def test_cell_outcome(raw, cell_id):
+    cell = read_cell(raw / cell_id)
+    expected = CELLS[cell_id]
+    assert cell.status == expected, _describe(cell)
+    if expected == "unsupported":
+        assert "needs Python 3.14+" in cell.reason
+        return
+    statuses = [t.status for t in cell.tests.values()]
+    assert statuses.count("passed") >= 20, _describe(cell)
+    assert cell.meta is not None and cell.meta.python_version.startswith(cell.python)
+    assert cell.meta.exit_code == 0
+
+
+def test_group_features_ran_rather_than_skipped(raw):
+    cffi = read_cell(raw / "py3.13-cffi-forkserver-capfd")
+    greenback = read_cell(raw / "py3.14-greenback-trio-capsys")
+    hygiene = [t for n, t in cffi.tests.items() if "test_hygiene" in n]
+    bridge = [t for n, t in greenback.tests.items() if "test_syncbridge" in n]
+    assert hygiene and all(t.status == "passed" for t in hygiene), _describe(cffi)
+    assert bridge and all(t.status == "passed" for t in bridge), _describe(greenback)
+
+
+def test_nothing_of_ours_is_left_running(raw):
+    import docker
+
+    client = docker.from_env()
+    leftovers = client.containers.list(all=True, filters={"label": f"spawn-compat.run={RUN_ID}"})
+    assert leftovers == [], [c.name for c in leftovers]
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith("backends-")]
