@@ -167,7 +167,7 @@ def item_backend(item: pytest.Item) -> str:
 def _marker_problem(mark: pytest.Mark) -> str | None:
     allowed = {"reason"} | ({"strict"} if mark.name == XFAIL_MARK else set())
     if extra := set(mark.kwargs) - allowed:
-        return f"unexpected keyword {sorted(extra)[0]!r}"
+        return f"unexpected keyword {min(extra)!r}"
     if not mark.args:
         return "names no spawn backend"
     for name in mark.args:

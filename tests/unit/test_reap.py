@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import msgspec
@@ -31,7 +30,7 @@ REPORT_KEYS = {"processes", "signalled", "escalated", "shm", "uds"}
 
 
 def run_reap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*REAP, *args], capture_output=True, text=True, timeout=60,
+    return subprocess.run([*REAP, *args], check=False, capture_output=True, text=True, timeout=60,
                           env=env or python_env())
 
 
@@ -215,7 +214,7 @@ def _unshare_prefix() -> list[str] | None:
     if shutil.which("unshare") is None:
         return None
     for prefix in UNSHARE_VARIANTS:
-        if subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
+        if subprocess.run([*prefix, "true"], check=False, capture_output=True).returncode == 0:
             return prefix
     return None
 
