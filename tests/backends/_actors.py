@@ -16,7 +16,6 @@ import threading
 import time
 
 import trio
-import trio.testing
 
 import backends
 
@@ -184,7 +183,9 @@ async def stuck_after_first_item(address: str):
     """A stream whose generator goes into a sync loop right after its first item."""
     yield "started"
     # Let the channel's writer task flush that item before the loop blocks everything.
-    await trio.testing.wait_all_tasks_blocked()
+    from trio.testing import wait_all_tasks_blocked  # lazily: it imports pytest
+
+    await wait_all_tasks_blocked()
     await sync_sleep_loop(address)
 
 
@@ -316,7 +317,9 @@ async def stream_then_exit(n: int):
     for i in range(n):
         yield i
     # Let the items reach the wire, then vanish without a goodbye.
-    await trio.testing.wait_all_tasks_blocked()
+    from trio.testing import wait_all_tasks_blocked  # lazily: it imports pytest
+
+    await wait_all_tasks_blocked()
     os._exit(7)
 
 

@@ -27,11 +27,11 @@ async def test_log_spew_from_many_children_during_a_failing_cascade(spawn_backen
         with pytest.raises(BaseException) as info:
             async with backends.open_nursery() as an:
                 async with trio.open_nursery() as tn:
-                    for i in range(4):
+                    for i in range(3):
                         portal = await an.start_actor(f"quiet-{i}")
                         tn.start_soon(portal.run, _actors.park_then_spew, beacon.address, SPEW, f"quiet-{i}")
-                    pids = await beacon.expect_pids("ready", 4)
-                    for i in range(4):
+                    pids = await beacon.expect_pids("ready", 3)
+                    for i in range(3):
                         tn.start_soon(
                             functools.partial(
                                 an.run_in_actor, _actors.spew_and_fail, SPEW, f"loud-{i}", name=f"loud-{i}"
@@ -42,8 +42,9 @@ async def test_log_spew_from_many_children_during_a_failing_cascade(spawn_backen
         for leaf in found:
             assert isinstance(leaf, backends.RemoteActorError), repr(leaf)
             assert leaf.boxed_type is RuntimeError
-            # The traceback arrives whole, with its 60 nested frames.
-            assert leaf.traceback.count("_deep") >= 60
+            # The traceback arrives whole: the recursion (folded by Python) and the failure.
+            assert "_deep" in leaf.traceback and "repeated" in leaf.traceback
+            assert "failed yyy" in leaf.traceback
             assert len(leaf.message) > 2000
     assert await wait_gone(pids, within=5) == []
     assert actor_children() == []

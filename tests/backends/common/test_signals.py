@@ -76,7 +76,7 @@ async def test_children_do_not_survive_a_sigkilled_root(spawn_backend, tree, tmp
                 root.send_signal(signal.SIGKILL)
                 with trio.fail_after(5):
                     await root.proc.wait()
-                survivors = await wait_gone(pids, within=5)
+                survivors = await wait_gone(pids, within=3)
                 assert survivors == [], f"orphans still running: {survivors}"
             finally:
                 kill_actors(pids)
