@@ -35,6 +35,24 @@ def _after_fork_reset() -> None:
 
     _state.reset_after_fork()
     _disable_resource_tracker()
+    _reset_stdio()
+
+
+def _reset_stdio() -> None:
+    """Stdio objects on fds 0/1/2 again, as a fresh interpreter has them.
+
+    The inherited ``sys.stderr`` may be a capture object (pytest's ``--capture``)
+    writing to an fd number the scrub closed; the next socket opened here
+    reuses that number, and writes meant for stderr would land in the IPC
+    channel. faulthandler's inherited file is such a stale fd too.
+    """
+    import faulthandler
+
+    sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__
+    if faulthandler.is_enabled():
+        faulthandler.enable(file=sys.__stderr__, all_threads=True)
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
+        faulthandler.unregister(sig)
 
 
 def _disable_resource_tracker() -> None:

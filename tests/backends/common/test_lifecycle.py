@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import socket
 import threading
 
@@ -63,6 +64,12 @@ async def garbage_to_parent() -> None:
     """Break the protocol on purpose: a frame that is not msgpack."""
     chan = backends._state.current().parent_chan
     await chan._stream.send_all(b"\x00\x00\x00\x04\xc1\xc1\xc1\xc1")
+
+
+def stderr_fd_after_writing(text: str) -> int:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    return sys.stderr.fileno()
 
 
 def shout(text: str) -> None:
@@ -220,3 +227,18 @@ async def test_piped_stdio_reaches_the_parents_sys_stderr(spawn_backend, capsys)
     err = capsys.readouterr().err
     assert "hello-from-child" in err
     assert "hello-from-child-fd" in err
+
+
+@PROCESS_ONLY
+@trio_test(timeout=15)
+async def test_a_childs_sys_stderr_is_its_own_fd_2_whatever_the_parents_is(
+    spawn_backend, monkeypatch, tmp_path
+):
+    # Like pytest's capture: the parent's sys.stderr writes to another fd, which a
+    # fork child closes; its next socket would reuse the number.
+    with open(tmp_path / "captured", "w") as captured:
+        monkeypatch.setattr(sys, "stderr", captured)
+        async with backends.open_nursery() as an:
+            portal = await an.start_actor("writer")
+            assert await portal.run(stderr_fd_after_writing, "x" * 100_000) == 2
+            assert await portal.run(pow, 2, 3) == 8  # the channel survived the flood
