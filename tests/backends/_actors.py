@@ -77,7 +77,7 @@ class CustomError(Exception):
 
 
 def raise_assertion(message: str = "boom"):
-    assert False, message
+    raise AssertionError(message)
 
 
 def raise_custom(message: str):

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-import trio
 
 import backends
 from tests.backends import _actors

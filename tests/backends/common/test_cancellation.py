@@ -61,7 +61,7 @@ async def test_hard_kill_of_a_non_checkpointing_child(spawn_backend, mode):
                 with trio.fail_after(8):
                     await portal.cancel_actor()
         # Stopped means stopped: no tick arrives any more.
-        assert await beacon.quiet_for("tick", 0.5)
+        assert await beacon.quiet_for("tick", 0.3)
     assert await wait_gone([pid], within=2) == []
 
 
@@ -78,7 +78,7 @@ async def test_hard_kill_of_a_non_checkpointing_grandchild(spawn_backend):
                 await beacon.expect("tick")
                 with trio.fail_after(10):
                     await portal.cancel_actor()
-        assert await beacon.quiet_for("tick", 0.5)
+        assert await beacon.quiet_for("tick", 0.3)
     assert await wait_gone([middle, grandchild], within=3) == []
     # The middle actor had a listener for its grandchild; its socket file went with it.
     assert socket_files_of(middle) == []
@@ -96,7 +96,7 @@ async def test_hard_kill_when_child_and_grandchild_are_both_stuck(spawn_backend)
                 with trio.fail_after(10):
                     await portal.cancel_actor()
         # Killing the stuck child must not orphan its stuck grandchild.
-        assert await beacon.quiet_for("tick", 0.5)
+        assert await beacon.quiet_for("tick", 0.3)
     assert await wait_gone(pids, within=3) == []
     assert [p for p in pids if socket_files_of(p)] == []
 
@@ -115,5 +115,5 @@ async def test_cancel_escalates_past_a_child_that_shields_itself(spawn_backend):
                     await portal.cancel_actor()
                 # The cancel request alone cannot stop it: the ladder had to climb.
                 assert time.monotonic() - started >= FAST.cancel * 0.9
-        assert await beacon.quiet_for("tick", 0.5)
+        assert await beacon.quiet_for("tick", 0.3)
     assert await wait_gone([pid], within=2) == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from pathlib import Path
@@ -38,14 +37,14 @@ async def test_parent_writes_children_read(spawn_backend):
                 assert shm.name.startswith("backends-")
                 shm.buf[:size] = os.urandom(size)
                 want = hashlib.sha256(bytes(shm.buf[:size])).hexdigest()
+                got: dict[int, str] = {}
+
+                async def read(i, portal, name, size, got=got):
+                    got[i] = await portal.run(_actors.shm_digest, name, size)
+
                 async with trio.open_nursery() as tn:
-                    got = {}
-
-                    async def read(i, portal):
-                        got[i] = await portal.run(_actors.shm_digest, shm.name, size)
-
                     for i, portal in enumerate(portals):
-                        tn.start_soon(read, i, portal)
+                        tn.start_soon(read, i, portal, shm.name, size)
                 assert got == {0: want, 1: want}
                 # And the other way: a child writes, the parent sees it in place.
                 await portals[0].run(_actors.shm_write_back, shm.name, 0, b"from child")

@@ -34,10 +34,9 @@ async def test_actor_lives_in_this_process_and_does_not_retitle_it(spawn_backend
     async with backends.open_nursery() as an:
         portal = await an.start_actor("guest")
         info = await portal.run(_actors.whoami)
-        ident = await portal.run(_actors.proc_identity)
         await portal.cancel_actor()
     assert info["os_pid"] == os.getpid()
-    assert ident["main_thread"] is False  # it runs on its own OS thread
+    assert info["is_root"] is False and info["backend"] == "subint"
     assert _comm() == before
 
 
