@@ -198,13 +198,3 @@ async def test_calls_the_child_cannot_resolve(spawn_backend, tmp_path, monkeypat
         # Unresolvable calls must not take the actor down.
         assert await portal.run(_actors.add, 1, 1) == 2
         await portal.cancel_actor()
-
-
-@trio_test(timeout=15)
-async def test_tcp_transport(spawn_backend):
-    async with backends.open_nursery(transport="tcp") as an:
-        portal = await an.start_actor("over-tcp")
-        assert await portal.run(_actors.add, 20, 22) == 42
-        async with portal.open_stream(_actors.countdown, 3) as stream:
-            assert [x async for x in stream] == [3, 2, 1]
-        await portal.cancel_actor()
