@@ -10,6 +10,7 @@ import base64
 import os
 import signal
 import sys
+import time
 
 import msgspec
 
@@ -116,15 +117,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 
+_SUBINT_THREAD_IDLE = 0.1  # seconds a trio worker thread idles before it retires
+_SUBINT_THREAD_JOIN = 2.0
+
+
 def run_subint_child(encoded: bytes) -> None:
-    """Entry inside a sub-interpreter: no retitling, no fd games (the process is shared)."""
+    """Entry inside a sub-interpreter: no retitling, no fd games (the process is shared).
+
+    An interpreter with a live thread can be neither destroyed nor finalized
+    (the process would hang at exit), and trio's idle worker threads live on
+    for 10 s after their last job. So they retire quickly here, and the
+    interpreter waits (bounded) for its threads before returning.
+    """
+    import threading
+
     import trio
+    import trio._core._thread_cache as thread_cache  # no public knob for this
 
     from . import _actor
 
+    thread_cache.IDLE_TIMEOUT = _SUBINT_THREAD_IDLE
     request = msgspec.msgpack.decode(encoded, type=SpawnRequest)
     sys.path[:] = request.sys_path
-    trio.run(_actor.serve_parent, request, lambda: None)
+    try:
+        trio.run(_actor.serve_parent, request, lambda: None)
+    finally:
+        deadline = time.monotonic() + _SUBINT_THREAD_JOIN
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,11 @@ counts it; it never waits forever.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
 import platform
+import sys
 import threading
 import warnings
 
@@ -21,6 +24,8 @@ from ._base import SpawnRequest
 
 NAME = "subint"
 _abandoned: list[str] = []
+_lingering: set[int] = set()  # interpreters we could not destroy
+EXIT_STATUS: int | None = None  # set by whoever knows it (the pytest plugin)
 
 
 def unavailable() -> str | None:
@@ -38,6 +43,35 @@ def unavailable() -> str | None:
 def abandoned() -> list[str]:
     """Names of sub-interpreter actors that did not stop and were abandoned."""
     return list(_abandoned)
+
+
+def _linger(interp: int) -> None:
+    if not _lingering:
+        atexit.register(_exit_without_finalizing)
+    _lingering.add(interp)
+
+
+def _live_interpreters() -> set[int]:
+    import _interpreters
+
+    return {entry[0] if isinstance(entry, tuple) else int(entry) for entry in _interpreters.list_all()}
+
+
+def _exit_without_finalizing() -> None:
+    """Leave the process before finalization can wait forever on a live interpreter.
+
+    CPython cannot finalize a sub-interpreter that still runs a thread; with
+    one abandoned the process would hang at exit. Streams are flushed first;
+    the exit status is EXIT_STATUS when someone set it, else 1 after an
+    uncaught exception, else 0.
+    """
+    if not (_lingering & _live_interpreters()):
+        return
+    status = EXIT_STATUS if EXIT_STATUS is not None else (1 if getattr(sys, "last_exc", None) else 0)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 class _SubintHandle:
@@ -60,8 +94,9 @@ class _SubintHandle:
     def _drive(self) -> None:
         import _interpreters
 
+        self._interp: int | None = None
         try:
-            interp = _interpreters.create("legacy")
+            interp = self._interp = _interpreters.create("legacy")
         except Exception as exc:  # noqa: BLE001 - reported as a boot failure
             self._error = f"cannot create a sub-interpreter: {exc!r}"
         else:
@@ -72,8 +107,10 @@ class _SubintHandle:
             except BaseException as exc:  # noqa: BLE001
                 self._error = repr(exc)
             finally:
-                with contextlib.suppress(Exception):
+                try:
                     _interpreters.destroy(interp)
+                except Exception:  # noqa: BLE001 - still running a thread of its own
+                    _linger(interp)
         finally:
             self._finished = True
             with contextlib.suppress(trio.RunFinishedError):
@@ -94,6 +131,8 @@ class _SubintHandle:
             return
         self._abandoned = True
         _abandoned.append(self.name)
+        if getattr(self, "_interp", None) is not None:
+            _linger(self._interp)
         warnings.warn(
             f"sub-interpreter actor {self.name!r} did not stop in time; its thread is "
             "abandoned (a sub-interpreter cannot be killed)",

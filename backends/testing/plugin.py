@@ -402,8 +402,13 @@ def _session_sweep(state: _State) -> reap.ReapReport:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # trylast: an xdist controller has torn its workers down by now.
+    from backends.spawn import subint
+
+    # If a sub-interpreter lingers, the process leaves without finalizing
+    # (which would hang); it must still leave with pytest's status.
+    subint.EXIT_STATUS = int(exitstatus)
     config = session.config
     state = config.stash.get(STATE, None)
     if state is None:
