@@ -26,6 +26,20 @@ def unavailable() -> str | None:
     return None
 
 
+def _inheritable_fds() -> list[int]:
+    """Descriptors above stdio a child would inherit: posix_spawn has no close_fds."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= _STDERR_FD:
+            try:
+                if os.get_inheritable(fd):
+                    found.append(fd)
+            except OSError:
+                pass  # the listdir's own descriptor, already closed
+    return found
+
+
 class TrioBackend:
     name = NAME
 
@@ -36,7 +50,9 @@ class TrioBackend:
         request = msgspec.structs.replace(request, stderr_fd=_STDERR_FD)
         arg = base64.b64encode(msgspec.msgpack.encode(request)).decode()
         boot_r, boot_w = os.pipe()
-        actions = [
+        # Closes first: the dups below may land on a number the parent had inheritable.
+        actions = [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds()]
+        actions += [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, 2, _STDERR_FD),
             (os.POSIX_SPAWN_DUP2, boot_w, 2),

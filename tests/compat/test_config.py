@@ -22,7 +22,7 @@ def test_committed_matrix_has_every_cell_including_impossible_ones():
     # subint cannot run on 3.13: the cell stays, the target's gate says why.
     assert Cell("3.13", "base", "subint", "fd") in cells
     assert cells[0].id == "py3.13-base-trio-capfd"
-    assert matrix.target.pytest_args == ("-p", "backends.testing.plugin")
+    assert matrix.target.pytest_args == ("-p", "backends.testing.plugin", "--backends-dump-dir={dumps}")
     assert matrix.target.backend_value("subint") == "subint"
 
 
