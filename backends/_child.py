@@ -142,9 +142,12 @@ def run_subint_child(encoded: bytes) -> None:
     try:
         trio.run(_actor.serve_parent, request, lambda: None)
     finally:
+        # Not this thread, nor "MainThread": in a sub-interpreter that is the
+        # process's main thread, which never ends while we wait.
         deadline = time.monotonic() + _SUBINT_THREAD_JOIN
+        skip = {threading.get_ident(), threading.main_thread().ident}
         for thread in threading.enumerate():
-            if thread is not threading.current_thread():
+            if thread.ident not in skip:
                 thread.join(max(0.0, deadline - time.monotonic()))
 
 

@@ -21,6 +21,9 @@ class RemoteActorError(Exception):
         self.type_name = type_name
         self.message = message
         self.traceback = traceback
+        # A note travels inside formatted tracebacks: when this error is boxed
+        # again one level up, the root cause's traceback goes with it.
+        self.add_note(f"--- traceback in actor {actor!r} ---\n{traceback.rstrip()}")
 
     @property
     def boxed_type(self) -> type[BaseException] | None:

@@ -158,6 +158,8 @@ class ActorNursery:
             child.done.set()
             raise
         self._children.add(child)
+        if child.handle.pid:
+            self._actor.child_pids.add(child.handle.pid)
         failure: BaseException | None = None
         try:
             async with _collapsing(), trio.open_nursery() as io:
@@ -174,8 +176,12 @@ class ActorNursery:
         finally:
             listener.forget(uid)
             child.handle.cleanup()
-            for pid in _pids(child.handle):
+            pids = _pids(child.handle)
+            for pid in pids:
                 _state.cleanup_pid(self._actor, pid)
+            self._actor.child_pids.discard(child.handle.pid)
+            if self._actor.subreaper and len(pids) > 1:
+                await _reap_adopted(self._actor, pids[1:])
             self._children.discard(child)
             child.done.set()
         if failure is not None:
@@ -183,19 +189,18 @@ class ActorNursery:
 
     async def _handshake(self, child: _Child, pending: _state._Pending) -> Channel:
         """The child's hello, raced against its death during boot."""
-        died = False
         async with trio.open_nursery() as race:
 
             async def watch_death() -> None:
-                nonlocal died
                 await child.handle.wait()
-                died = True
                 race.cancel_scope.cancel()
 
             race.start_soon(watch_death)
             await pending.event.wait()
             race.cancel_scope.cancel()
-        if died or pending.chan is None:
+        if pending.chan is None:
+            # A spawner being cancelled sees its child go too: that is not a boot death.
+            await trio.lowlevel.checkpoint_if_cancelled()
             raise ActorBootError(child.name, child.handle.poll(), await _boot_output(child.handle))
         if self._stdio == "pipe" and hasattr(child.handle, "forward_output"):
             child.handle.forward_output()
@@ -229,6 +234,30 @@ class ActorNursery:
         if not child.stop_requested.is_set() and code not in _INTERRUPTED:
             return TransportClosed(f"actor {child.name!r} died unexpectedly: {reason}")
         return None
+
+
+async def _reap_adopted(actor: _state.Actor, pids: list[int]) -> None:
+    """Collect killed grandchildren the kernel re-parented to us (a subreaper).
+
+    They become our zombies a moment after the kill; bounded, shielded.
+    """
+    from . import hygiene
+
+    with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+        while True:
+            hygiene.reap_adopted(own=actor.child_pids)
+            if not any(_is_our_child(pid) for pid in pids):
+                return
+            await trio.sleep(0.01)
+
+
+def _is_our_child(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = int(f.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return False
+    return ppid == os.getpid()
 
 
 def _pids(handle: ChildHandle) -> list[int]:
@@ -302,7 +331,7 @@ def _maybe_become_subreaper(actor: _state.Actor) -> None:
             from . import hygiene
         except ImportError:
             return
-        hygiene.apply_root()
+        actor.subreaper = hygiene.apply_root()
 
 
 def _maybe_reap_adopted(actor: _state.Actor) -> None:

@@ -37,6 +37,8 @@ class Actor:
     listeners: dict[Transport, Listener] = field(default_factory=dict)
     users: int = 0
     parent_chan: Channel | None = None
+    subreaper: bool = False  # the cffi group made this root adopt orphans
+    child_pids: set[int] = field(default_factory=set)  # direct children a handle waits on
     _listener_lock: trio.Lock = field(default_factory=trio.Lock)
 
     async def ensure_listener(self, transport: Transport) -> Listener:

@@ -13,8 +13,10 @@ import atexit
 import contextlib
 import os
 import platform
+import signal
 import sys
 import threading
+import time
 import warnings
 
 import msgspec
@@ -45,10 +47,41 @@ def abandoned() -> list[str]:
     return list(_abandoned)
 
 
+def in_main_interpreter() -> bool:
+    """False inside a sub-interpreter (whose atexit runs when it is destroyed)."""
+    try:
+        import _interpreters
+    except ImportError:
+        return True
+    current, main = _interpreters.get_current(), _interpreters.get_main()
+    return (current[0] if isinstance(current, tuple) else current) == (
+        main[0] if isinstance(main, tuple) else main
+    )
+
+
 def _linger(interp: int) -> None:
-    if not _lingering:
+    # Only the main interpreter's exit is the process's exit: a sub-interpreter
+    # actor's grandchildren are its parent's to account for.
+    if not _lingering and in_main_interpreter():
         atexit.register(_exit_without_finalizing)
+        _record_exit_codes()
     _lingering.add(interp)
+
+
+def _record_exit_codes() -> None:
+    """Remember what ``sys.exit`` was given: atexit hooks cannot see it otherwise."""
+    original = sys.exit
+
+    def exit(status: object = None) -> None:
+        global _exit_code
+        _exit_code = status
+        original(status)
+
+    sys.exit = exit
+
+
+_NO_CODE = object()
+_exit_code: object = _NO_CODE
 
 
 def _live_interpreters() -> set[int]:
@@ -62,24 +95,151 @@ def _exit_without_finalizing() -> None:
 
     CPython cannot finalize a sub-interpreter that still runs a thread; with
     one abandoned the process would hang at exit. Streams are flushed first;
-    the exit status is EXIT_STATUS when someone set it, else 1 after an
-    uncaught exception, else 0.
+    the exit status is EXIT_STATUS when someone set it (the pytest plugin),
+    else what ``sys.exit`` was given, else that of an uncaught exception
+    (SIGINT for Ctrl-C), else 0.
     """
     if not (_lingering & _live_interpreters()):
         return
-    status = EXIT_STATUS if EXIT_STATUS is not None else (1 if getattr(sys, "last_exc", None) else 0)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    os._exit(status)
+    os._exit(_status())
+
+
+def _status() -> int:
+    if EXIT_STATUS is not None:
+        return EXIT_STATUS
+    if _exit_code is not _NO_CODE:
+        code = _exit_code
+        if code is None or isinstance(code, int):
+            return code or 0
+        return 1  # sys.exit("message") printed it already
+    last = getattr(sys, "last_exc", None)
+    if isinstance(last, KeyboardInterrupt):
+        # What the interpreter itself does after an uncaught Ctrl-C.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return 1 if last is not None else 0
+
+
+class _WarmPool:
+    """Sub-interpreters with the runtime already imported, made in the background.
+
+    A cold legacy interpreter spends ~250 ms importing trio; taking a warm one
+    leaves only the actor's own boot. Each is used once. Interpreters still
+    warming at exit are waited for (bounded): finalization cannot wait on one
+    that runs code on another thread.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._ready: list[tuple[int, tuple[str, ...]]] = []  # (interpreter, its sys.path)
+        self._warming: list[threading.Thread] = []
+        self._registered = False
+
+    def take(self, path: list[str]) -> int | None:
+        """A warm interpreter for this sys.path, waiting for one being warmed
+        (it is ahead of a cold start). One warmed with another sys.path may
+        have imported other modules: it is discarded. Only the main
+        interpreter keeps a pool: nested actors would each warm one for nothing."""
+        if not in_main_interpreter():
+            return None
+        with self._lock:
+            warming = [t for t in self._warming if t.is_alive()]
+        if warming:
+            with self._lock:
+                ready = bool(self._ready)
+            if not ready:
+                warming[0].join(_WARM_WAIT)
+        with self._lock:
+            entry = self._ready.pop() if self._ready else None
+        self.refill()
+        if entry is None:
+            return None
+        interp, warmed_with = entry
+        if warmed_with != tuple(path):
+            _destroy_quietly(interp)
+            return None
+        return interp
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until a warm interpreter is ready (for measurements)."""
+        self.refill()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._ready:
+                    return True
+                warming = [t for t in self._warming if t.is_alive()]
+            if not warming:
+                self.refill()
+                continue
+            warming[0].join(max(0.0, deadline - time.monotonic()))
+        return False
+
+    def refill(self) -> None:
+        with self._lock:
+            self._warming = [t for t in self._warming if t.is_alive()]
+            missing = self.size - len(self._ready) - len(self._warming)
+            for _ in range(max(0, missing)):
+                thread = threading.Thread(target=self._warm, args=(list(sys.path),), name="subint-warmer", daemon=True)
+                self._warming.append(thread)
+                thread.start()
+            if missing > 0 and not self._registered:
+                self._registered = True
+                atexit.register(self._drain)
+
+    def _warm(self, path: list[str]) -> None:
+        import _interpreters
+
+        try:
+            interp = _interpreters.create("legacy")
+            excinfo = _interpreters.exec(interp, _WARM_CODE.format(path=path))
+        except Exception:  # noqa: BLE001 - a cold spawn will report the problem
+            return
+        if excinfo is not None:
+            _destroy_quietly(interp)
+            return
+        with self._lock:
+            self._ready.append((interp, tuple(path)))
+
+    def _drain(self) -> None:
+        import _interpreters
+
+        deadline = time.monotonic() + 5.0
+        for thread in list(self._warming):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for interp, _ in ready:
+            _destroy_quietly(interp)
+
+
+def _destroy_quietly(interp: int) -> None:
+    import _interpreters
+
+    with contextlib.suppress(Exception):
+        _interpreters.destroy(interp)
+
+
+_WARM_WAIT = 5.0
+_WARM_CODE = """\
+import sys
+sys.path[:] = {path!r}
+import trio, msgspec, backends._child, backends._actor
+"""
+POOL = _WarmPool(size=int(os.environ.get("BACKENDS_SUBINT_POOL", "1")))
 
 
 class _SubintHandle:
     pid = None
     kind = "interpreter"
 
-    def __init__(self, name: str, code: str, token: trio.lowlevel.TrioToken) -> None:
+    def __init__(self, name: str, code: str, token: trio.lowlevel.TrioToken, path: list[str]) -> None:
         self.name = name
+        self._path = path
         self._code = code
         self._token = token
         self._exited = trio.Event()
@@ -96,7 +256,10 @@ class _SubintHandle:
 
         self._interp: int | None = None
         try:
-            interp = self._interp = _interpreters.create("legacy")
+            interp = POOL.take(self._path)
+            if interp is None:
+                interp = _interpreters.create("legacy")
+            self._interp = interp
         except Exception as exc:  # noqa: BLE001 - reported as a boot failure
             self._error = f"cannot create a sub-interpreter: {exc!r}"
         else:
@@ -167,7 +330,7 @@ class SubintBackend:
             "from backends._child import run_subint_child\n"
             f"run_subint_child({encoded!r})\n"
         )
-        handle = _SubintHandle(request.name, code, trio.lowlevel.current_trio_token())
+        handle = _SubintHandle(request.name, code, trio.lowlevel.current_trio_token(), request.sys_path)
         handle.start()
         await trio.lowlevel.checkpoint()
         return handle
