@@ -14,7 +14,7 @@ from tests.backends._harness import socket_files_of, trio_test, wait_gone
 
 # Short rungs keep the ladder tests fast; the graceful test uses a long first
 # rung instead, so finishing early proves the cancel message did the work.
-FAST = backends.Timeouts(cancel=0.3, terminate=0.5, kill=1.0)
+FAST = backends.Timeouts(cancel=0.3, terminate=0.5, kill=1.0, subint=0.5)
 
 STUCK_SUBINT = pytest.mark.xfailon_spawn_backend(
     "subint",

@@ -23,6 +23,15 @@ def _assert_remote_assertions(exc: BaseException) -> list[backends.RemoteActorEr
     return found  # type: ignore[return-value]
 
 
+SUBINT_RACE = pytest.mark.xfailon_spawn_backend(
+    "subint",
+    reason="sub-interpreters share the GIL: sibling errors and boots race; "
+    "see docs/known-issues/subint-shared-gil-races.md",
+    strict=False,
+)
+
+
+@SUBINT_RACE
 @trio_test(timeout=20)
 async def test_two_failing_children_raise_a_group(spawn_backend, tmp_path):
     barrier = tmp_path / "barrier"
@@ -145,7 +154,7 @@ async def test_a_child_dying_abruptly_fails_the_nursery(spawn_backend):
     assert await wait_gone(pids, within=5) == []
 
 
-@pytest.mark.parametrize("depth", [1, 3])
+@pytest.mark.parametrize("depth", [1, pytest.param(3, marks=SUBINT_RACE)])
 @trio_test(timeout=40)
 async def test_nested_trees_fail_upward(spawn_backend, depth):
     # Two subtrees under the root; each nests `depth` spawner levels above two failing leaves.

@@ -54,7 +54,7 @@ async def test_module_state_is_per_interpreter(spawn_backend):
 async def test_a_stuck_sub_interpreter_is_abandoned_within_the_bound(spawn_backend):
     from backends.spawn import subint
 
-    timeouts = backends.Timeouts(cancel=0.3, terminate=0.3, kill=0.3)
+    timeouts = backends.Timeouts(subint=0.3)
     abandoned_before = len(subint.abandoned())
     with Beacon() as beacon:
         with warnings.catch_warnings(record=True) as caught:
