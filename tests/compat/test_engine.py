@@ -3,6 +3,9 @@ import pytest
 from compat.engine import RUN_LABEL, CellContainer, ContainerSpec, Engine, run_scope
 from compat.errors import EngineError
 
+# One worker owns the engine: images are built once, not raced.
+pytestmark = pytest.mark.xdist_group("engine")
+
 try:
     from tests.compat import cellsupport
 except ImportError:

@@ -7,6 +7,9 @@ import pytest
 from compat.config import Cell, Images
 from compat.images import ROOT, base_tag, ensure_images, image_hash, registry_host, registry_reachable
 
+# One worker owns the engine: images are built once, not raced.
+pytestmark = pytest.mark.xdist_group("engine")
+
 try:
     from tests.compat import cellsupport
 except ImportError:

@@ -16,6 +16,9 @@ from compat.config import Cell
 from compat.results import CellMeta
 from compat.runner import run_cells
 
+# One worker owns the engine: images are built once, not raced.
+pytestmark = pytest.mark.xdist_group("engine")
+
 try:
     from tests.compat import cellsupport
 except ImportError:
