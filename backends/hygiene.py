@@ -69,15 +69,9 @@ def _prctl(option: int, arg: int) -> None:
 
 def _in_main_interpreter() -> bool:
     """prctl acts on the whole process: a sub-interpreter actor must leave it alone."""
-    try:
-        import _interpreters
-    except ImportError:
-        return True
-    current = _interpreters.get_current()
-    main = _interpreters.get_main()
-    current_id = current[0] if isinstance(current, tuple) else current
-    main_id = main[0] if isinstance(main, tuple) else main
-    return current_id == main_id
+    from .spawn.subint import in_main_interpreter
+
+    return in_main_interpreter()
 
 
 def apply_root() -> bool:
