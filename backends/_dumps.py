@@ -18,6 +18,10 @@ ENV_VAR = "BACKENDS_DUMP_DIR"
 
 # faulthandler keeps only the fd; the file object must outlive the registration.
 _file: TextIO | None = None
+_file_pid: int | None = None
+# Files inherited through a fork: their fd numbers were closed in the child
+# and may be reused, so they must be neither closed nor finalized here.
+_inherited: list[TextIO] = []
 
 
 def install(title: str) -> Path | None:
@@ -26,7 +30,7 @@ def install(title: str) -> Path | None:
     Returns the file's path, or None when $BACKENDS_DUMP_DIR is unset. Call it
     again after a fork: the inherited registration writes to the parent's file.
     """
-    global _file
+    global _file, _file_pid
     directory = os.environ.get(ENV_VAR)
     if not directory:
         return None
@@ -35,6 +39,10 @@ def install(title: str) -> Path | None:
     new = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives for the process
     faulthandler.register(signal.SIGUSR1, file=new, all_threads=True, chain=False)
     old, _file = _file, new
+    old_pid, _file_pid = _file_pid, os.getpid()
     if old is not None:
-        old.close()
+        if old_pid == os.getpid():
+            old.close()
+        else:
+            _inherited.append(old)
     return path

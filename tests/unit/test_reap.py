@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import msgspec
@@ -405,9 +406,17 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_uds_sweep_removes_dead_actors_and_dead_roots_only(tmp_path, actor_script, spawned):
-    base = tmp_path / "rt"
-    base.mkdir()
+@pytest.fixture
+def short_dir():
+    """A directory with a short path: socket paths must fit in 107 bytes, and
+    tmp_path under xdist (`.../popen-gw1/<test name>0/`) can be too long."""
+    path = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_uds_sweep_removes_dead_actors_and_dead_roots_only(short_dir, actor_script, spawned):
+    base = short_dir
     live, _ = start_actor(actor_script, "backends[reaptest-live]", "wait")
     spawned.append(live)
     dead = _dead_pid()
