@@ -68,14 +68,18 @@ class _Child:
         """The ladder. Shielded and bounded: runs to the end even when cancelled."""
         t = self.timeouts
         with trio.CancelScope(shield=True):
-            if self.handle.poll() is None:
-                self._send_cancel()
-                graceful = t.subint if getattr(self.handle, "kind", "") == "interpreter" else t.cancel
-                if not await self._wait(graceful):
-                    self.handle.terminate()
-                    if not await self._wait(t.terminate):
-                        self.handle.kill()
-                        await self._wait(t.kill)
+            async with trio.open_nursery() as drain:
+                if self.portal is not None and not self.chan.closed:
+                    drain.start_soon(self.portal._drain)
+                if self.handle.poll() is None:
+                    self._send_cancel()
+                    graceful = t.subint if getattr(self.handle, "kind", "") == "interpreter" else t.cancel
+                    if not await self._wait(graceful):
+                        self.handle.terminate()
+                        if not await self._wait(t.terminate):
+                            self.handle.kill()
+                            await self._wait(t.kill)
+                drain.cancel_scope.cancel()
             if self.chan is not None:
                 await self.chan.aclose()
 
@@ -173,6 +177,14 @@ class ActorNursery:
                 finally:
                     await child.teardown()
                     io.cancel_scope.cancel()
+            failure = failure or _unclaimed(child)
+        except BaseException as exc:
+            # Cancelled by a failing sibling: errors this child raised meanwhile
+            # still join the nursery's group rather than vanish. A real error
+            # in flight is never replaced.
+            if (late := _unclaimed(child)) is not None and _only_cancelled(exc):
+                raise late from None
+            raise
         finally:
             listener.forget(uid)
             child.handle.cleanup()
@@ -234,6 +246,19 @@ class ActorNursery:
         if not child.stop_requested.is_set() and code not in _INTERRUPTED:
             return TransportClosed(f"actor {child.name!r} died unexpectedly: {reason}")
         return None
+
+
+def _unclaimed(child: _Child) -> BaseException | None:
+    errors = child.portal.unclaimed if child.portal is not None else []
+    if not errors:
+        return None
+    return _collapse(BaseExceptionGroup(f"unclaimed errors from actor {child.name!r}", errors))
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return isinstance(exc, trio.Cancelled)
 
 
 async def _reap_adopted(actor: _state.Actor, pids: list[int]) -> None:

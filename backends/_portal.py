@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -81,6 +82,9 @@ class Portal:
         self._calls: dict[int, trio.Event | outcome.Outcome] = {}
         self._streams: dict[int, trio.MemorySendChannel] = {}
         self._closed_reason: str | None = None
+        # Errors the child raised for calls whose callers had gone (cancelled):
+        # they fail the child's supervision instead of vanishing.
+        self.unclaimed: list[RemoteActorError] = []
 
     @property
     def name(self) -> str:
@@ -161,9 +165,18 @@ class Portal:
 
     def _resolve(self, cid: int, result: outcome.Outcome) -> None:
         waiter = self._calls.get(cid)
-        if isinstance(waiter, trio.Event):  # else the caller gave up (cancelled)
+        if isinstance(waiter, trio.Event):
             self._calls[cid] = result
             waiter.set()
+        elif isinstance(result, outcome.Error):  # the caller gave up (cancelled)
+            self.unclaimed.append(result.error)
+
+    async def _drain(self) -> None:
+        """Read what the child still says while it is torn down: late errors count."""
+        with contextlib.suppress(Exception):
+            async for msg in self._chan:
+                if type(msg) is Error:
+                    self._resolve(msg.cid, outcome.Error(self._box(msg)))
 
     async def _stream_put(self, cid: int, item: Any, end: bool = False) -> None:
         send = self._streams.get(cid)
