@@ -73,7 +73,7 @@ class _Child:
                     drain.start_soon(self.portal._drain)
                 if self.handle.poll() is None:
                     self._send_cancel()
-                    graceful = t.subint if getattr(self.handle, "kind", "") == "interpreter" else t.cancel
+                    graceful = t.subint if self.handle.kind == "interpreter" else t.cancel
                     if not await self._wait(graceful):
                         self.handle.terminate()
                         if not await self._wait(t.terminate):
@@ -188,7 +188,7 @@ class ActorNursery:
         finally:
             listener.forget(uid)
             child.handle.cleanup()
-            pids = _pids(child.handle)
+            pids = child.handle.pids()
             for pid in pids:
                 _state.cleanup_pid(self._actor, pid)
             self._actor.child_pids.discard(child.handle.pid)
@@ -213,8 +213,8 @@ class ActorNursery:
         if pending.chan is None:
             # A spawner being cancelled sees its child go too: that is not a boot death.
             await trio.lowlevel.checkpoint_if_cancelled()
-            raise ActorBootError(child.name, child.handle.poll(), await _boot_output(child.handle))
-        if self._stdio == "pipe" and hasattr(child.handle, "forward_output"):
+            raise ActorBootError(child.name, child.handle.poll(), await child.handle.boot_output())
+        if self._stdio == "pipe":
             child.handle.forward_output()
         return pending.chan
 
@@ -283,21 +283,6 @@ def _is_our_child(pid: int) -> bool:
     except (OSError, ValueError, IndexError):
         return False
     return ppid == os.getpid()
-
-
-def _pids(handle: ChildHandle) -> list[int]:
-    pids = [handle.pid] if handle.pid else []
-    pids += [p.pid for p in getattr(handle, "_subtree", ())]
-    return pids
-
-
-async def _boot_output(handle: ChildHandle) -> str:
-    # The pipe reaches EOF once the dead child's last writer is gone.
-    with trio.move_on_after(0.5):
-        tail = getattr(handle, "_tail", None)
-        if tail is not None:
-            await tail.eof.wait()
-    return handle.boot_output()
 
 
 def _collapse(error: BaseException) -> BaseException:

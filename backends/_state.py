@@ -174,8 +174,9 @@ def reset_after_fork() -> None:
 
 
 def unlink_shm(run_token: str, pid: int | None = None) -> None:
-    pattern = f"/dev/shm/{_paths.SHM_PREFIX}{run_token}-{pid if pid else ''}"
-    for path in glob.glob(pattern + ("-*" if pid else "*")):
+    """Segments of this run (`backends-<token>-<pid>-<n>`), or of one process of it."""
+    pattern = f"/dev/shm/{_paths.SHM_PREFIX}{run_token}-{'*' if pid is None else f'{pid}-*'}"
+    for path in glob.glob(pattern):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
 

@@ -19,6 +19,7 @@ import trio
 
 StdioPolicy = Literal["inherit", "pipe"]
 _TAIL_BYTES = 8192
+_BOOT_OUTPUT_WAIT = 0.5
 
 
 class SpawnRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,7 +41,8 @@ class SpawnRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 class ChildHandle(Protocol):
     name: str
-    pid: int | None
+    pid: int | None  # None: it runs inside our own process
+    kind: Literal["process", "interpreter"]
 
     def poll(self) -> int | None:
         """The exit code once the child is gone, else None."""
@@ -57,7 +59,13 @@ class ChildHandle(Protocol):
     async def run_io(self) -> None:
         """Pump the child's output; runs beside the child's supervision."""
 
-    def boot_output(self) -> str:
+    def pids(self) -> list[int]:
+        """OS processes to clean up after (the child's and its killed subtree's)."""
+
+    def forward_output(self) -> None:
+        """Pass the child's output on to our sys.stderr from now on (stdio="pipe")."""
+
+    async def boot_output(self) -> str:
         """The tail of what the child printed before it died during boot."""
 
     def cleanup(self) -> None:
@@ -100,61 +108,20 @@ def _write_stderr(chunk: bytes) -> None:
         pass
 
 
-class ProcessHandle:
-    """A child process: SIGTERM/SIGKILL its whole subtree, never someone else's pid."""
+class PidfdHandle:
+    """A direct child process, waited on and signalled through a pidfd.
+
+    Waits are cancellable and a signal can never hit a recycled pid. SIGTERM
+    and SIGKILL take its whole subtree into account, never someone else's pid.
+    """
+
+    kind = "process"
 
     def __init__(self, name: str, pid: int, tail: OutputTail) -> None:
         self.name = name
         self.pid = pid
         self._tail = tail
         self._subtree: list[psutil.Process] = []
-
-    def _snapshot(self) -> None:
-        # Taken while the child lives: once it dies its children are re-parented
-        # and no longer findable as its descendants.
-        with contextlib.suppress(psutil.Error):
-            seen = {p.pid for p in self._subtree}
-            self._subtree += [
-                p for p in psutil.Process(self.pid).children(recursive=True) if p.pid not in seen
-            ]
-
-    def _signal(self, sig: int) -> None:
-        if self.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
-
-    def terminate(self) -> None:
-        self._snapshot()
-        self._signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self._snapshot()
-        self._signal(signal.SIGKILL)
-        self._kill_subtree()
-
-    def _kill_subtree(self) -> None:
-        for proc in self._subtree:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()  # psutil checks the create time: a reused pid is left alone
-
-    async def run_io(self) -> None:
-        await self._tail.pump()
-
-    def boot_output(self) -> str:
-        return self._tail.text()
-
-    def forward_output(self) -> None:
-        self._tail.forward = True
-
-    def cleanup(self) -> None:
-        self._kill_subtree()
-
-
-class PidfdHandle(ProcessHandle):
-    """A direct child waited on through a pidfd: cancellable, and immune to pid reuse."""
-
-    def __init__(self, name: str, pid: int, tail: OutputTail) -> None:
-        super().__init__(name, pid, tail)
         self._pidfd: int | None = os.pidfd_open(pid)
         self._code: int | None = None
 
@@ -178,11 +145,49 @@ class PidfdHandle(ProcessHandle):
             await trio.lowlevel.wait_readable(self._pidfd)
         return self._code
 
+    def pids(self) -> list[int]:
+        """The child, then every descendant seen while it was being stopped."""
+        return [self.pid, *(p.pid for p in self._subtree)]
+
+    def _snapshot(self) -> None:
+        # Taken while the child lives: once it dies its children are re-parented
+        # and no longer findable as its descendants.
+        with contextlib.suppress(psutil.Error):
+            seen = {p.pid for p in self._subtree}
+            self._subtree += [
+                p for p in psutil.Process(self.pid).children(recursive=True) if p.pid not in seen
+            ]
+
     def _signal(self, sig: int) -> None:
-        # A pidfd signal can never hit a recycled pid.
         if self.poll() is None and self._pidfd is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
+                signal.pidfd_send_signal(self._pidfd, sig)
+
+    def terminate(self) -> None:
+        self._snapshot()
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._snapshot()
+        self._signal(signal.SIGKILL)
+        self._kill_subtree()
+
+    def _kill_subtree(self) -> None:
+        for proc in self._subtree:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()  # psutil checks the create time: a reused pid is left alone
+
+    async def run_io(self) -> None:
+        await self._tail.pump()
+
+    async def boot_output(self) -> str:
+        # The pipe reaches EOF once the dead child's last writer is gone.
+        with trio.move_on_after(_BOOT_OUTPUT_WAIT):
+            await self._tail.eof.wait()
+        return self._tail.text()
+
+    def forward_output(self) -> None:
+        self._tail.forward = True
 
     def _close_pidfd(self) -> None:
         if self._pidfd is not None:
@@ -191,7 +196,6 @@ class PidfdHandle(ProcessHandle):
             os.close(fd)
 
     def cleanup(self) -> None:
-        super().cleanup()
-        if self.poll() is None:
-            return
-        self._close_pidfd()
+        self._kill_subtree()
+        if self.poll() is not None:
+            self._close_pidfd()

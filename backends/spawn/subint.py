@@ -309,7 +309,13 @@ class _SubintHandle:
     async def run_io(self) -> None:
         pass
 
-    def boot_output(self) -> str:
+    def pids(self) -> list[int]:
+        return []  # it lives in our own process
+
+    def forward_output(self) -> None:
+        pass  # it writes to our own streams already
+
+    async def boot_output(self) -> str:
         return self._error or ""
 
     def cleanup(self) -> None:
