@@ -90,6 +90,7 @@ async def _measure_backend(backend: str, spawns: int, calls: int, msgs: int) -> 
             spawn.append((t1 - t0) * 1e3)
             teardown.append((time.perf_counter() - t1) * 1e3)
         portal = await an.start_actor("rpc")
+        await _ready(backend)  # a re-warming interpreter would hold the shared GIL meanwhile
         for _ in range(50):
             await portal.run(os.getpid)
         for _ in range(calls):

@@ -146,13 +146,7 @@ class _WarmPool:
         interpreter keeps a pool: nested actors would each warm one for nothing."""
         if not in_main_interpreter():
             return None
-        with self._lock:
-            warming = [t for t in self._warming if t.is_alive()]
-        if warming:
-            with self._lock:
-                ready = bool(self._ready)
-            if not ready:
-                warming[0].join(_WARM_WAIT)
+        self._wait_for_warmer(_WARM_WAIT)
         with self._lock:
             entry = self._ready.pop() if self._ready else None
         self.refill()
@@ -166,18 +160,23 @@ class _WarmPool:
 
     def wait_ready(self, timeout: float) -> bool:
         """Block until a warm interpreter is ready (for measurements)."""
-        self.refill()
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            self.refill()
             with self._lock:
                 if self._ready:
                     return True
-                warming = [t for t in self._warming if t.is_alive()]
-            if not warming:
-                self.refill()
-                continue
-            warming[0].join(max(0.0, deadline - time.monotonic()))
+            self._wait_for_warmer(left)
         return False
+
+    def _wait_for_warmer(self, timeout: float) -> None:
+        """With none ready, wait (bounded) for one being warmed."""
+        with self._lock:
+            if self._ready:
+                return
+            warmer = next((t for t in self._warming if t.is_alive()), None)
+        if warmer is not None:
+            warmer.join(timeout)
 
     def refill(self) -> None:
         with self._lock:
