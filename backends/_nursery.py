@@ -64,13 +64,23 @@ class _Child:
             await self.handle.wait()
         return self.handle.poll() is not None
 
+    async def _drain(self, drained: trio.Event) -> None:
+        assert self.portal is not None
+        try:
+            await self.portal._drain()
+        finally:
+            drained.set()
+
     async def teardown(self) -> None:
         """The ladder. Shielded and bounded: runs to the end even when cancelled."""
         t = self.timeouts
         with trio.CancelScope(shield=True):
             async with trio.open_nursery() as drain:
+                drained = trio.Event()
                 if self.portal is not None and not self.chan.closed:
-                    drain.start_soon(self.portal._drain)
+                    drain.start_soon(self._drain, drained)
+                else:
+                    drained.set()
                 if self.handle.poll() is None:
                     self._send_cancel()
                     graceful = t.subint if self.handle.kind == "interpreter" else t.cancel
@@ -79,6 +89,11 @@ class _Child:
                         if not await self._wait(t.terminate):
                             self.handle.kill()
                             await self._wait(t.kill)
+                if self.handle.poll() is not None:
+                    # What it wrote before going is still buffered in the socket,
+                    # and EOF follows it: read that far, so a last error is kept.
+                    with trio.move_on_after(t.kill):
+                        await drained.wait()
                 drain.cancel_scope.cancel()
             if self.chan is not None:
                 await self.chan.aclose()

@@ -114,8 +114,14 @@ class Portal:
             await self._chan.send(Call(cid, ref, args, kwargs))
             await done.wait()
         except BaseException:
-            if self._calls.pop(cid, None) is done and not self._chan.closed:
-                self._chan.send_nowait(Cancel(cid))
+            late = self._calls.pop(cid, None)
+            if late is done:
+                if not self._chan.closed:
+                    self._chan.send_nowait(Cancel(cid))
+            elif isinstance(late, outcome.Error):
+                # The answer landed between our cancellation and this handler
+                # running: nobody will unwrap it, so it must not vanish.
+                self.unclaimed.append(late.error)
             raise
         result = self._calls.pop(cid)
         assert isinstance(result, outcome.Outcome)
