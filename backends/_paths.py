@@ -18,7 +18,7 @@ SOCKET_SUFFIX = ".sock"
 MAX_NAME = 40
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-_SOCKET = re.compile(r"^([A-Za-z0-9_.-]{1,40})@([1-9][0-9]*)\.sock$")
+_SOCKET = re.compile(r"^([A-Za-z0-9_.-]{1,40})@([1-9][0-9]*)(?:\.([1-9][0-9]*))?\.sock$")
 _RUN_DIR = re.compile(r"^run-([1-9][0-9]*)-([0-9a-f]{8})$")
 
 
@@ -36,9 +36,28 @@ def sanitise(name: str, limit: int = MAX_NAME) -> str:
     return (_UNSAFE.sub("_", name)[:limit]) or "_"
 
 
-def socket_name(name: str, pid: int) -> str:
-    """``<name>@<pid>.sock`` with the name sanitised."""
-    return f"{sanitise(name)}@{pid}{SOCKET_SUFFIX}"
+def interpreter_id() -> int:
+    """This interpreter's id: 0 in the main one (and where there are no others)."""
+    try:
+        import _interpreters
+    except ImportError:
+        return 0
+    current = _interpreters.get_current()
+    return int(current[0] if isinstance(current, tuple) else current)
+
+
+def socket_name(name: str, pid: int, interp: int = 0) -> str:
+    """``<name>@<pid>.sock``, or ``<name>@<pid>.<interp>.sock`` from a sub-interpreter,
+    with the name sanitised. Sub-interpreter actors share a pid and may share a
+    name (two spawners each starting a "worker"): the interpreter id keeps one
+    from binding over the other's socket."""
+    where = f"{pid}.{interp}" if interp else f"{pid}"
+    return f"{sanitise(name)}@{where}{SOCKET_SUFFIX}"
+
+
+def socket_globs(pid: int) -> list[str]:
+    """Glob patterns matching every socket file of the actors of process ``pid``."""
+    return [f"*@{pid}{SOCKET_SUFFIX}", f"*@{pid}.*{SOCKET_SUFFIX}"]
 
 
 def parse_socket_name(filename: str) -> tuple[str, int] | None:

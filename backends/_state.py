@@ -39,6 +39,7 @@ class Actor:
     parent_chan: Channel | None = None
     subreaper: bool = False  # the cffi group made this root adopt orphans
     child_pids: set[int] = field(default_factory=set)  # direct children a handle waits on
+    boot_gates: dict[str, trio.Semaphore] = field(default_factory=dict)
     _listener_lock: trio.Lock = field(default_factory=trio.Lock)
 
     async def ensure_listener(self, transport: Transport) -> Listener:
@@ -75,7 +76,9 @@ class Listener:
 
     async def start(self) -> None:
         if self.transport == "uds":
-            self.path = self.actor.run_dir / _paths.socket_name(self.actor.name, self.actor.pid)
+            self.path = self.actor.run_dir / _paths.socket_name(
+                self.actor.name, self.actor.pid, _paths.interpreter_id()
+            )
         self._listener, self.address = await open_listener(self.transport, self.path)
         # A system task: the listener outlives any one nursery of this actor.
         trio.lowlevel.spawn_system_task(self._serve, name=f"backends-listener[{self.actor.name}]")
@@ -183,7 +186,8 @@ def unlink_shm(run_token: str, pid: int | None = None) -> None:
 
 def cleanup_pid(actor: Actor, pid: int) -> None:
     """Remove what a dead process of our tree may have left: socket files, shm."""
-    for path in actor.run_dir.glob(f"*@{pid}.sock"):
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    for pattern in _paths.socket_globs(pid):
+        for path in actor.run_dir.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
     unlink_shm(actor.run_token, pid)

@@ -22,6 +22,7 @@ import warnings
 import msgspec
 import trio
 
+from .._paths import interpreter_id
 from ._base import SpawnRequest
 
 NAME = "subint"
@@ -49,14 +50,7 @@ def abandoned() -> list[str]:
 
 def in_main_interpreter() -> bool:
     """False inside a sub-interpreter (whose atexit runs when it is destroyed)."""
-    try:
-        import _interpreters
-    except ImportError:
-        return True
-    current, main = _interpreters.get_current(), _interpreters.get_main()
-    return (current[0] if isinstance(current, tuple) else current) == (
-        main[0] if isinstance(main, tuple) else main
-    )
+    return interpreter_id() == 0
 
 
 def _linger(interp: int) -> None:

@@ -341,7 +341,7 @@ async def park_then_spew(address: str, nbytes: int, tag: str):
 
 
 # -- sync code calling the async API -----------------------------------------
-async def _spawn_and_add(a, b):
+async def spawn_and_add(a, b):
     async with backends.open_nursery() as an:
         return await an.run_in_actor(add, a, b, name="bridged")
 
@@ -350,7 +350,7 @@ def sync_calls_async_api(a, b):
     """Synchronous code in an RPC task; needs the greenback portal syncbridge set up."""
     from backends import syncbridge
 
-    return syncbridge.block_on(_spawn_and_add(a, b))
+    return syncbridge.block_on(spawn_and_add(a, b))
 
 
 def _sync_callback(portal, a, b):

@@ -70,12 +70,12 @@ def kill_actors(pids: Iterable[int]) -> None:
 
 def socket_files_of(pid: int) -> list[Path]:
     """Socket files named for ``pid`` in any run directory of ours."""
-    from backends._paths import runtime_base
+    from backends._paths import runtime_base, socket_globs
 
     base = runtime_base()
     if not base.is_dir():
         return []
-    return sorted(base.glob(f"run-*/*@{pid}.sock"))
+    return sorted(p for pattern in socket_globs(pid) for p in base.glob(f"run-*/{pattern}"))
 
 
 class RootProcess:

@@ -42,6 +42,8 @@ def test_socket_name_is_sanitised_bounded_and_parses_back():
     name = _paths.socket_name("a b/c[d]" + "x" * 60, 1234)
     assert name == "a_b_c_d_" + "x" * 32 + "@1234.sock"
     assert _paths.parse_socket_name(name) == ("a_b_c_d_" + "x" * 32, 1234)
+    assert _paths.socket_name("worker", 1234, interp=7) == "worker@1234.7.sock"
+    assert _paths.parse_socket_name("worker@1234.7.sock") == ("worker", 1234)
     assert _paths.parse_socket_name("worker@0.sock") is None
     assert _paths.parse_socket_name("worker@12.socket") is None
     assert _paths.parse_socket_name("wor ker@12.sock") is None

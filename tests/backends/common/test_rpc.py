@@ -104,6 +104,18 @@ async def test_recursive_spawn_child_is_not_root(spawn_backend):
         assert child["ppid"] == os.getpid()
 
 
+@trio_test(timeout=20)
+async def test_namesakes_each_keep_their_own_children(spawn_backend):
+    # Under subint both twins share a pid: a listener keyed by name and pid
+    # alone let the second bind over the first's socket, and the first's next
+    # child then reached the wrong spawner and died "during boot (exit code 0)".
+    async with backends.open_nursery() as an:
+        first, second = await an.start_actor("twin"), await an.start_actor("twin")
+        assert await first.run(_actors.spawn_and_add, 1, 2) == 3
+        assert await second.run(_actors.spawn_and_add, 3, 4) == 7
+        assert await first.run(_actors.spawn_and_add, 5, 6) == 11
+
+
 @trio_test(timeout=15)
 async def test_streams_complete_fail_and_close_early(spawn_backend):
     with Beacon() as beacon:

@@ -23,14 +23,6 @@ def _assert_remote_assertions(exc: BaseException) -> list[backends.RemoteActorEr
     return found  # type: ignore[return-value]
 
 
-SUBINT_RACE = pytest.mark.xfailon_spawn_backend(
-    "subint",
-    reason="a deep sub-interpreter tree misreports a clean exit as a boot death; "
-    "see docs/known-issues/subint-deep-tree-boot-report.md",
-    strict=False,
-)
-
-
 @trio_test(timeout=20)
 async def test_two_failing_children_raise_a_group(spawn_backend, tmp_path):
     barrier = tmp_path / "barrier"
@@ -153,7 +145,7 @@ async def test_a_child_dying_abruptly_fails_the_nursery(spawn_backend):
     assert await wait_gone(pids, within=5) == []
 
 
-@pytest.mark.parametrize("depth", [1, pytest.param(3, marks=SUBINT_RACE)])
+@pytest.mark.parametrize("depth", [1, 3])
 @trio_test(timeout=40)
 async def test_nested_trees_fail_upward(spawn_backend, depth):
     # Two subtrees under the root; each nests `depth` spawner levels above two failing leaves.
