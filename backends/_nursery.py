@@ -81,22 +81,55 @@ class _Child:
                     drain.start_soon(self._drain, drained)
                 else:
                     drained.set()
+                abandoned = False
                 if self.handle.poll() is None:
                     self._send_cancel()
                     graceful = t.subint if self.handle.kind == "interpreter" else t.cancel
                     if not await self._wait(graceful):
                         self.handle.terminate()
+                        abandoned = self.handle.kind == "interpreter"
                         if not await self._wait(t.terminate):
                             self.handle.kill()
                             await self._wait(t.kill)
-                if self.handle.poll() is not None:
+                if self.handle.poll() is not None and not abandoned:
                     # What it wrote before going is still buffered in the socket,
                     # and EOF follows it: read that far, so a last error is kept.
+                    # (An abandoned interpreter still runs: no EOF is coming.)
                     with trio.move_on_after(t.kill):
                         await drained.wait()
                 drain.cancel_scope.cancel()
             if self.chan is not None:
                 await self.chan.aclose()
+
+
+class _BootSlot:
+    """A place among the children of one backend booting at once in this actor.
+
+    Held from before the spawn until the handshake, and never longer than
+    ``HOLD``: it spreads boots out, it must not let one stuck boot stall the rest.
+    """
+
+    HOLD = 5.0
+
+    def __init__(self, actor: _state.Actor, backend: spawn.SpawnBackend) -> None:
+        width = backend.boot_width
+        self._gate = None if width is None else actor.boot_gates.setdefault(backend.name, trio.Semaphore(width))
+        self._held = False
+
+    async def acquire(self) -> None:
+        if self._gate is not None:
+            await self._gate.acquire()
+            self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._gate.release()
+
+    async def expire(self) -> None:
+        if self._held:
+            await trio.sleep(self.HOLD)
+            self.release()
 
 
 class ActorNursery:
@@ -170,9 +203,12 @@ class ActorNursery:
         uid = secrets.token_hex(8)
         pending = listener.expect(uid)
         child = _Child(name, self._timeouts)
+        slot = _BootSlot(self._actor, self._backend)
         try:
+            await slot.acquire()
             child.handle = await self._backend.spawn(self._request(name, uid, listener.address))
         except BaseException:
+            slot.release()
             listener.forget(uid)
             child.done.set()
             raise
@@ -183,13 +219,23 @@ class ActorNursery:
         try:
             async with _collapsing(), trio.open_nursery() as io:
                 io.start_soon(child.handle.run_io)
+                io.start_soon(slot.expire)
                 try:
                     child.chan = await self._handshake(child, pending)
+                    slot.release()
                     io.start_soon(child.chan.run_writer)
                     child.portal = portal = Portal(child, child.chan)
                     task_status.started(portal)
                     failure = await self._run(child, portal)
                 finally:
+                    slot.release()
+                    if child.chan is None:
+                        # Cancelled while it boots: nobody will ever talk to it. Its
+                        # hello is refused (or, already accepted, closed), so it meets
+                        # EOF and stops as if orphaned instead of waiting out a bound.
+                        listener.forget(uid)
+                        if pending.chan is not None:
+                            await pending.chan.aclose()
                     await child.teardown()
                     io.cancel_scope.cancel()
             failure = failure or _unclaimed(child)

@@ -22,6 +22,8 @@ ENV_VAR = "BACKENDS_SPAWN_BACKEND"
 
 class SpawnBackend(Protocol):
     name: str
+    # How many of its children may boot at once in one actor (None: no limit).
+    boot_width: int | None
 
     def unavailable(self) -> str | None:
         """None when usable here, else the reason it is not."""

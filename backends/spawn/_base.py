@@ -11,11 +11,13 @@ import contextlib
 import os
 import signal
 import sys
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import msgspec
-import psutil
 import trio
+
+if TYPE_CHECKING:
+    import psutil
 
 StdioPolicy = Literal["inherit", "pipe"]
 _TAIL_BYTES = 8192
@@ -152,6 +154,8 @@ class PidfdHandle:
     def _snapshot(self) -> None:
         # Taken while the child lives: once it dies its children are re-parented
         # and no longer findable as its descendants.
+        import psutil  # here: it costs every exec'd child ~45 ms of boot
+
         with contextlib.suppress(psutil.Error):
             seen = {p.pid for p in self._subtree}
             self._subtree += [
@@ -173,6 +177,8 @@ class PidfdHandle:
         self._kill_subtree()
 
     def _kill_subtree(self) -> None:
+        import psutil
+
         for proc in self._subtree:
             with contextlib.suppress(psutil.Error):
                 proc.kill()  # psutil checks the create time: a reused pid is left alone

@@ -112,6 +112,7 @@ def _close_inherited_fds(keep: set[int]) -> None:
 
 class ForkserverBackend:
     name = NAME
+    boot_width = None
 
     def unavailable(self) -> str | None:
         return unavailable()

@@ -42,6 +42,9 @@ def _inheritable_fds() -> list[int]:
 
 class TrioBackend:
     name = NAME
+    # A boot is CPU-bound (imports): more at once than cores only thrash, and
+    # those still queued when a sibling's failure cancels the nursery never start.
+    boot_width = max(2, len(os.sched_getaffinity(0)))
 
     def unavailable(self) -> str | None:
         return unavailable()

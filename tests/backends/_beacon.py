@@ -33,8 +33,9 @@ def send(address: str, text: str) -> None:
 class Beacon:
     """The receiving end, owned by a test (or a harness root) inside ``trio.run``."""
 
-    def __init__(self) -> None:
-        self.address = f"backends-test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    def __init__(self, address: str | None = None) -> None:
+        # A fixed address is for senders that cannot be told one (a child_init).
+        self.address = address or f"backends-test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._raw = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._raw.bind("\0" + self.address)
         self._sock = trio.socket.from_stdlib_socket(self._raw)

@@ -36,6 +36,21 @@ def init_abort() -> None:
     os.abort()
 
 
+def _boot_beacon_address() -> str:
+    # Both sides know the tree's run token; a child_init takes no arguments.
+    return f"backends-test-boot-{backends.current_actor().run_token}"
+
+
+def init_hold_until_beacon_closes() -> None:
+    """Hold the child before its hello, announcing itself, until the test's beacon goes."""
+    while True:
+        try:
+            send(_boot_beacon_address(), f"booting {os.getpid()}")
+        except OSError:
+            return
+        threading.Event().wait(0.01)
+
+
 def stuck(address: str, ignore_sigterm: bool) -> None:
     """Never checkpoints, so a cancel request cannot reach it."""
     if ignore_sigterm:
@@ -107,6 +122,20 @@ async def test_boot_death_leaves_siblings_usable(spawn_backend):
             with pytest.raises(backends.ActorBootError):
                 await doomed_nursery.start_actor("doomed")
         assert await healthy.run(pow, 3, 2) == 9
+
+
+@trio_test(timeout=15)
+async def test_a_spawn_cancelled_during_boot_stops_the_child_without_the_bounds(spawn_backend):
+    # Bounds far past the deadline: only the child being refused at its hello
+    # (and stopping on that EOF) ends it in time; no signal, no abandoning.
+    timeouts = backends.Timeouts(cancel=60, terminate=60, kill=60, subint=60)
+    async with backends.open_nursery(child_init=init_hold_until_beacon_closes, timeouts=timeouts) as an:
+        with Beacon(_boot_beacon_address()) as beacon:
+            async with trio.open_nursery() as tn:
+                tn.start_soon(an.start_actor, "late")
+                await beacon.expect("booting")
+                tn.cancel_scope.cancel()
+                beacon.close()  # lets the child go on to its hello
 
 
 # -- the teardown ladder ---------------------------------------------------------

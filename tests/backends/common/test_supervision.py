@@ -45,6 +45,9 @@ async def test_two_failing_children_raise_a_group(spawn_backend, tmp_path):
 
 @trio_test(timeout=30)
 async def test_25_children_failing_fast_while_siblings_still_spawn(spawn_backend):
+    from backends.spawn import subint
+
+    abandoned = subint.abandoned()
     with Beacon() as beacon:
         with pytest.raises(BaseException) as info:
             async with backends.open_nursery() as an:
@@ -63,6 +66,8 @@ async def test_25_children_failing_fast_while_siblings_still_spawn(spawn_backend
     assert born, "no child ran before the cascade"
     assert await wait_gone(born, within=5) == []
     assert actor_children() == []
+    # Siblings still booting stop (or never start): none outlasts its bound.
+    assert subint.abandoned() == abandoned
 
 
 @trio_test(timeout=20)
