@@ -4,7 +4,7 @@ Stdlib only; runs in the cell's own interpreter (container or local venv)
 as ``python -m compat.cellentry run '<spec json>'``. It talks back to the
 runner through files in the output directory and three tagged lines on its
 own stdout (``COMPAT-ENV``, ``COMPAT-PYTEST``, ``COMPAT-DONE``), and exits
-with pytest's exit code.
+with pytest's exit code (``EXPIRED`` when its runner never came to end it).
 
 ``python -m compat.cellentry dump`` sends SIGUSR1 to every other Python
 process in scope (the runner execs it at a cell's time bound) and prints
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 REAP_TIMEOUT_S = 60.0
+EXPIRED = 124  # what timeout(1) exits with
 TAG_ENV, TAG_PYTEST, TAG_DONE = "COMPAT-ENV", "COMPAT-PYTEST", "COMPAT-DONE"
 
 
@@ -119,14 +120,20 @@ def run_pytest(spec: dict[str, Any], out: Path) -> tuple[int, float]:
     }
     started = time.monotonic()
     with open(out / "output.log", "ab") as log:
-        code = subprocess.call(
-            [sys.executable, "-m", "pytest", *spec["pytest"]],
-            cwd=spec["cwd"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        try:
+            code = subprocess.call(
+                [sys.executable, "-m", "pytest", *spec["pytest"]],
+                cwd=spec["cwd"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=spec.get("expire_after"),
+            )
+        except subprocess.TimeoutExpired:
+            # pytest is killed; in a container our exit stops everything else.
+            log.write(f"\ncompat: the cell outlived its runner's bound; stopped after {spec['expire_after']} s\n".encode())
+            code = EXPIRED
     return code, time.monotonic() - started
 
 

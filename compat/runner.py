@@ -30,6 +30,7 @@ from .results import CellMeta, CellOutcome, Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 DUMP_WAIT_S = 3.0
+EXPIRY_GRACE_S = 60.0  # past the cell bound, before a cell gives up on its runner
 CTR_OUT, CTR_TARGET, CTR_PLUGIN = "/out", "/target", "/opt/compat/plugin"
 # The embedded target is not installed in images, so its plugin is loaded by name.
 DEFAULT_TARGET_ARGS = ("-p", "backends.testing.plugin", "--backends-dump-dir={dumps}")
@@ -82,6 +83,9 @@ def entry_spec(matrix: Matrix, cell: Cell, *, out: str, cwd: str, extra: Sequenc
             "cwd": cwd,
             "pytest": pytest_argv(matrix, cell, out=out, extra=extra),
             "per_test_timeout": matrix.timeouts.per_test,
+            # The runner enforces the cell's bound from outside; this one only
+            # acts when the runner is gone (SIGKILLed, OOM), so no cell runs on.
+            "expire_after": matrix.timeouts.per_cell + EXPIRY_GRACE_S,
         }
     )
 

@@ -1,5 +1,6 @@
 """Real cells in real containers (and one local run): few and small."""
 
+import contextlib
 import json
 import os
 import signal
@@ -114,9 +115,42 @@ def test_ctrl_c_removes_every_container_of_the_run(engine, tmp_path):
     finally:
         proc.kill()
         proc.wait()
-    assert engine.run_containers(run_id) == []
+        left = engine.run_containers(run_id)
+        engine.remove_run(run_id)  # a failed run of this test must not leak them
+    assert left == []
     meta = read_meta(tmp_path / "raw" / "py3.13-base-forkserver-capfd")
     assert (meta.outcome, meta.run_id) == ("error", run_id) and "interrupted" in meta.reason
+
+
+def test_a_cell_whose_runner_is_gone_stops_itself(tmp_path):
+    # Its runner would have ended it at the cell bound; a SIGKILLed runner
+    # cannot, and a container must not then run for ever.
+    from compat import cellentry
+    from compat.runner import entry_spec
+
+    out = tmp_path / "cell"
+    out.mkdir()
+    matrix = cellsupport.fixture_matrix()
+    spec = json.loads(
+        entry_spec(matrix, cell("forkserver"), out=str(out), cwd=str(cellsupport.FIXTURE), extra=("-k", "test_hangs"))
+    )
+    assert spec["expire_after"] > matrix.timeouts.per_cell
+    spec.update(expire_after=2.0, per_test_timeout=None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "compat.cellentry", "run", json.dumps(spec)],
+        cwd=cellsupport.FIXTURE,
+        # Our installed runtime must not load into the fixture, which has a "backends" of its own.
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        stdout=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        code = proc.wait(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the hanging test's own child
+        proc.wait()
+    assert code == cellentry.EXPIRED
+    assert "outlived its runner's bound" in (out / "output.log").read_text()
 
 
 def test_local_runner_same_outputs_and_unavailable_python(tmp_path):
