@@ -323,27 +323,11 @@ def _only_cancelled(exc: BaseException) -> bool:
 
 
 async def _reap_adopted(actor: _state.Actor, pids: list[int]) -> None:
-    """Collect killed grandchildren the kernel re-parented to us (a subreaper).
-
-    They become our zombies a moment after the kill; bounded, shielded.
-    """
+    """Collect killed grandchildren the kernel re-parented to us (a subreaper)."""
     from . import hygiene
 
-    with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-        while True:
-            hygiene.reap_adopted(own=actor.child_pids)
-            if not any(_is_our_child(pid) for pid in pids):
-                return
-            await trio.sleep(0.01)
-
-
-def _is_our_child(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            ppid = int(f.read().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        return False
-    return ppid == os.getpid()
+    with trio.CancelScope(shield=True):
+        await hygiene.reap_adopted_pids(pids, own=actor.child_pids, within=1.0)
 
 
 def _collapse(error: BaseException) -> BaseException:

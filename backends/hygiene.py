@@ -160,3 +160,21 @@ def reap_adopted(own: Collection[int] = ()) -> list[int]:
         if done == pid:
             reaped.append(pid)
     return reaped
+
+
+async def reap_adopted_pids(pids: Collection[int], own: Collection[int] = (), within: float = 1.0) -> None:
+    """Reap these adopted orphans as they become reapable, for at most ``within`` s.
+
+    One sweep is not enough: an orphan is re-parented to us a moment after it
+    is killed, and a multi-threaded one shows as a zombie (its main thread)
+    before its other threads are gone, while ``waitpid`` still answers 0.
+    """
+    import trio
+
+    me = os.getpid()
+    with trio.move_on_after(within):
+        while True:
+            reap_adopted(own=own)
+            if not any(_stat(pid)[1] == me for pid in pids):
+                return
+            await trio.sleep(0.01)

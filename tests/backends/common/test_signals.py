@@ -83,4 +83,4 @@ async def test_children_do_not_survive_a_sigkilled_root(spawn_backend, tree, tmp
                 # If an earlier root nursery made this process a subreaper (cffi group),
                 # the orphans were re-parented here: collect their exit statuses.
                 await wait_gone(pids, within=2)
-                hygiene.reap_adopted()
+                await hygiene.reap_adopted_pids(pids, within=2)
