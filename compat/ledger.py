@@ -298,7 +298,8 @@ def _test_change(nodeid: str, cell: str, old: LedgerResult | None, new: LedgerRe
         kind = "flaky"
     elif now in FAILING and was not in FAILING:
         kind = "new-failure"
-    elif was in FAILING and now == "passed":
+    elif (was in FAILING or was in ("xfailed", "xpassed")) and now == "passed":
+        # An xfail whose marker went because its cause was fixed is a fix too.
         kind = "fixed"
     elif was == "xfailed" and now == "xpassed":
         kind = "xfail-now-passes"

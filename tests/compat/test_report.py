@@ -172,7 +172,8 @@ def test_baseline_diff_names_every_kind_of_change(report: Path, tmp_path: Path) 
     write_cell(raw, "py3.13-base-trio-capsys", results=[
         {**PASS, "outcome": "skipped", "reason": "disabled"},                           # new skip
         {"nodeid": FAIL["nodeid"], "outcome": "failed"}, {"nodeid": FAIL["nodeid"], "outcome": "passed"},  # flaky
-        XFAIL, SKIP,
+        ok(XFAIL["nodeid"]),                                                            # marker gone: fixed
+        SKIP,
     ])
     ledger = _rebuild(tmp_path, raw, report / "compat.json")
     diff = ledger.diff
@@ -181,6 +182,7 @@ def test_baseline_diff_names_every_kind_of_change(report: Path, tmp_path: Path) 
     assert ("new-failure", PASS["nodeid"], "py3.13-base-trio-capfd") in kinds
     assert ("fixed", FAIL["nodeid"], "py3.13-base-trio-capfd") in kinds
     assert ("xfail-now-passes", XFAIL["nodeid"], "py3.13-base-trio-capfd") in kinds
+    assert ("fixed", XFAIL["nodeid"], "py3.13-base-trio-capsys") in kinds
     assert ("new-skip", PASS["nodeid"], "py3.13-base-trio-capsys") in kinds
     assert ("flaky", FAIL["nodeid"], "py3.13-base-trio-capsys") in kinds
     assert ("cell-status", None, "py3.13-base-trio-capsys") not in kinds  # ok -> ok
@@ -188,7 +190,7 @@ def test_baseline_diff_names_every_kind_of_change(report: Path, tmp_path: Path) 
 
     md = (tmp_path / "out2" / "COMPATIBILITY.md").read_text()
     top = md[: md.index("## Summary")]
-    for title in ("New failures (1)", "Fixed (1)", "Xfails that now pass (1)", "New skips (1)", "Flaky (1)"):
+    for title in ("New failures (1)", "Fixed (2)", "Xfails that now pass (1)", "New skips (1)", "Flaky (1)"):
         assert f"**{title}**" in top
     html = (tmp_path / "out2" / "index.html").read_text()
     assert html.index('data-kind="new-failure"') < html.index('id="grid"')
