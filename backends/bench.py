@@ -212,6 +212,7 @@ def _time_pingpong(n: int) -> float:
         finally:
             server.kill()
             server.wait()
+            server.stdout.close()
 
 
 def measure_baselines(n: int, pings: int) -> Baselines:

@@ -20,10 +20,12 @@ from collections.abc import Callable
 
 import trio
 
+from .._errors import BackendUnavailable
 from ._base import OutputTail, PidfdHandle, SpawnRequest
 
 NAME = "forkserver"
 _FORK_TIMEOUT = 10.0
+_FORK_SAFE_WAIT = 3.0  # for sub-interpreters that are on their way out
 
 
 def unavailable() -> str | None:
@@ -110,6 +112,38 @@ def _close_inherited_fds(keep: set[int]) -> None:
                 os.close(fd)
 
 
+def _subinterpreters() -> int:
+    """Sub-interpreters alive in this process besides the main one."""
+    try:
+        import _interpreters
+    except ImportError:
+        return 0
+    return len(_interpreters.list_all()) - 1
+
+
+async def _ensure_fork_safe() -> None:
+    """CPython (3.14.10) crashes a child forked while any sub-interpreter
+    exists, even an idle one (SIGSEGV before it runs a line). The subint
+    backend's warm pool is ours to let go of, and an actor's interpreter
+    that is just finishing (or abandoned and ending) is waited for, bounded;
+    live sub-interpreter actors are not ours to end: forking is then refused
+    rather than crashing."""
+    if not _subinterpreters():
+        return
+    from . import subint
+
+    await trio.to_thread.run_sync(subint.POOL.drain)
+    with trio.move_on_after(_FORK_SAFE_WAIT):
+        while _subinterpreters():
+            await trio.sleep(0.02)
+    if live := _subinterpreters():
+        raise BackendUnavailable(
+            NAME,
+            f"cannot fork while {live} sub-interpreter(s) live in this process "
+            "(CPython crashes a child forked beside one); stop the subint actors first",
+        )
+
+
 class ForkserverBackend:
     name = NAME
     boot_width = None
@@ -118,6 +152,7 @@ class ForkserverBackend:
         return unavailable()
 
     async def spawn(self, request: SpawnRequest) -> PidfdHandle:
+        await _ensure_fork_safe()
         token = trio.lowlevel.current_trio_token()
         done = trio.Event()
         result: list[int | BaseException] = []

@@ -182,7 +182,7 @@ class _WarmPool:
                 thread.start()
             if missing > 0 and not self._registered:
                 self._registered = True
-                atexit.register(self._drain)
+                atexit.register(self.drain)
 
     def _warm(self, path: list[str]) -> None:
         import _interpreters
@@ -198,7 +198,8 @@ class _WarmPool:
         with self._lock:
             self._ready.append((interp, tuple(path)))
 
-    def _drain(self) -> None:
+    def drain(self) -> None:
+        """Destroy every warm interpreter, waiting (bounded) for those being warmed."""
         import _interpreters
 
         deadline = time.monotonic() + 5.0

@@ -81,3 +81,27 @@ async def test_many_sub_interpreters_boot_side_by_side(spawn_backend):
     async with backends.open_nursery() as an:
         portals = [await an.start_actor(f"guest-{i}") for i in range(4)]
         assert [await p.run(_actors.add, i, i) for i, p in enumerate(portals)] == [0, 2, 4, 6]
+
+
+# -- beside the forkserver backend -------------------------------------------------
+@trio_test(timeout=30)
+async def test_forkserver_spawns_after_sub_interpreters_are_gone(spawn_backend):
+    # CPython crashes a child forked while any sub-interpreter exists (SIGSEGV
+    # at boot, exit code -11); the warm pool's idle one is let go of first.
+    from backends.spawn import subint
+
+    async with backends.open_nursery() as an:
+        assert await an.run_in_actor(_actors.add, 1, 2) == 3
+    assert subint.POOL.wait_ready(10)
+    async with backends.open_nursery("forkserver") as an:
+        assert await an.run_in_actor(_actors.add, 3, 4) == 7
+
+
+@trio_test(timeout=30)
+async def test_forkserver_refuses_to_fork_beside_a_live_sub_interpreter(spawn_backend):
+    async with backends.open_nursery() as an:
+        guest = await an.start_actor("guest")
+        with pytest.raises(backends.BackendUnavailable, match="sub-interpreter"):
+            async with backends.open_nursery("forkserver") as forks:
+                await forks.start_actor("forked")
+        assert await guest.run(_actors.add, 5, 6) == 11
