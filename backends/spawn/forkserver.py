@@ -25,7 +25,7 @@ from ._base import OutputTail, PidfdHandle, SpawnRequest
 
 NAME = "forkserver"
 _FORK_TIMEOUT = 10.0
-_FORK_SAFE_WAIT = 3.0  # for sub-interpreters that are on their way out
+_FORK_SAFE_WAIT = 3.0  # for sub-interpreters still being destroyed
 
 
 def unavailable() -> str | None:
@@ -124,14 +124,20 @@ def _subinterpreters() -> int:
 async def _ensure_fork_safe() -> None:
     """CPython (3.14.10) crashes a child forked while any sub-interpreter
     exists, even an idle one (SIGSEGV before it runs a line). The subint
-    backend's warm pool is ours to let go of, and an actor's interpreter
-    that is just finishing (or abandoned and ending) is waited for, bounded;
-    live sub-interpreter actors are not ours to end: forking is then refused
-    rather than crashing."""
+    backend's warm pool is ours to let go of, and an interpreter whose actor
+    has ended but which is still being destroyed is waited for, bounded;
+    running sub-interpreter actors are not ours to end: forking is then
+    refused rather than crashing."""
     if not _subinterpreters():
         return
     from . import subint
 
+    if actors := subint.running():
+        raise BackendUnavailable(
+            NAME,
+            f"cannot fork while sub-interpreter actors run in this process ({', '.join(actors)}): "
+            "CPython crashes a child forked beside a sub-interpreter; stop them first",
+        )
     await trio.to_thread.run_sync(subint.POOL.drain)
     with trio.move_on_after(_FORK_SAFE_WAIT):
         while _subinterpreters():

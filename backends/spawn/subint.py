@@ -28,6 +28,7 @@ from ._base import SpawnRequest
 NAME = "subint"
 _abandoned: list[str] = []
 _lingering: set[int] = set()  # interpreters we could not destroy
+_running: set[_SubintHandle] = set()  # actors whose driver thread has not ended
 EXIT_STATUS: int | None = None  # set by whoever knows it (the pytest plugin)
 
 
@@ -46,6 +47,11 @@ def unavailable() -> str | None:
 def abandoned() -> list[str]:
     """Names of sub-interpreter actors that did not stop and were abandoned."""
     return list(_abandoned)
+
+
+def running() -> list[str]:
+    """Names of sub-interpreter actors whose thread still runs (abandoned ones too)."""
+    return sorted(handle.name for handle in list(_running))
 
 
 def in_main_interpreter() -> bool:
@@ -243,6 +249,7 @@ class _SubintHandle:
         self._thread = threading.Thread(target=self._drive, name=f"subint[{name}]", daemon=True)
 
     def start(self) -> None:
+        _running.add(self)
         self._thread.start()
 
     def _drive(self) -> None:
@@ -270,6 +277,7 @@ class _SubintHandle:
                     _linger(interp)
         finally:
             self._finished = True
+            _running.discard(self)
             with contextlib.suppress(trio.RunFinishedError):
                 self._token.run_sync_soon(self._exited.set)
 
