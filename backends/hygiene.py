@@ -30,7 +30,7 @@ from collections.abc import Collection
 from functools import cache
 from pathlib import Path
 
-from ._paths import TITLE_PREFIX
+from ._paths import TITLE_PREFIX, interpreter_id
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -69,9 +69,7 @@ def _prctl(option: int, arg: int) -> None:
 
 def _in_main_interpreter() -> bool:
     """prctl acts on the whole process: a sub-interpreter actor must leave it alone."""
-    from .spawn.subint import in_main_interpreter
-
-    return in_main_interpreter()
+    return interpreter_id() == 0
 
 
 def apply_root() -> bool:

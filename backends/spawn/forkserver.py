@@ -21,6 +21,7 @@ from collections.abc import Callable
 import trio
 
 from .._errors import BackendUnavailable
+from . import subint
 from ._base import OutputTail, PidfdHandle, SpawnRequest
 
 NAME = "forkserver"
@@ -114,11 +115,7 @@ def _close_inherited_fds(keep: set[int]) -> None:
 
 def _subinterpreters() -> int:
     """Sub-interpreters alive in this process besides the main one."""
-    try:
-        import _interpreters
-    except ImportError:
-        return 0
-    return len(_interpreters.list_all()) - 1
+    return len(subint.live_interpreters()) - 1
 
 
 async def _ensure_fork_safe() -> None:
@@ -130,8 +127,6 @@ async def _ensure_fork_safe() -> None:
     refused rather than crashing."""
     if not _subinterpreters():
         return
-    from . import subint
-
     if actors := subint.running():
         raise BackendUnavailable(
             NAME,

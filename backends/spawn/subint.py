@@ -84,9 +84,12 @@ _NO_CODE = object()
 _exit_code: object = _NO_CODE
 
 
-def _live_interpreters() -> set[int]:
-    import _interpreters
-
+def live_interpreters() -> set[int]:
+    """Ids of every interpreter in this process, the main one (0) included."""
+    try:
+        import _interpreters
+    except ImportError:
+        return {0}
     return {entry[0] if isinstance(entry, tuple) else int(entry) for entry in _interpreters.list_all()}
 
 
@@ -99,7 +102,7 @@ def _exit_without_finalizing() -> None:
     else what ``sys.exit`` was given, else that of an uncaught exception
     (SIGINT for Ctrl-C), else 0.
     """
-    if not (_lingering & _live_interpreters()):
+    if not (_lingering & live_interpreters()):
         return
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
