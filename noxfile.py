@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import shlex
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,15 +20,13 @@ MATRIX = Path(os.environ.get("COMPAT_MATRIX", ROOT / "matrix.toml"))
 # compat is imported from this checkout even where the project is not installed.
 sys.path.insert(0, str(ROOT))
 
-from compat import plan as planning  # noqa: E402
-from compat.config import Cell, load  # noqa: E402
 from compat.errors import ConfigError  # noqa: E402
+from compat.matrix import Cell, Matrix, load, new_run_id  # noqa: E402
+from compat.matrix import sessions as planning  # noqa: E402
 
 nox.options.default_venv_backend = "none"
 # One run id for every session of this nox invocation, so its cells report together.
-os.environ.setdefault(
-    "COMPAT_RUN_ID", time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-)
+os.environ.setdefault("COMPAT_RUN_ID", new_run_id())
 
 
 def compat_argv(command: str, *args: str, posargs: Sequence[str] = (), pytest: bool = False) -> list[str]:
@@ -42,15 +38,7 @@ def compat_argv(command: str, *args: str, posargs: Sequence[str] = (), pytest: b
 
 
 def cell_argv(cell: Cell, posargs: Sequence[str] = ()) -> list[str]:
-    return compat_argv(
-        "run",
-        "--python", cell.python,
-        "--group", cell.group,
-        "--backend", cell.backend,
-        "--capture", cell.capture,
-        posargs=posargs,
-        pytest=True,
-    )
+    return compat_argv("run", cell.id, posargs=posargs, pytest=True)
 
 
 def matrix_argv(posargs: Sequence[str] = (), jobs: int | None = None) -> list[str]:
@@ -74,7 +62,7 @@ def compat(session: nox.Session, argv: list[str]) -> None:
         session.error(f"compat {argv[2]} exited with {code}")
 
 
-def _load_matrix():
+def _load_matrix() -> Matrix:
     try:
         return load(MATRIX)
     except ConfigError as exc:
@@ -83,15 +71,20 @@ def _load_matrix():
         sys.exit(exc.exit_code)
 
 
-def _define_pair_session(python: str, backend: str, params: list[tuple[str, str]]) -> None:
-    def test(session: nox.Session, group: str, capture: str) -> None:
-        compat(session, cell_argv(Cell(python, group, backend, capture), session.posargs))
+def _define_pair_session(python: str, backend: str, cells: list[Cell]) -> None:
+    by_id = {cell.id: cell for cell in cells}
+
+    def test(session: nox.Session, cell: str) -> None:
+        compat(session, cell_argv(by_id[cell], session.posargs))
 
     # nox takes a session's description from its docstring.
-    test.__doc__ = f"Python {python}, {backend} backend: one container per (group, capture) cell."
+    test.__doc__ = f"Python {python}, {backend} backend: one container per cell (group, capture, ...)."
     parametrized = nox.parametrize(
-        ("group", "capture"),
-        [nox.param(g, c, id=planning.param_id(g, c), tags=[g, f"cap{c}"]) for g, c in params],
+        "cell",
+        [
+            nox.param(c.id, id=planning.param_id(c), tags=[c.group, f"cap{c.capture}", *(v for _, v in c.extra)])
+            for c in cells
+        ],
     )(test)
     nox.session(
         parametrized,
@@ -102,7 +95,9 @@ def _define_pair_session(python: str, backend: str, params: list[tuple[str, str]
 
 MATRIX_CONFIG = _load_matrix()
 for _python, _backend in planning.pairs(MATRIX_CONFIG):
-    _define_pair_session(_python, _backend, planning.params(MATRIX_CONFIG))
+    _define_pair_session(
+        _python, _backend, [c for c in MATRIX_CONFIG.cells() if (c.python, c.backend) == (_python, _backend)]
+    )
 
 
 @nox.session(name=planning.MATRIX_SESSION)

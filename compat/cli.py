@@ -16,13 +16,13 @@ from pathlib import Path
 
 import msgspec
 
-from . import plan as planning
-from .config import Cell, Matrix, load
 from .errors import CellsFailed, CompatError, ConfigError
+from .matrix import AXES, Cell, Matrix, load
+from .matrix import sessions as planning
 
 # Outcomes that say the cell ran as well as it could here; `unsupported` and
 # `unavailable` are results for the table, not failures of the run.
-_FINE_OUTCOMES = {"unsupported", "unavailable"}
+_FINE_OUTCOMES = {"unsupported", "unavailable", "excluded"}
 # pytest: 0 all passed, 5 nothing collected (e.g. `-k` matched nothing).
 _FINE_PYTEST_CODES = {0, 5}
 INTERRUPTED = 130
@@ -115,8 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _selection_parser() -> argparse.ArgumentParser:
     select = argparse.ArgumentParser(add_help=False)
     group = select.add_argument_group("cell selection (repeatable or comma-separated)")
-    for axis in ("python", "group", "backend", "capture"):
+    group.add_argument(
+        "cells", nargs="*", metavar="CELL",
+        help="cell ids as `compat plan` shows them, or globs: py3.14-base-subint-capfd, 'py3.14-*-subint-*'",
+    )  # fmt: skip
+    for axis in AXES:
         group.add_argument(f"--{axis}", action="append", type=_comma_list, default=[], metavar="V")
+    group.add_argument(
+        "--axis", dest="extra_axes", action="append", default=[], metavar="NAME=V",
+        help="a value of one of the target's own axes ([[axes.extra]]), e.g. --axis tpt=uds",
+    )
     group.add_argument(
         "-s", "--session", dest="sessions", action="append", default=[], metavar="SESSION",
         help="a nox session: matrix, test-3.14-subint or test-3.14-subint(base-fd)",
@@ -142,14 +150,13 @@ def selected_cells(args: argparse.Namespace, matrix: Matrix) -> list[Cell]:
     def flat(lists: list[list[str]]) -> list[str]:
         return [v for values in lists for v in values]
 
-    return planning.select(
-        matrix,
-        python=flat(args.python),
-        group=flat(args.group),
-        backend=flat(args.backend),
-        capture=flat(args.capture),
-        sessions=args.sessions,
-    )
+    axes = {axis: flat(getattr(args, axis)) for axis in AXES}
+    for item in args.extra_axes:
+        name, sep, values = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--axis: '{item}' is not NAME=VALUE[,VALUE]")
+        axes.setdefault(name, []).extend(_comma_list(values))
+    return planning.select(matrix, axes=axes, sessions=args.sessions, ids=args.cells)
 
 
 # -- commands -----------------------------------------------------------------
@@ -157,19 +164,20 @@ def selected_cells(args: argparse.Namespace, matrix: Matrix) -> list[Cell]:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     matrix = load(args.matrix)
-    the_plan = planning.plan(selected_cells(args, matrix))
+    the_plan = planning.plan(matrix, selected_cells(args, matrix))
     if args.json:
         sys.stdout.write(msgspec.json.encode(the_plan).decode() + "\n")
         return 0
     width = max((len(c.id) for c in the_plan.cells), default=0)
     for c in the_plan.cells:
-        print(f"{c.id:<{width}}  nox -s '{c.session}'")
-    print(f"{len(the_plan.cells)} cells")
+        print(f"{c.id:<{width}}  " + (f"n/a: {c.na}" if c.na else f"nox -s '{c.session}'"))
+    na = sum(1 for c in the_plan.cells if c.na)
+    print(f"{len(the_plan.cells)} cells" + (f" ({na} n/a, recorded without running)" if na else ""))
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_cells
+    from .runners.schedule import run_cells
 
     matrix = load(args.matrix)
     cells = selected_cells(args, matrix)
@@ -203,10 +211,11 @@ def _why(outcome: str, exit_code: int | None) -> str:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from .images import ensure_images
+    from .runners.images import ensure_images
 
     matrix = load(args.matrix)
-    tags = ensure_images(matrix, selected_cells(args, matrix))
+    cells = [c for c in selected_cells(args, matrix) if planning.not_applicable(matrix, c) is None]
+    tags = ensure_images(matrix, cells)
     for (python, group), tag in sorted(tags.items()):
         print(f"py{python}-{group}  {tag}")
     return 0
@@ -234,13 +243,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
-    from .report import run_triage
+    from .triage import run
 
-    return run_triage(load(args.matrix), args.raw, max_reruns=args.max_reruns)
+    return run(load(args.matrix), args.raw, max_reruns=args.max_reruns)
 
 
 def cmd_workflow(args: argparse.Namespace) -> int:
-    from . import workflow
+    from .ci import workflow
 
     matrix = load(args.matrix)
     output = args.output or args.matrix.parent / workflow.WORKFLOW_PATH

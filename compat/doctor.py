@@ -11,10 +11,10 @@ import docker.errors
 from rich.console import Console
 from rich.table import Table
 
-from .config import Matrix
-from .engine import RUN_LABEL, Engine
+from .matrix import Matrix
+from .runners.engine import RUN_LABEL, Engine
 from .errors import CompatError
-from .images import base_tag, ca_bundle_from_env, registry_reachable
+from .runners.images import base_tag, ca_bundle_from_env, registry_reachable
 
 MIN_FREE_GIB = 5.0
 PROVISION = "sudo containers/provision-engine"

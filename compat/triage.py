@@ -1,303 +1,66 @@
-"""The "why" column: which single matrix axis explains a test's failures.
+"""``compat triage``: re-run failing tests where they failed and in missing neighbour cells.
 
-A test that fails (or times out) in some cells and passes in others is
-explained by an axis when its outcome is a function of that axis's value
-alone, and some pair of cells differing only in that axis shows the flip.
-``compat triage`` fills in missing neighbours by re-running just that test
-there (bounded), and re-runs it once where it failed to tell flaky from
-broken; the re-runs land under ``<raw>/_triage/`` and the report reads them.
+The analysis (which axis explains a failure, which re-runs would settle it)
+is ``results.why``; this module only runs what it plans, through the same
+runners as any cell, into ``<raw>/_triage/<n>/<cell-id>/``.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
 
-from .results import FAILING, PASSING, CellResult, read_cell, with_tests
-
-AXES = ("python", "group", "backend", "capture")
-TRIAGE_DIR = "_triage"
-INDEX = "triage.json"
-
-Axes = tuple[str, str, str, str]  # python, group, backend, capture
-
-
-class Observation(msgspec.Struct, frozen=True):
-    cell: Axes
-    failed: bool
-
-
-class Rerun(msgspec.Struct, frozen=True, kw_only=True):
-    nodeid: str
-    cell: str
-    dir: str
-    purpose: str
-    status: str = ""
+from .matrix import Cell, Matrix
+from .results.raw import CellResult, read_cell, read_cells
+from .results.why import (
+    TRIAGE_DIR,
+    AxisValues,
+    Rerun,
+    apply_reruns,
+    cell_id,
+    plan_reruns,
+    read_index,
+    read_reruns_from,
+    why_labels,
+    write_index,
+)
+from .runners.schedule import run_cells
 
 
-class TriageIndex(msgspec.Struct, kw_only=True):
-    reruns: list[Rerun] = []
-    labels: dict[str, str] = {}
-    budget: int = 0
-    skipped: int = 0
-
-
-# --------------------------------------------------------------------------
-# explaining a test from what was observed
-
-
-def _label(axis: str, failing: set[str], passing: set[str]) -> str:
-    if axis == "capture":
-        if len(failing) == 1:
-            return f"capture-sensitive: fails only with --capture={next(iter(failing))}"
-        if len(passing) == 1:
-            return f"capture-sensitive: passes only with --capture={next(iter(passing))}"
-        return f"capture-sensitive: fails with --capture={'/'.join(sorted(failing))}"
-    if axis == "group" and len(passing) == 1 and next(iter(passing)) != "base":
-        return f"needs {next(iter(passing))}"
-    if len(failing) == 1:
-        value = next(iter(failing))
-        return f"{value}-only" if axis != "group" else f"fails only with the {value} group"
-    if len(passing) == 1:
-        return f"passes only with {axis} {next(iter(passing))}"
-    return f"fails with {axis} {'/'.join(sorted(failing))}"
-
-
-def _consistent(obs: Sequence[Observation], i: int) -> tuple[set[str], set[str]] | None:
-    """(failing values, passing values) when the outcome depends on axis i alone."""
-    failing = {o.cell[i] for o in obs if o.failed}
-    passing = {o.cell[i] for o in obs if not o.failed}
-    return None if failing & passing else (failing, passing)
-
-
-def _flips(obs: Sequence[Observation], i: int) -> bool:
-    """Some failing and passing cells differ in axis i and nowhere else."""
-    rest = lambda o: o.cell[:i] + o.cell[i + 1:]  # noqa: E731
-    failing_rest = {rest(o) for o in obs if o.failed}
-    return any(rest(o) in failing_rest for o in obs if not o.failed)
-
-
-def explain(obs: Sequence[Observation]) -> str:
-    """The why label for one test, or "" when there is nothing to explain."""
-    if not any(o.failed for o in obs) or all(o.failed for o in obs):
-        return ""
-    confirmed, unconfirmed = [], []
-    for i, axis in enumerate(AXES):
-        split = _consistent(obs, i)
-        if split is None:
-            continue
-        (confirmed if _flips(obs, i) else unconfirmed).append(_label(axis, *split))
-    if len(confirmed) == 1:
-        return confirmed[0]
-    if len(confirmed) > 1:
-        return "ambiguous: " + " or ".join(confirmed)
-    if unconfirmed:
-        return "unconfirmed: " + " or ".join(unconfirmed) + " (no neighbouring cell was run)"
-    failed = sum(o.failed for o in obs)
-    return f"no single axis explains it (fails in {failed} of {len(obs)} cells)"
-
-
-def is_settled(label: str) -> bool:
-    return bool(label) and not label.startswith(("ambiguous", "unconfirmed", "no single"))
-
-
-# --------------------------------------------------------------------------
-# observations from cells and re-runs
-
-
-def _axes(cell: CellResult) -> Axes:
-    return (cell.python, cell.group, cell.backend, cell.capture)
-
-
-def observations(cells: Iterable[CellResult], reruns: Iterable[tuple[CellResult, str]] = ()) -> dict[str, list[Observation]]:
-    """Per test, one pass/fail observation per cell (flaky and skips say nothing)."""
-    seen: dict[str, dict[Axes, bool]] = {}
-    for cell in cells:
-        for nodeid, test in cell.tests.items():
-            _observe(seen, nodeid, _axes(cell), test.status)
-    for cell, nodeid in reruns:
-        test = cell.tests.get(nodeid)
-        if test is not None and _axes(cell) not in seen.get(nodeid, {}):
-            _observe(seen, nodeid, _axes(cell), test.status)
-    return {n: [Observation(c, f) for c, f in by_cell.items()] for n, by_cell in seen.items()}
-
-
-def _observe(seen: dict[str, dict[Axes, bool]], nodeid: str, axes: Axes, status: str) -> None:
-    if status in FAILING:
-        seen.setdefault(nodeid, {})[axes] = True
-    elif status in PASSING:
-        seen.setdefault(nodeid, {})[axes] = False
-
-
-def why_labels(
-    cells: Sequence[CellResult], reruns: Iterable[tuple[CellResult, str]] = (), flaky: Iterable[str] = ()
-) -> dict[str, str]:
-    labels = {n: explain(obs) for n, obs in observations(cells, reruns).items()}
-    for nodeid in flaky:
-        rest = labels.get(nodeid, "")
-        labels[nodeid] = "flaky: failed, then passed on re-run" + (f"; {rest}" if rest else "")
-    for cell in cells:
-        for nodeid, test in cell.tests.items():
-            if test.status == "flaky" and not labels.get(nodeid, "").startswith("flaky"):
-                rest = labels.get(nodeid, "")
-                labels[nodeid] = "flaky: failed, then passed on re-run" + (f"; {rest}" if rest else "")
-    return {n: label for n, label in labels.items() if label}
-
-
-# --------------------------------------------------------------------------
-# stored re-runs
-
-
-def read_index(raw_dir: Path) -> TriageIndex:
-    try:
-        return msgspec.json.decode((raw_dir / TRIAGE_DIR / INDEX).read_bytes(), type=TriageIndex)
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
-        return TriageIndex()
-
-
-def write_index(raw_dir: Path, index: TriageIndex) -> None:
-    path = raw_dir / TRIAGE_DIR / INDEX
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(msgspec.json.format(msgspec.json.encode(index)))
-
-
-def read_reruns(raw_dir: Path) -> list[tuple[CellResult, Rerun]]:
-    return read_reruns_from(raw_dir, read_index(raw_dir))
-
-
-def apply_reruns(
-    cells: Sequence[CellResult], reruns: Sequence[tuple[CellResult, Rerun]]
-) -> tuple[list[CellResult], list[tuple[CellResult, str]], set[str]]:
-    """Fold re-runs in: a failure that passed when re-run in its own cell is flaky.
-
-    Returns the cells (with flaky tests marked), the neighbour re-runs as
-    observations, and the flaky node ids.
-    """
-    flaky: dict[tuple[str, str], CellResult] = {}
-    neighbours = []
-    for rerun_cell, rerun in reruns:
-        test = rerun_cell.tests.get(rerun.nodeid)
-        if rerun.purpose == "flaky" and test is not None and test.status in PASSING:
-            flaky[(rerun.cell, rerun.nodeid)] = rerun_cell
-        elif rerun.purpose == "neighbour":
-            neighbours.append((rerun_cell, rerun.nodeid))
-    return [_mark_flaky(c, flaky) for c in cells], neighbours, {n for _, n in flaky}
-
-
-def _mark_flaky(cell: CellResult, flaky: Mapping[tuple[str, str], CellResult]) -> CellResult:
-    changed = {
-        nodeid: msgspec.structs.replace(
-            test, status="flaky",
-            reason=f"failed, then passed on re-run ({test.status} first: {test.reason or test.when or ''})".replace(": )", ")"),
-        )
-        for nodeid, test in cell.tests.items()
-        if (cell.cell, nodeid) in flaky and test.status in FAILING
-    }
-    return with_tests(cell, {**cell.tests, **changed}) if changed else cell
-
-
-# --------------------------------------------------------------------------
-# planning re-runs
-
-
-def neighbours(axes: Axes, values: Mapping[str, Sequence[str]]) -> Iterable[Axes]:
-    """Cells that differ from `axes` in exactly one axis, nearest axis first."""
-    for i, axis in enumerate(AXES):
-        for v in values.get(axis, ()):
-            if v != axes[i]:
-                yield axes[:i] + (v,) + axes[i + 1:]
-
-
-def plan(
-    cells: Sequence[CellResult],
-    values: Mapping[str, Sequence[str]],
-    max_reruns: int,
-    done: Iterable[tuple[str, str, str]] = (),
-) -> list[tuple[str, Axes, str]]:
-    """(nodeid, cell axes, purpose) to re-run, at most max_reruns of them.
-
-    Every test with a failure first gets one re-run where it failed (flaky or
-    not); then unexplained tests get their missing one-axis neighbours.
-    Cells known to be unsupported or unavailable are never proposed.
-    """
-    done = set(done)
-    dead = _dead(cells)
-    obs = observations(cells)
-    flaky_checks, neighbour_runs = [], []
-    for nodeid, test_obs in sorted(obs.items()):
-        failing = [o.cell for o in test_obs if o.failed]
-        if not failing or is_settled(explain(test_obs)) and len(failing) > 1:
-            continue
-        flaky_checks.append((nodeid, failing[0], "flaky"))
-        if is_settled(explain(test_obs)):
-            continue
-        observed = {o.cell for o in test_obs}
-        for cell in failing:
-            for n in neighbours(cell, values):
-                if n not in observed and not dead(n):
-                    observed.add(n)
-                    neighbour_runs.append((nodeid, n, "neighbour"))
-    wanted = [p for p in itertools.chain(flaky_checks, neighbour_runs)
-              if (p[0], cell_id(p[1]), p[2]) not in done]
-    return wanted[:max(0, max_reruns)]
-
-
-def _dead(cells: Sequence[CellResult]):
-    """Whether a cell cannot run: an interpreter or image is missing per
-    (python, group); an availability gate refuses per (python, group, backend)."""
-    unavailable = {_axes(c)[:2] for c in cells if c.status == "unavailable"}
-    unsupported = {_axes(c)[:3] for c in cells if c.status == "unsupported"}
-    return lambda axes: axes[:2] in unavailable or axes[:3] in unsupported
-
-
-def cell_id(axes: Axes) -> str:
-    python, group, backend, capture = axes
-    return f"py{python}-{group}-{backend}-cap{capture}"
-
-
-# --------------------------------------------------------------------------
-# re-running (compat triage)
-
-
-def run(matrix, raw_dir: Path, *, max_reruns: int, runner: str | None = None, progress: bool = False) -> int:
-    """Re-run failing tests where they failed and in missing neighbour cells.
-
-    Each cell to visit runs once via ``compat.runner.run_cells`` with the
-    target's test paths narrowed to the node ids wanted there, into
-    ``<raw>/_triage/<n>/<cell-id>/``, with the runner the original cells used
-    (unless told otherwise).  The index of re-runs and the labels go to
-    ``<raw>/_triage/triage.json`` for the report.  Returns 0.
-    """
-    from .config import Cell
-    from .results import read_cells
-    from .runner import run_cells
-
+def run(matrix: Matrix, raw_dir: Path, *, max_reruns: int, runner: str | None = None, progress: bool = False) -> int:
+    """Re-run what ``plan_reruns`` proposes; the index and labels go to ``_triage/triage.json``."""
     index = read_index(raw_dir)
     cells = read_cells(raw_dir)
-    values = {a: getattr(matrix.axes, a) for a in AXES}
+    values = matrix.axes.values()
     done = {(r.nodeid, r.cell, r.purpose) for r in index.reruns}
-    wanted = plan(cells, values, max_reruns, done)
+    wanted = plan_reruns(cells, values, max_reruns, done)
     runner = runner or _runner_used(cells)
-    by_cell: dict[Axes, list[tuple[str, str]]] = {}
+    by_cell: dict[AxisValues, list[tuple[str, str]]] = {}
     for nodeid, axes, purpose in wanted:
         by_cell.setdefault(axes, []).append((nodeid, purpose))
+    extra_names = [x.name for x in matrix.axes.extra]
     for axes, targets in by_cell.items():
         sub = f"{len(index.reruns):04d}"
         nodeids = tuple(dict.fromkeys(n for n, _ in targets))
         narrowed = msgspec.structs.replace(matrix, target=msgspec.structs.replace(matrix.target, tests=nodeids))
-        run_cells(narrowed, [Cell(*axes)], out_dir=raw_dir / TRIAGE_DIR / sub, runner=runner, progress=progress)
+        python, group, backend, capture, *extra = axes
+        cell = Cell(python, group, backend, capture, tuple(zip(extra_names, extra, strict=True)))
+        run_cells(narrowed, [cell], out_dir=raw_dir / TRIAGE_DIR / sub, runner=runner, progress=progress)
         rerun_cell = read_cell(raw_dir / TRIAGE_DIR / sub / cell_id(axes))
         for nodeid, purpose in targets:
             test = rerun_cell.tests.get(nodeid)
-            index.reruns.append(Rerun(nodeid=nodeid, cell=cell_id(axes), dir=f"{sub}/{cell_id(axes)}",
-                                      purpose=purpose, status=test.status if test else rerun_cell.status))
+            index.reruns.append(
+                Rerun(
+                    nodeid=nodeid, cell=cell_id(axes), dir=f"{sub}/{cell_id(axes)}",
+                    purpose=purpose, status=test.status if test else rerun_cell.status,
+                )
+            )  # fmt: skip
     marked, neighbour_obs, flaky = apply_reruns(cells, read_reruns_from(raw_dir, index))
     index.labels = why_labels(marked, neighbour_obs, flaky)
     index.budget = max_reruns
-    index.skipped = max(0, len(plan(cells, values, 10**6, done)) - len(wanted))
+    index.skipped = max(0, len(plan_reruns(cells, values, 10**6, done)) - len(wanted))
     write_index(raw_dir, index)
     return 0
 
@@ -305,8 +68,3 @@ def run(matrix, raw_dir: Path, *, max_reruns: int, runner: str | None = None, pr
 def _runner_used(cells: Sequence[CellResult]) -> str:
     kinds = [c.meta.runner for c in cells if c.meta is not None]
     return max(set(kinds), key=kinds.count) if kinds else "auto"
-
-
-def read_reruns_from(raw_dir: Path, index: TriageIndex) -> list[tuple[CellResult, Rerun]]:
-    return [(read_cell(raw_dir / TRIAGE_DIR / r.dir), r) for r in index.reruns
-            if (raw_dir / TRIAGE_DIR / r.dir).is_dir()]

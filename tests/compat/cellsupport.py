@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from compat.config import Matrix, Target, Timeouts
-from compat.engine import Engine
+from compat.matrix import Matrix, TargetConfig as Target, CellBounds as Timeouts
+from compat.runners.engine import Engine
 from compat.errors import EngineError
 
 FIXTURE = Path(__file__).with_name("fixture_hang")
@@ -41,8 +41,8 @@ def fixture_matrix(*, per_cell: float = 30.0, per_test: float = 2.0) -> Matrix:
 @functools.cache
 def image(python: str, group: str = "base") -> str:
     """Build (or find) one image per session; every test shares it."""
-    from compat.config import Cell
-    from compat.images import ensure_images
+    from compat.matrix import Cell
+    from compat.runners.images import ensure_images
 
     tags = ensure_images(fixture_matrix(), [Cell(python, group, "trio", "fd")], engine=Engine.connect())
     return tags[(python, group)]

@@ -14,7 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def write_matrix(tmp_path: Path):
-    """Write a matrix.toml with the given text into a fresh directory; return its path."""
+    """Write a matrix.toml with the given text into a fresh directory; return its path.
+
+    The directory holds the default test path, so a matrix with the default
+    target is valid there.
+    """
+    (tmp_path / "tests" / "backends").mkdir(parents=True, exist_ok=True)
 
     def write(text: str, name: str = "matrix.toml") -> Path:
         path = tmp_path / name

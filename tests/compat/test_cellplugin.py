@@ -53,7 +53,7 @@ def run_plugin(tmp_path: Path, *args: str, cwd: Path) -> tuple[list[dict], Path]
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
     }
     subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "compat.cellplugin", "-p", "no:cacheprovider", *args],
+        [sys.executable, "-m", "pytest", "-p", "compat.cell.plugin", "-p", "no:cacheprovider", *args],
         cwd=cwd, env=env, capture_output=True, timeout=60,
     )  # fmt: skip
     return [json.loads(line) for line in events.read_text().splitlines()], dumps
@@ -104,7 +104,7 @@ def test_inert_without_events_file(tmp_path):
     env["PYTHONPATH"] = f"{ROOT}:{cellsupport.FIXTURE}"
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "compat.cellplugin", "-p", "no:cacheprovider", "-q", "tests", "-k", "passes"],
+        [sys.executable, "-m", "pytest", "-p", "compat.cell.plugin", "-p", "no:cacheprovider", "-q", "tests", "-k", "passes"],
         cwd=cellsupport.FIXTURE, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout

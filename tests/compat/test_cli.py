@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -12,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from compat import cli, plan
-from compat.config import Cell, load
+from compat import cli
+from compat.matrix import sessions as plan
+from compat.matrix import Cell, load
 from compat.errors import CellsFailed, ConfigError
 
+# read(2)'s number, as /proc/<pid>/syscall shows it.
+READ_SYSCALL = {"x86_64": 0, "aarch64": 63}[platform.machine()]
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = ROOT / "matrix.toml"
 
@@ -95,7 +99,7 @@ def test_split_pytest_args_keeps_everything_after_the_first_separator():
 
 def test_nox_posargs_reach_pytest_last(noxfile):
     """nox -s 'test-3.14-subint(base-fd)' -- -k cancel: posargs -> compat run -> pytest argv."""
-    from compat.runner import pytest_argv
+    from compat.runners.base import pytest_argv
 
     cell = Cell("3.14", "base", "subint", "fd")
     argv = noxfile.cell_argv(cell, ["-k", "cancel", "-x"])
@@ -143,13 +147,26 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     )
     writer = _open_writer_when_read(fifo, proc)
     try:
-        # compat now sits in read(): past start-up, its SIGINT handler installed.
+        # Only once compat sleeps in read(): a signal that lands between open()
+        # and read() is handled only at the next bytecode, which never comes.
+        _wait_until_asleep_in_read(proc)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
         os.close(writer)
     assert proc.returncode == cli.INTERRUPTED
     assert err == "compat: interrupted\n"
+
+
+def _wait_until_asleep_in_read(proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        syscall = Path(f"/proc/{proc.pid}/syscall").read_text().split()
+        if syscall and syscall[0] == str(READ_SYSCALL) and "pipe" in Path(f"/proc/{proc.pid}/wchan").read_text():
+            return
+        time.sleep(0.01)
+    raise AssertionError("compat never went to sleep reading its matrix file")
 
 
 def _open_writer_when_read(fifo: Path, proc: subprocess.Popen) -> int:
@@ -166,4 +183,4 @@ def _open_writer_when_read(fifo: Path, proc: subprocess.Popen) -> int:
 
 def test_plan_cells_are_the_matrix_cells():
     matrix = load(MATRIX)
-    assert [c.id for c in plan.plan(matrix.cells()).cells] == [c.id for c in matrix.cells()]
+    assert [c.id for c in plan.plan(matrix, matrix.cells()).cells] == [c.id for c in matrix.cells()]

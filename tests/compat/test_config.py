@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from compat.config import Cell, Matrix, load
+from compat.matrix import Cell, Matrix, load
 from compat.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
+SECONDS = "must be a number of seconds above 0 and at most 86400 (a day)"
+CORES = os.cpu_count()
 
 
 def test_committed_matrix_has_every_cell_including_impossible_ones():
@@ -23,7 +26,8 @@ def test_committed_matrix_has_every_cell_including_impossible_ones():
     assert Cell("3.13", "base", "subint", "fd") in cells
     assert cells[0].id == "py3.13-base-trio-capfd"
     assert matrix.target.pytest_args == ("-p", "backends.testing.plugin", "--backends-dump-dir={dumps}")
-    assert matrix.target.backend_value("subint") == "subint"
+    assert matrix.target.backend_map["subint"] == "subint"
+    assert matrix.target_dir == ROOT and matrix.target.test_groups == ("test",)
 
 
 def test_cell_id_is_stable_and_readable():
@@ -37,7 +41,8 @@ def test_matrix_is_frozen():
 
 
 def test_an_empty_file_means_the_defaults(write_matrix):
-    assert load(write_matrix("")) == Matrix()
+    path = write_matrix("")
+    assert load(path) == Matrix(base_dir=str(path.parent))
 
 
 def error_of(path: Path) -> str:
@@ -79,27 +84,48 @@ def error_of(path: Path) -> str:
             "$.axes.capture[0]: 'fdd' is not a pytest --capture mode: fd, sys, no, tee-sys; did you mean 'fd'?",
         ),
         ('[axes]\ngroup = ["with-dash"]\n', "$.axes.group[0]: 'with-dash' must be lower-case letters, "
-         "digits and '_' (ids join values with '-')"),
-        ("[timeouts]\nper-cell = 0\n", "$.timeouts.per-cell: must be a positive number of seconds, got 0"),
-        ("[timeouts]\nper-test = -1.5\n", "$.timeouts.per-test: must be a positive number of seconds, got -1.5"),
+         "digits, '_' and '.' (ids join values with '-')"),
+        ("[timeouts]\nper-cell = 0\n", f"$.timeouts.per-cell: {SECONDS}, got 0"),
+        ("[timeouts]\nper-test = -1.5\n", f"$.timeouts.per-test: {SECONDS}, got -1.5"),
+        ("[timeouts]\nper-cell = inf\n", f"$.timeouts.per-cell: {SECONDS}, got inf"),
+        ("[timeouts]\nper-cell = 1e10\n", f"$.timeouts.per-cell: {SECONDS}, got 1e+10"),
         ("[timeouts]\nper-test = 900\n", "$.timeouts.per-test: 900 s exceeds $.timeouts.per-cell (600 s)"),
         (
             '[images]\nbase = "registy"\n',
             "$.images.base: 'registy' is not one of auto, registry, debootstrap; did you mean 'registry'?",
         ),
-        ("[limits]\npids = 0\n", "$.limits.pids: must be a positive number of processes, got 0"),
+        ("[limits]\npids = 0\n", "$.limits.pids: must be at least 16 processes, got 0"),
         ('[limits]\nmemory = "2 gigs"\n', "$.limits.memory: '2 gigs' is not a size like '2g' or '512m'"),
+        ('[limits]\nmemory = "0"\n', "$.limits.memory: '0' is below the engine's minimum of 6m"),
+        ("[limits]\ncpus = 1e9\n", f"$.limits.cpus: must be above 0 and at most this host's {CORES} cores, got 1e+09"),
+        ('[axes]\nbackend = ["trio"]\n[target.backend-map]\ntrio = "-x"\n',
+         "$.target.backend-map.trio: '-x' is not a backend value"),
+        ('[target]\nimport-paths = ["sr\\u0000c"]\n', "$.target.import-paths[0]: contains a NUL byte: 'sr\\x00c'"),
+        ('[target]\ntests = ["nope"]\n', "$.target.tests[0]: 'nope' does not exist in the target ({dir})"),
+        ('[target]\npath = "missing"\n',
+         "$.target.path: 'missing' is not a directory (resolved against the matrix file: {dir}/missing)"),
+        ('[[exclude]]\npyhton = "3.13"\n',
+         "$.exclude[0].pyhton: unknown axis 'pyhton'; did you mean 'python'?"),
+        ('[[exclude]]\npython = "3.12"\n',
+         "$.exclude[0].python: '3.12' is not on the python axis: 3.13, 3.14; did you mean '3.14'?"),
+        ('[[exclude]]\nreason = "x"\n', "$.exclude[0]: names no axis; give at least one of python, group, "
+         "backend, capture"),
+        ('[[axes.extra]]\nname = "tpt"\nvalues = ["tcp"]\npytest-args = ["--tpt"]\n',
+         "$.axes.extra[0].pytest-args: must use {value} in at least one argument"),
+        ('[[axes.extra]]\nname = "group"\nvalues = ["tcp"]\npytest-args = ["--t={value}"]\n',
+         "$.axes.extra[0].name: 'group' must be a new axis name (lower-case letters, digits, '_'; "
+         "not one of python, group, backend, capture)"),
         ("[limits]\npids = 1.5\n", "$.limits.pids: Expected `int`, got `float`"),
         ('[target]\nbackend-option = "spawn"\n', "$.target.backend-option: 'spawn' is not a command-line "
          "option (like '--spawn-backend')"),
-        ('[target]\nunsupported-pattern = "unavailable"\n',
-         "$.target.unsupported-pattern: needs a (?P<reason>...) group"),
+        ('[target]\nunsupported-pattern = ["ok", "(bad"]\n',
+         "$.target.unsupported-pattern[1]: not a regular expression: missing ), unterminated subpattern at position 0"),
         ("[target]\ntests = []\n", "$.target.tests: must list at least one test path"),
     ],
 )
 def test_error_names_file_and_key_path(write_matrix, toml, expected):
     path = write_matrix(toml)
-    assert error_of(path) == f"{path}: {expected}"
+    assert error_of(path) == f"{path}: {expected.replace('{dir}', str(path.parent))}"
 
 
 def test_backend_map_defines_the_backends_when_given(write_matrix):
@@ -110,11 +136,11 @@ def test_backend_map_defines_the_backends_when_given(write_matrix):
 
 
 def test_groups_are_checked_against_the_targets_dependency_groups(write_matrix, tmp_path):
-    (tmp_path / "pyproject.toml").write_text('[dependency-groups]\ngreenback = ["greenback"]\n')
+    (tmp_path / "pyproject.toml").write_text('[dependency-groups]\ntest = []\ngreenback = ["greenback"]\n')
     path = write_matrix('[axes]\ngroup = ["base", "grenback"]\n')
     assert error_of(path) == (
         f"{path}: $.axes.group[1]: 'grenback' is not 'base' or a dependency group of the target: "
-        "base, greenback; did you mean 'greenback'?"
+        "base, test, greenback; did you mean 'greenback'?"
     )
     assert load(write_matrix('[axes]\ngroup = ["base", "greenback"]\n')).axes.group == ("base", "greenback")
 

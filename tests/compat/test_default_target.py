@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from compat.results import read_cell
+from compat.results.raw import read_cell
 from tests.compat.cellsupport import require_engine
 
 REPO = Path(__file__).resolve().parents[2]

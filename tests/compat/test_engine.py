@@ -1,6 +1,6 @@
 import pytest
 
-from compat.engine import RUN_LABEL, CellContainer, ContainerSpec, Engine, run_scope
+from compat.runners.engine import RUN_LABEL, CellContainer, ContainerSpec, Engine, run_scope
 from compat.errors import EngineError
 
 # One worker owns the engine: images are built once, not raced.
@@ -56,7 +56,7 @@ def test_run_scope_removes_the_runs_containers_even_on_error():
 def test_doctor_without_engine_names_the_fix(monkeypatch):
     from rich.console import Console
 
-    from compat.config import Matrix
+    from compat.matrix import Matrix
     from compat.doctor import run_doctor
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
@@ -68,7 +68,7 @@ def test_doctor_without_engine_names_the_fix(monkeypatch):
 def test_doctor_passes_on_a_working_engine():
     from rich.console import Console
 
-    from compat.config import Matrix
+    from compat.matrix import Matrix
     from compat.doctor import run_doctor
 
     cellsupport.require_engine()

@@ -4,8 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from compat.config import Cell, Images
-from compat.images import ROOT, base_tag, ensure_images, image_hash, registry_host, registry_reachable
+from compat.matrix import Cell, load
+from compat.matrix import ImagesConfig as Images
+from compat.paths import ROOT
+from compat.runners.install import install_for
+from compat.runners.images import base_tag, ensure_images, image_hash, registry_host, registry_reachable
 
 # One worker owns the engine: images are built once, not raced.
 pytestmark = pytest.mark.xdist_group("engine")
@@ -18,32 +21,57 @@ except ImportError:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
+    root = tmp_path / "target"
+    (root / "tests").mkdir(parents=True)
     for name in ("pyproject.toml", "uv.lock"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    return tmp_path
+        shutil.copy(ROOT / name, root / name)
+    (tmp_path / "matrix.toml").write_text('[target]\npath = "target"\ntests = ["tests"]\n')
+    return root
+
+
+def tag_of(project: Path, python: str, group: str, *, base: str = "sha256:1", **kwargs: object) -> str:
+    matrix = load(project.parent / "matrix.toml")
+    return image_hash(python, group, base_id=base, install=install_for(matrix, group), **kwargs)  # type: ignore[arg-type]
 
 
 def test_same_inputs_same_tag(project):
-    assert image_hash("3.14", "cffi", base_id="sha256:1", project=project) == image_hash(
-        "3.14", "cffi", base_id="sha256:1", project=project
-    )
+    assert tag_of(project, "3.14", "cffi") == tag_of(project, "3.14", "cffi")
 
 
 def test_every_input_changes_the_tag(project, tmp_path):
     ca = tmp_path / "ca.crt"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    reference = image_hash("3.14", "base", base_id="sha256:1", project=project)
+    reference = tag_of(project, "3.14", "base")
     variants = {
-        image_hash("3.13", "base", base_id="sha256:1", project=project),
-        image_hash("3.14", "cffi", base_id="sha256:1", project=project),
-        image_hash("3.14", "base", base_id="sha256:2", project=project),
-        image_hash("3.14", "base", base_id="sha256:1", project=project, ca_bundle=ca),
+        tag_of(project, "3.13", "base"),
+        tag_of(project, "3.14", "cffi"),
+        tag_of(project, "3.14", "base", base="sha256:2"),
+        tag_of(project, "3.14", "base", ca_bundle=ca),
     }
     with (project / "uv.lock").open("a") as lock:
         lock.write("\n# changed\n")
-    variants.add(image_hash("3.14", "base", base_id="sha256:1", project=project))
+    variants.add(tag_of(project, "3.14", "base"))
+    (project.parent / "matrix.toml").write_text('[target]\npath = "target"\ntests = ["tests"]\ntest-groups = ["dev"]\n')
+    variants.add(tag_of(project, "3.14", "base"))  # the target's test groups are what is installed
     assert reference not in variants
-    assert len(variants) == 5
+    assert len(variants) == 6
+
+
+def test_the_targets_lock_and_groups_drive_the_install(project):
+    (project.parent / "matrix.toml").write_text(
+        '[axes]\ngroup = ["base", "greenback"]\n'
+        '[target]\npath = "target"\ntests = ["tests"]\ntest-groups = ["test", "compat"]\n'
+        '[target.group-map]\ngreenback = "cffi"\n'
+    )
+    matrix = load(project.parent / "matrix.toml")
+    install = install_for(matrix, "greenback")
+    assert install.files == (str(project / "pyproject.toml"), str(project / "uv.lock"))
+    assert install.args == (
+        "--frozen", "--no-install-project", "--no-default-groups",
+        "--group", "test", "--group", "compat", "--group", "cffi",
+    )  # fmt: skip
+    (project / "uv.lock").unlink()  # without a lock, the pyproject is resolved at build time
+    assert install_for(load(project.parent / "matrix.toml"), "base").args[:2] == ("--no-install-project", "--no-default-groups")
 
 
 def test_base_tag_follows_its_recipe():

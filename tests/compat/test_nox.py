@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from compat import cli, plan
-from compat.config import Cell, load
+from compat import cli
+from compat.matrix import sessions as plan
+from compat.matrix import load
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = ROOT / "matrix.toml"
@@ -36,7 +37,7 @@ def test_one_session_per_pair_parametrised_over_group_and_capture(listing):
     assert [s["session"] for s in subint] == [
         f"test-3.14-subint({g}-{c})" for g in ("base", "greenback", "cffi") for c in ("fd", "sys", "no")
     ]
-    assert subint[0]["call_spec"] == {"group": "base", "capture": "fd"}
+    assert subint[0]["call_spec"] == {"cell": "py3.14-base-subint-capfd"}
     assert {"test", "py3.14", "subint", "base", "capfd"} <= set(subint[0]["tags"])
     names = {s["name"] for s in listing}
     pairs = {f"test-{p}-{b}" for p in ("3.13", "3.14") for b in ("trio", "forkserver", "subint")}
@@ -52,18 +53,14 @@ def test_every_session_has_a_one_line_description(listing):
 def test_nox_cell_sessions_are_exactly_the_planned_cells(listing):
     matrix = load(MATRIX)
     by_name = {plan.session_name(p, b): (p, b) for p, b in plan.pairs(matrix)}
-    from_nox = {}
-    for s in listing:
-        if s["name"] in by_name:
-            python, backend = by_name[s["name"]]
-            spec = s["call_spec"]
-            from_nox[s["session"]] = Cell(python, spec["group"], backend, spec["capture"]).id
-    assert from_nox == {c.session: c.id for c in plan.plan(matrix.cells()).cells}
+    from_nox = {s["session"]: s["call_spec"]["cell"] for s in listing if s["name"] in by_name}
+    assert from_nox == {c.session: c.id for c in plan.plan(matrix, matrix.cells()).cells}
 
 
 def test_every_ci_job_session_is_a_nox_session(listing):
     sessions = {s["session"] for s in listing}
-    jobs = plan.plan(load(MATRIX).cells()).jobs
+    matrix = load(MATRIX)
+    jobs = plan.plan(matrix, matrix.cells()).jobs
     assert all(name in sessions for job in jobs for name in job.sessions.split())
 
 

@@ -10,13 +10,13 @@ import jsonschema
 import msgspec
 import pytest
 
-from compat import ledger as L
-from compat.config import Axes, Matrix
+from compat.results import ledger as L
+from compat.matrix import AxesConfig as Axes, Matrix
 from compat.errors import RegressionFound, ReportError
 from compat.report import build_report
-from compat.report_bench import synthetic_matrix, write_cell
-from compat.report_md import SUMMARY_LIMIT, render_summary
-from compat.report_view import KnownIssues
+from compat.report.bench import synthetic_matrix, write_cell
+from compat.report.markdown import SUMMARY_LIMIT, render_summary
+from compat.report.view import KnownIssues
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = Matrix(axes=Axes(python=("3.13", "3.14"), group=("base",), backend=("trio", "subint"), capture=("fd", "sys")))
@@ -36,6 +36,7 @@ def constructed(raw: Path) -> None:
     write_cell(raw, "py3.13-base-trio-capfd", results=[PASS, FAIL, XFAIL, SKIP])
     write_cell(raw, "py3.13-base-trio-capsys", results=[PASS, ok(FAIL["nodeid"]), XFAIL, SKIP])
     write_cell(raw, "py3.14-base-trio-capfd", outcome="timeout", results=[PASS], running="t.py::test_fd",
+               collected=["t.py::test_pass", "t.py::test_fd", "t.py::test_xfail"],
                reason="cell exceeded its 600 s bound while t.py::test_fd was running",
                dumps={"pytest-1.txt": "Thread 0x1:\n  File t.py, line 4 in test_fd\n"})
     write_cell(raw, "py3.14-base-trio-capsys", results=[PASS, ok(FAIL["nodeid"]), XFAIL, ok(SKIP["nodeid"])],
@@ -88,8 +89,10 @@ def test_every_cell_and_test_lands_in_the_ledger(report: Path) -> None:
     assert fd["py3.13-base-trio-capfd"].reason == "AssertionError: wrong fd"
     assert fd["py3.14-base-trio-capfd"].status == "timeout"
     assert "line 4 in test_fd" in fd["py3.14-base-trio-capfd"].message
-    # Never reached in the cell that died; no row for cells never run.
+    # Never reached in the cell that died (it collected it); no row for cells
+    # never run, nor for a test the dead cell never collected.
     assert tests["t.py::test_xfail"].results["py3.14-base-trio-capfd"].status == "not-run"
+    assert "py3.14-base-trio-capfd" not in tests["t.py::test_skip"].results
     assert "py3.13-base-subint-capfd" not in tests["t.py::test_xfail"].results
     assert tests["t.py::test_xfail"].results["py3.13-base-trio-capfd"].reason == "hangs, see capture-fd-hang"
     assert tests["t.py::test_fd"].why == "capture-sensitive: fails only with --capture=fd"

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from compat import ledger as L
-from compat.config import Axes, Cell, Matrix, Target, Timeouts
-from compat.report import build_report, run_triage
-from compat.report_html import CODE
+from compat.results import ledger as L
+from compat.matrix import AxesConfig as Axes, Cell, Matrix, TargetConfig as Target, CellBounds as Timeouts
+from compat.report import build_report
+from compat.triage import run as run_triage
+from compat.report.html import CODE
 
 FIXTURE = Path(__file__).with_name("fixture_target")
 O, H = "cases/cases_outcomes.py::", "cases/cases_zz_hang.py::"
@@ -47,7 +48,7 @@ def cells() -> list[Cell]:
 
 
 def has_python(version: str) -> bool:
-    from compat.localrunner import find_python
+    from compat.runners.local import find_python
 
     return find_python(version) is not None
 
@@ -56,7 +57,7 @@ def has_python(version: str) -> bool:
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("uv") is None or not has_python("3.13"):
         pytest.skip("the local runner needs uv and Python 3.13 on the host")
-    from compat.runner import run_cells
+    from compat.runners.schedule import run_cells
 
     tmp = tmp_path_factory.mktemp("e2e")
     mp = pytest.MonkeyPatch()
@@ -149,7 +150,7 @@ def strip_spans(line: str) -> str:
 
 
 def test_every_outcome_lands_in_the_markdown(pipeline: Path) -> None:
-    from compat.report_view import STRICT_XPASS_SYMBOL, TEST_SYMBOL
+    from compat.report.view import STRICT_XPASS_SYMBOL, TEST_SYMBOL
 
     md = (pipeline / "COMPATIBILITY.md").read_text()
     for backend in ("trio", "forkserver"):

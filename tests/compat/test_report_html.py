@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from compat import ledger as L
-from compat.report_html import PAGE_LIMIT, render_html
-from compat.report_view import KnownIssues
+from compat.results import ledger as L
+from compat.report.html import PAGE_LIMIT, render_html
+from compat.report.view import KnownIssues
 from compat.report import build_report
 from tests.compat.test_report import MATRIX, constructed
 

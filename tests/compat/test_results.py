@@ -7,8 +7,8 @@ from pathlib import Path
 
 import msgspec
 
-from compat.report_bench import event_lines, write_cell
-from compat.results import CellMeta, junit_nodeid, read_cell
+from compat.report.bench import event_lines, write_cell
+from compat.results.raw import CellMeta, junit_nodeid, read_cell
 
 CELL = "py3.14-base-trio-capfd"
 
@@ -99,8 +99,8 @@ def test_junit_is_the_fallback_and_keeps_xfail(tmp_path: Path) -> None:
         "tests/test_a.py::test_ok": ("passed", ""),
         "tests/test_a.py::TestK::test_x[p]": ("xfailed", "known"),
         "tests/test_a.py::test_s": ("skipped", "nope"),
-        "tests/test_a.py::test_f": ("failed", ""),
-        "tests/test_a.py::test_e": ("error", ""),
+        "tests/test_a.py::test_f": ("failed", "assert 0"),
+        "tests/test_a.py::test_e": ("error", "failed on setup"),
     }
     (tmp_path / CELL / "events.jsonl").unlink(missing_ok=True)
     assert junit_nodeid("a.b.C", "t") == "a/b.py::C::t"

@@ -13,9 +13,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from compat.config import Cell
-from compat.results import CellMeta
-from compat.runner import run_cells
+from compat.matrix import Cell
+from compat.results.raw import CellMeta
+from compat.runners.schedule import run_cells
 
 # One worker owns the engine: images are built once, not raced.
 pytestmark = pytest.mark.xdist_group("engine")
@@ -89,8 +89,8 @@ INTERRUPTED_RUN = textwrap.dedent(
     from pathlib import Path
     sys.path[:0] = [{root!r}, {tests!r}]
     import cellsupport
-    from compat.config import Cell
-    from compat.runner import run_cells
+    from compat.matrix import Cell
+    from compat.runners.schedule import run_cells
     run_cells(cellsupport.fixture_matrix(per_cell=120), [Cell("3.13", "base", "forkserver", "fd")],
               run_id={run_id!r}, out_dir=Path({out!r}), progress=False)
     """
@@ -125,19 +125,19 @@ def test_ctrl_c_removes_every_container_of_the_run(engine, tmp_path):
 def test_a_cell_whose_runner_is_gone_stops_itself(tmp_path):
     # Its runner would have ended it at the cell bound; a SIGKILLed runner
     # cannot, and a container must not then run for ever.
-    from compat import cellentry
-    from compat.runner import entry_spec
+    from compat.cell.protocol import EXPIRED
+    from compat.runners.base import entry_spec
 
     out = tmp_path / "cell"
     out.mkdir()
     matrix = cellsupport.fixture_matrix()
     spec = json.loads(
-        entry_spec(matrix, cell("forkserver"), out=str(out), cwd=str(cellsupport.FIXTURE), extra=("-k", "test_hangs"))
+        entry_spec(matrix, cell("forkserver"), out=str(out), cwd=str(cellsupport.FIXTURE), extra=("-k", "test_hangs"), fresh_dirs=False)
     )
     assert spec["expire_after"] > matrix.timeouts.per_cell
     spec.update(expire_after=2.0, per_test_timeout=None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "compat.cellentry", "run", json.dumps(spec)],
+        [sys.executable, "-m", "compat.cell.entry", "run", json.dumps(spec)],
         cwd=cellsupport.FIXTURE,
         # Our installed runtime must not load into the fixture, which has a "backends" of its own.
         env={**os.environ, "PYTHONPATH": str(ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
@@ -149,7 +149,7 @@ def test_a_cell_whose_runner_is_gone_stops_itself(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the hanging test's own child
         proc.wait()
-    assert code == cellentry.EXPIRED
+    assert code == EXPIRED
     assert "outlived its runner's bound" in (out / "output.log").read_text()
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from compat import ledger as L
-from compat.config import Axes, Matrix
+from compat.results import ledger as L
+from compat.matrix import AxesConfig as Axes, Matrix
 from compat.report import build_report
-from compat.report_bench import write_cell
-from compat.results import read_cells
-from compat.triage import Observation, Rerun, TriageIndex, cell_id, explain, plan, write_index
+from compat.report.bench import write_cell
+from compat.results.raw import read_cells
+from compat.results.why import Observation, Rerun, TriageIndex, cell_id, explain, write_index
+from compat.results.why import plan_reruns as plan
 
 FULL = {"python": ("3.13", "3.14"), "group": ("base", "greenback", "cffi"),
         "backend": ("trio", "forkserver", "subint"), "capture": ("fd", "sys", "no")}

@@ -17,23 +17,24 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import docker.errors
 
-from .config import Cell, Images, Matrix
+from ..errors import ImageBuildError
+from ..matrix import Cell, ImagesConfig, Matrix
+from ..paths import DOCKERFILE, MAKE_BASE
 from .engine import Engine
-from .errors import ImageBuildError
+from .install import Install, install_for
 
-ROOT = Path(__file__).resolve().parents[1]
-CONTAINERS = ROOT / "containers"
-DOCKERFILE = CONTAINERS / "Dockerfile"
-MAKE_BASE = CONTAINERS / "make-base"
 IMAGE_REPO = "spawn-compat"
 BASE_REPO = "spawn-compat-base"
 CA_NAME = "ca-bundle.crt"
 REGISTRY_PROBE_S = 2.0
+BUILD_TAIL = 8  # lines of the build's own output kept in an error
+
+Log = Callable[[str], None]
 
 
 def _digest(*parts: bytes | str) -> str:
@@ -59,38 +60,29 @@ def image_hash(
     group: str,
     *,
     base_id: str,
-    project: Path = ROOT,
+    install: Install,
     dockerfile: Path = DOCKERFILE,
     ca_bundle: Path | None = None,
     suite: str = "trixie",
     mirror: str = "http://deb.debian.org/debian",
 ) -> str:
+    """Everything that goes into an image: the target's project files and sync arguments included."""
     ca = ca_bundle.read_bytes() if ca_bundle else b""
-    return _digest(
-        dockerfile.read_bytes(),
-        (project / "pyproject.toml").read_bytes(),
-        (project / "uv.lock").read_bytes(),
-        python,
-        group,
-        base_id,
-        ca,
-        suite,
-        mirror,
-    )
+    return _digest(dockerfile.read_bytes(), install.digest(), python, group, base_id, ca, suite, mirror)
 
 
 def image_tag(python: str, group: str, digest: str) -> str:
     return f"{IMAGE_REPO}:py{python}-{group}-{digest}"
 
 
-def base_tag(images: Images, make_base: Path = MAKE_BASE) -> str:
+def base_tag(images: ImagesConfig, make_base: Path = MAKE_BASE) -> str:
     return f"{BASE_REPO}:{images.debian_suite}-{_digest(make_base.read_bytes(), images.debian_suite, images.mirror)}"
 
 
 # -- base image -------------------------------------------------------------
 
 
-def ensure_base(engine: Engine, images: Images, *, log=print) -> str:
+def ensure_base(engine: Engine, images: ImagesConfig, *, log: Log = print) -> str:
     """Return a local base image reference (its id is part of every image hash)."""
     local = base_tag(images)
     if images.base in ("auto", "registry") and engine.image_id(images.registry_image):
@@ -133,7 +125,7 @@ def registry_reachable(image: str, timeout: float = REGISTRY_PROBE_S) -> bool:
     return True
 
 
-def make_local_base(tag: str, images: Images, *, log=print) -> None:
+def make_local_base(tag: str, images: ImagesConfig, *, log: Log = print) -> None:
     cmd = [str(MAKE_BASE), tag, images.debian_suite, images.mirror]
     if os.geteuid() != 0 and shutil.which("sudo"):
         cmd.insert(0, "sudo")
@@ -155,21 +147,20 @@ class ImageBuilder:
     def __init__(
         self,
         engine: Engine,
-        images: Images,
+        matrix: Matrix,
         *,
         base: str,
-        project: Path = ROOT,
         ca_bundle: Path | None = None,
-        log=print,
+        log: Log = print,
     ) -> None:
         self.engine = engine
-        self.images = images
+        self.matrix = matrix
+        self.images = matrix.images
         self.base = base
         base_id = engine.image_id(base)
         if base_id is None:
             raise ImageBuildError(f"base image {base} is missing")
         self.base_id = base_id
-        self.project = project
         self.ca_bundle = ca_bundle
         self.log = log
 
@@ -178,7 +169,7 @@ class ImageBuilder:
             python,
             group,
             base_id=self.base_id,
-            project=self.project,
+            install=install_for(self.matrix, group),
             ca_bundle=self.ca_bundle,
             suite=self.images.debian_suite,
             mirror=self.images.mirror,
@@ -195,17 +186,18 @@ class ImageBuilder:
         self.log(f"image: building {tag} (minutes; cached afterwards)")
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="spawn-compat-ctx-") as ctx:
-            buildargs = self._context(Path(ctx))
+            buildargs = self._context(Path(ctx), install_for(self.matrix, group))
             buildargs.update(PYTHON=python, GROUP=group)
             self._stream(tag, ctx, buildargs)
         self.log(f"image: {tag} built in {time.monotonic() - started:.0f} s")
 
-    def _context(self, ctx: Path) -> dict[str, str]:
+    def _context(self, ctx: Path, install: Install) -> dict[str, str]:
         shutil.copy(DOCKERFILE, ctx / "Dockerfile")
-        shutil.copy(self.project / "pyproject.toml", ctx / "pyproject.toml")
-        shutil.copy(self.project / "uv.lock", ctx / "uv.lock")
+        install.copy_to(ctx / "project")
         (ctx / "ca").mkdir()
-        args = dict(BASE=self.base, SUITE=self.images.debian_suite, MIRROR=self.images.mirror)
+        args = dict(
+            BASE=self.base, SUITE=self.images.debian_suite, MIRROR=self.images.mirror, SYNC_ARGS=" ".join(install.args)
+        )
         if self.ca_bundle:
             shutil.copy(self.ca_bundle, ctx / "ca" / CA_NAME)
             args["CA_CERT"] = f"/opt/compat/ca/{CA_NAME}"
@@ -214,14 +206,14 @@ class ImageBuilder:
         return args
 
     def _stream(self, tag: str, ctx: str, buildargs: dict[str, str]) -> None:
-        step, tail = "", []
+        step, tail = "", list[str]()
         try:
             for chunk in self.engine.api.build(
                 path=ctx, tag=tag, buildargs=buildargs, decode=True, rm=True, forcerm=True, pull=False
             ):
                 if "error" in chunk:
                     detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
-                    last = " | ".join(line for line in tail[-3:] if line)
+                    last = " | ".join(line for line in tail[-BUILD_TAIL:] if line)
                     raise ImageBuildError(
                         f"building {tag} failed at {step or 'the start'}: {detail.strip()}"
                         + (f" (last output: {last})" if last else "")
@@ -231,7 +223,7 @@ class ImageBuilder:
                     step = line
                     self.log(f"image: {tag}: {line[:120]}")
                 elif line:
-                    tail = [*tail[-9:], line[:200]]
+                    tail = [*tail[-19:], line[:300]]
         except docker.errors.APIError as exc:
             raise ImageBuildError(f"building {tag} failed: {exc.explanation}") from None
 
@@ -241,8 +233,7 @@ def ensure_images(
     cells: Iterable[Cell],
     *,
     engine: Engine | None = None,
-    project: Path = ROOT,
-    log=None,
+    log: Log | None = None,
 ) -> dict[tuple[str, str], str]:
     """Build (serially) whichever (python, group) images the cells need; return their tags."""
     log = log or _stderr
@@ -250,16 +241,14 @@ def ensure_images(
     pairs = sorted({(c.python, c.group) for c in cells})
     if not pairs:
         return {}
-    builder = builder_for(engine, matrix, project=project, log=log)
+    builder = builder_for(engine, matrix, log=log)
     return {pair: builder.ensure(*pair) for pair in pairs}
 
 
-def builder_for(engine: Engine, matrix: Matrix, *, project: Path = ROOT, log=None) -> ImageBuilder:
+def builder_for(engine: Engine, matrix: Matrix, *, log: Log | None = None) -> ImageBuilder:
     log = log or _stderr
     base = ensure_base(engine, matrix.images, log=log)
-    return ImageBuilder(
-        engine, matrix.images, base=base, project=project, ca_bundle=ca_bundle_from_env(), log=log
-    )
+    return ImageBuilder(engine, matrix, base=base, ca_bundle=ca_bundle_from_env(), log=log)
 
 
 def _stderr(message: str) -> None:

@@ -7,14 +7,15 @@ job for the same cell are the same session.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Sequence
 
 import msgspec
 
-from .config import Cell, Matrix
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..hints import did_you_mean
+from .cells import AXES, Cell, match_ids
+from .config import Matrix
 
 MATRIX_SESSION = "matrix"
 # GitHub refuses a matrix of more than 256 jobs; beyond that cells share jobs.
@@ -25,13 +26,13 @@ def session_name(python: str, backend: str) -> str:
     return f"test-{python}-{backend}"
 
 
-def param_id(group: str, capture: str) -> str:
-    return f"{group}-{capture}"
+def param_id(cell: Cell) -> str:
+    return "-".join([cell.group, cell.capture, *(v for _, v in cell.extra)])
 
 
 def session_of(cell: Cell) -> str:
     """The exact nox session (as ``nox -l`` prints it) that runs one cell."""
-    return f"{session_name(cell.python, cell.backend)}({param_id(cell.group, cell.capture)})"
+    return f"{session_name(cell.python, cell.backend)}({param_id(cell)})"
 
 
 def pairs(matrix: Matrix) -> list[tuple[str, str]]:
@@ -39,44 +40,57 @@ def pairs(matrix: Matrix) -> list[tuple[str, str]]:
     return [(p, b) for p in matrix.axes.python for b in matrix.axes.backend]
 
 
-def params(matrix: Matrix) -> list[tuple[str, str]]:
-    """(group, capture) for every parametrisation of a pair's session."""
-    return [(g, c) for g in matrix.axes.group for c in matrix.axes.capture]
-
-
 def select(
     matrix: Matrix,
     *,
-    python: Sequence[str] = (),
-    group: Sequence[str] = (),
-    backend: Sequence[str] = (),
-    capture: Sequence[str] = (),
+    axes: dict[str, Sequence[str]] | None = None,
     sessions: Sequence[str] = (),
+    ids: Sequence[str] = (),
 ) -> list[Cell]:
-    """Cells matching every given filter (an empty filter matches all), in matrix order."""
-    axes = matrix.axes
-    wanted = {
-        "python": _check("python", python, axes.python),
-        "group": _check("group", group, axes.group),
-        "backend": _check("backend", backend, axes.backend),
-        "capture": _check("capture", capture, axes.capture),
-    }
+    """Cells matching every given filter (an empty filter matches all), in matrix order.
+
+    ``axes`` maps an axis name to the values wanted; ``ids`` are cell ids or
+    shell globs of them (``py3.14-*-subint-*``).
+    """
+    known = matrix.axes.values()
+    wanted = {axis: _check(axis, values, known) for axis, values in (axes or {}).items() if values}
+    cells = matrix.cells()
     by_session = _cells_of_sessions(matrix, sessions)
+    by_id = _cells_of_ids(cells, ids)
     return [
         cell
-        for cell in matrix.cells()
-        if all(not values or getattr(cell, axis) in values for axis, values in wanted.items())
+        for cell in cells
+        if all(cell.value(axis) in values for axis, values in wanted.items())
         and (by_session is None or cell in by_session)
+        and (by_id is None or cell in by_id)
     ]
 
 
-def _check(axis: str, given: Sequence[str], known: Sequence[str]) -> set[str]:
+def _check(axis: str, given: Sequence[str], known: dict[str, tuple[str, ...]]) -> set[str]:
+    if axis not in known:
+        raise ConfigError(f"--{axis}: not an axis of this matrix ({', '.join(known)})" + did_you_mean(axis, known))
     for value in given:
-        if value not in known:
-            hint = difflib.get_close_matches(value, list(known), n=1)
-            text = f"--{axis}: '{value}' is not on the {axis} axis ({', '.join(known)})"
-            raise ConfigError(f"{text}; did you mean '{hint[0]}'?" if hint else text)
+        if value not in known[axis]:
+            raise ConfigError(
+                f"--{axis}: '{value}' is not on the {axis} axis ({', '.join(known[axis])})"
+                + did_you_mean(value, known[axis])
+            )
     return set(given)
+
+
+def _cells_of_ids(cells: list[Cell], ids: Sequence[str]) -> set[Cell] | None:
+    if not ids:
+        return None
+    chosen: set[Cell] = set()
+    for pattern in ids:
+        found = match_ids([pattern], cells)
+        if not found:
+            raise ConfigError(
+                f"'{pattern}' matches no cell id of this matrix (see `compat plan`)"
+                + did_you_mean(pattern, [c.id for c in cells])
+            )
+        chosen.update(found)
+    return chosen
 
 
 def _cells_of_sessions(matrix: Matrix, sessions: Sequence[str]) -> set[Cell] | None:
@@ -89,23 +103,37 @@ def _cells_of_sessions(matrix: Matrix, sessions: Sequence[str]) -> set[Cell] | N
     chosen: set[Cell] = set()
     for name in sessions:
         if name not in index:
-            hint = difflib.get_close_matches(name, list(index), n=1)
-            text = f"-s: '{name}' is not a session of this matrix (see `nox -l`)"
-            raise ConfigError(f"{text}; did you mean '{hint[0]}'?" if hint else text)
+            raise ConfigError(f"-s: '{name}' is not a session of this matrix (see `nox -l`)" + did_you_mean(name, index))
         chosen.update(index[name])
     return chosen
+
+
+def not_applicable(matrix: Matrix, cell: Cell) -> str | None:
+    """Why a cell is n/a before anything is built: an exclude rule or the target's metadata."""
+    excluded = matrix.excluded(cell)
+    if excluded is not None:
+        return excluded
+    target = matrix.target
+    groups = [*target.test_groups]
+    name = target.group_name(cell.group)
+    if name is not None:
+        groups.append(name)
+    return matrix.project().refusal(cell.python, groups)
 
 
 # -- the machine-readable plan (``compat plan --json``) ----------------------
 
 
-class PlannedCell(msgspec.Struct, frozen=True, kw_only=True):
+class PlannedCell(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     id: str
     python: str
     group: str
     backend: str
     capture: str
+    extra: dict[str, str] = {}
     session: str
+    # Why the cell is n/a without running (excluded, refused by metadata); "" runs.
+    na: str = ""
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -125,15 +153,15 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     jobs: tuple[Job, ...]
 
 
-def plan(cells: Sequence[Cell], *, max_jobs: int = MAX_JOBS) -> Plan:
+def plan(matrix: Matrix, cells: Sequence[Cell], *, max_jobs: int = MAX_JOBS) -> Plan:
     planned = tuple(
         PlannedCell(
-            id=c.id, python=c.python, group=c.group, backend=c.backend,
-            capture=c.capture, session=session_of(c),
+            id=c.id, python=c.python, group=c.group, backend=c.backend, capture=c.capture,
+            extra=dict(c.extra), session=session_of(c), na=not_applicable(matrix, c) or "",
         )
         for c in cells
-    )
-    return Plan(cells=planned, jobs=jobs(planned, max_jobs=max_jobs))
+    )  # fmt: skip
+    return Plan(cells=planned, jobs=jobs([c for c in planned if not c.na], max_jobs=max_jobs))
 
 
 def cells_per_job(n_cells: int, *, max_jobs: int = MAX_JOBS) -> int:
@@ -156,3 +184,6 @@ def jobs(cells: Sequence[PlannedCell], *, max_jobs: int = MAX_JOBS) -> tuple[Job
             )
         )
     return tuple(out)
+
+
+__all__ = ["AXES", "MATRIX_SESSION", "Plan", "not_applicable", "plan", "select", "session_of"]

@@ -15,14 +15,23 @@ from pathlib import Path
 
 import msgspec
 
-from .results import CellMeta
+from ..matrix import AxesConfig, Matrix, cell_id
+from ..results.raw import CellMeta, axes_from_id
+from .build import build_report
 
 
 def event_lines(results: Iterable[dict], *, running: str | None = None, finished: bool = True,
-                python: str = "3.14.0") -> list[dict]:
-    """The events.jsonl a cellplugin run with these results would stream."""
+                python: str = "3.14.0", collected: Sequence[str] | None = None) -> list[dict]:
+    """The events.jsonl a cell plugin run with these results would stream.
+
+    ``collected`` defaults to the results' node ids (and the running test).
+    """
     t = 1_700_000_000.0
+    results = list(results)
     events: list[dict] = [{"event": "session", "t": t, "python": python, "pytest": "9.0.0", "argv": ["pytest"]}]
+    if collected is None:
+        collected = [r["nodeid"] for r in results] + ([running] if running else [])
+    events.append({"event": "collected", "nodeids": list(collected), "t": t})
     for r in results:
         events.append({"event": "start", "nodeid": r["nodeid"], "t": t})
         events.append({"event": "result", "when": "call", "reason": "", "strict": None, "duration": 0.01,
@@ -43,6 +52,7 @@ def write_cell(
     reason: str = "",
     running: str | None = None,
     events: list[dict] | None | bool = None,
+    collected: Sequence[str] | None = None,
     reap: object | None = None,
     census: object | None = None,
     dumps: dict[str, str] | None = None,
@@ -50,14 +60,12 @@ def write_cell(
     meta: bool = True,
     timeout_s: float = 600.0,
 ) -> Path:
-    """Write reports/raw/<cell_id>/ as compat.runner would (events=False: no events.jsonl)."""
-    from .results import axes_from_id
-
+    """Write reports/raw/<cell_id>/ as the runner would (events=False: no events.jsonl)."""
     d = raw_dir / cell_id
     d.mkdir(parents=True, exist_ok=True)
     if events is None and outcome in ("completed", "timeout"):
         events = event_lines(results, running=running if outcome == "timeout" else None,
-                             finished=outcome == "completed")
+                             finished=outcome == "completed", collected=collected)
     if isinstance(events, list):
         (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     if junit is not None:
@@ -94,7 +102,7 @@ def synthetic_matrix(raw_dir: Path, tests: int = 100) -> list[str]:
     """A full 54-cell matrix with a realistic mix of outcomes."""
     ids = []
     for py, group, backend, cap in itertools.product(*FULL_AXES.values()):
-        cell_id = f"py{py}-{group}-{backend}-cap{cap}"
+        cid = cell_id(py, group, backend, cap)
         results = []
         for i in range(tests):
             nodeid = f"tests/backends/test_mod{i % 10}.py::test_case_{i}[{backend}]"
@@ -106,17 +114,14 @@ def synthetic_matrix(raw_dir: Path, tests: int = 100) -> list[str]:
             elif i % 11 == 0 and py == "3.13":
                 outcome, extra = "skipped", {"reason": "needs 3.14"}
             results.append({"nodeid": nodeid, "outcome": outcome, **extra})
-        write_cell(raw_dir, cell_id, results=results,
+        write_cell(raw_dir, cid, results=results,
                    census={"processes": [], "zombies": 0}, reap={"processes": [], "shm": [], "uds": []})
-        ids.append(cell_id)
+        ids.append(cid)
     return ids
 
 
 def bench(tests: int = 100, repeat: int = 3) -> int:
-    from .config import Axes, Matrix
-    from .report import build_report
-
-    matrix = Matrix(axes=Axes(**FULL_AXES))
+    matrix = Matrix(axes=AxesConfig(**FULL_AXES))
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "raw", Path(tmp) / "out"
         synthetic_matrix(raw, tests)

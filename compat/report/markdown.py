@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 from collections.abc import Iterator
 
-from .ledger import DIFF_KINDS, Diff, Ledger
-from .report_view import (
+from ..results.ledger import DIFF_KINDS, Diff, Ledger
+from .view import (
     CELL_MEANING, CELL_SYMBOL, DECIDED, STRICT_XPASS_SYMBOL, TEST_MEANING, TEST_SYMBOL, ABSENT,
     KnownIssues, Layout, column_label, counts_title, heading, interesting_tests, layout, reasons,
     result_symbol,

@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from . import plan as planning
-from .config import Matrix
-from .errors import WorkflowStale
+from ..matrix import sessions as planning
+from ..matrix import Matrix
+from ..errors import WorkflowStale
 
 WORKFLOW_PATH = Path(".github/workflows/matrix.yml")
 RUNS_ON = "ubuntu-24.04"

@@ -1,12 +1,12 @@
 """pytest plugin streaming a cell's per-test events to ``events.jsonl``.
 
-Loaded by the runner with ``-p compat.cellplugin`` inside any target's
+Loaded by the runner with ``-p compat.cell.plugin`` inside any target's
 environment, so it imports nothing beyond the stdlib and pytest. It is inert
 unless COMPAT_EVENTS_FILE is set. Every line is flushed when written, so a
 cell killed at its time bound keeps what finished and shows what was running.
 
 Environment:
-- COMPAT_EVENTS_FILE: where to append events (see docs/DESIGN.md for the schema).
+- COMPAT_EVENTS_FILE (``protocol.ENV_EVENTS``): where to append events (see docs/DESIGN.md for the schema).
 - BACKENDS_DUMP_DIR: register faulthandler on SIGUSR1 writing
   ``<dir>/pytest-<pid>.txt``, so the runner can ask for stacks before a kill.
 - COMPAT_PER_TEST_TIMEOUT: seconds; a test running longer gets its stacks
@@ -28,7 +28,10 @@ from typing import IO, Any
 
 import pytest
 
+from . import protocol as P
+
 MESSAGE_TAIL = 4096
+CRASH_LIMIT = 1000
 
 
 class EventWriter:
@@ -43,7 +46,7 @@ class EventWriter:
         self._file.close()
 
 
-def _reason(report: pytest.TestReport) -> str:
+def _reason(report: pytest.TestReport | pytest.CollectReport) -> str:
     wasxfail = getattr(report, "wasxfail", None)
     if wasxfail is not None:
         return str(wasxfail).removeprefix("reason: ")
@@ -81,16 +84,31 @@ def _choose(reports: list[pytest.TestReport]) -> tuple[pytest.TestReport, str]:
     return chosen, outcome
 
 
+def crash(report: pytest.TestReport | pytest.CollectReport) -> dict[str, Any]:
+    """pytest's own one-line account of a failure: the exception's message and where."""
+    reprcrash = getattr(report.longrepr, "reprcrash", None)
+    if reprcrash is None:
+        return {}
+    return {
+        "crash": str(reprcrash.message)[:CRASH_LIMIT],
+        "path": str(reprcrash.path),
+        "lineno": reprcrash.lineno,
+    }
+
+
 def summarize(reports: list[pytest.TestReport]) -> dict[str, Any]:
     """One result for a test from its setup/call/teardown reports."""
     chosen, outcome = _choose(reports)
-    return {
+    result = {
         "outcome": outcome,
         "when": chosen.when,
         "reason": _reason(chosen),
         "duration": round(sum(r.duration for r in reports), 6),
         "message": chosen.longreprtext[-MESSAGE_TAIL:] if chosen.failed else "",
     }
+    if chosen.failed:
+        result.update(crash(chosen))
+    return result
 
 
 class CellPlugin:
@@ -99,8 +117,8 @@ class CellPlugin:
         self.events = events
         self.reports: dict[str, list[pytest.TestReport]] = {}
         self.strict: dict[str, bool | None] = {}
-        self.dump_dir = os.environ.get("BACKENDS_DUMP_DIR") or None
-        self.per_test = float(os.environ.get("COMPAT_PER_TEST_TIMEOUT") or 0) or None
+        self.dump_dir = os.environ.get(P.ENV_DUMP_DIR) or None
+        self.per_test = float(os.environ.get(P.ENV_PER_TEST) or 0) or None
         self._dump_files: list[IO[str]] = []
         self._overtime: IO[str] | None = None
         self._overtime_mark = 0
@@ -127,18 +145,19 @@ class CellPlugin:
         )
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """A collector that failed or was skipped (importorskip, module-level skip) is a result."""
+        if not (report.failed or report.skipped):
+            return
+        self.events.emit("start", nodeid=report.nodeid, t=time.time())
         if report.failed:
-            self.events.emit("start", nodeid=report.nodeid, t=time.time())
-            self.events.emit(
-                "result",
-                nodeid=report.nodeid,
-                outcome="error",
-                when="collect",
-                reason="",
-                strict=None,
-                duration=0.0,
-                message=report.longreprtext[-MESSAGE_TAIL:],
-            )
+            fields = {"outcome": "error", "reason": "", "message": report.longreprtext[-MESSAGE_TAIL:], **crash(report)}
+        else:
+            fields = {"outcome": "skipped", "reason": _reason(report), "message": ""}
+        self.events.emit("result", nodeid=report.nodeid, when="collect", strict=None, duration=0.0, **fields)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Exactly what this cell collected: the tests it may still owe a result."""
+        self.events.emit("collected", nodeids=[item.nodeid for item in session.items], t=time.time())
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> None:
@@ -189,7 +208,7 @@ class CellPlugin:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    path = os.environ.get("COMPAT_EVENTS_FILE")
+    path = os.environ.get(P.ENV_EVENTS)
     if not path or hasattr(config, "workerinput"):  # xdist workers: the controller reports
         return
     config.pluginmanager.register(CellPlugin(config, EventWriter(path)), "compat-cell-events")

@@ -12,8 +12,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .config import Cell
-from .results import CellMeta
+from ..matrix import Cell
+from ..results.raw import CellMeta
 
 STYLE = {
     "completed": "green",

@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
 
-from .results import FAILING, CellResult, CellStatus, Leaks, TestResult, TestStatus
+from ..matrix import AXES
+from .raw import FAILING, CellResult, CellStatus, Leaks, TestResult, TestStatus
 
 SCHEMA_VERSION = 1
 SCHEMA_ID = "https://spawn-compat.invalid/compat.schema.json"
-AXES = ("python", "group", "backend", "capture")
 
 
 class _Base(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -39,12 +39,13 @@ class Durations(_Base):
     tests_s: float = 0.0
 
 
-class LedgerCell(_Base):
+class LedgerCell(_Base, kw_only=True):
     id: str
     python: str
     group: str
     backend: str
     capture: str
+    extra: dict[str, str] = {}
     status: CellStatus
     reason: str = ""
     counts: dict[str, int] = {}
@@ -76,7 +77,10 @@ class LedgerTest(_Base):
     why: str = ""
 
 
-class Target(_Base):
+class TargetInfo(_Base):
+    """What was tested: the project's name and commit (never a machine's path)."""
+
+    name: str | None = None
     path: str | None = None
     revision: str | None = None
 
@@ -120,7 +124,7 @@ class Ledger(_Base, kw_only=True):
     schema_version: int = SCHEMA_VERSION
     run_id: str
     timestamp: float
-    target: Target = Target()
+    target: TargetInfo = TargetInfo()
     axes: dict[str, tuple[str, ...]]
     cells: tuple[LedgerCell, ...]
     tests: tuple[LedgerTest, ...]
@@ -158,7 +162,7 @@ def ledger_cell(cell: CellResult) -> LedgerCell:
         counts[t.status] = counts.get(t.status, 0) + 1
     return LedgerCell(
         id=cell.cell, python=cell.python, group=cell.group, backend=cell.backend,
-        capture=cell.capture, status=cell.status, reason=cell.reason, counts=counts,
+        capture=cell.capture, extra=dict(cell.extra), status=cell.status, reason=cell.reason, counts=counts,
         durations=Durations(
             cell_s=meta.duration_s if meta else None,
             pytest_s=meta.pytest_duration_s if meta else None,
@@ -184,36 +188,31 @@ def _ledger_result(t: TestResult) -> LedgerResult:
     )
 
 
-# A cell that died leaves tests it never reached; one that was never run
-# (unsupported, unavailable) says so once, as its own status.
-_DIED = frozenset({"timeout", "error"})
-
-
 def ledger_tests(cells: Sequence[CellResult], why: dict[str, str]) -> tuple[LedgerTest, ...]:
+    """Each test with its result in every cell that has one (a cell that ended
+    early already holds `not-run` for exactly what it collected and never ran)."""
     nodeids = sorted({n for c in cells for n in c.tests})
-    not_run = LedgerResult(status="not-run", reason="never reached: the cell ended early")
-    tests = []
-    for nodeid in nodeids:
-        results: dict[str, LedgerResult] = {}
-        for c in cells:
-            t = c.tests.get(nodeid)
-            if t is not None:
-                results[c.cell] = _ledger_result(t)
-            elif c.status in _DIED:
-                results[c.cell] = not_run
-        tests.append(LedgerTest(nodeid=nodeid, results=results, why=why.get(nodeid, "")))
-    return tuple(tests)
+    return tuple(
+        LedgerTest(
+            nodeid=nodeid,
+            results={c.cell: _ledger_result(t) for c in cells if (t := c.tests.get(nodeid)) is not None},
+            why=why.get(nodeid, ""),
+        )
+        for nodeid in nodeids
+    )
 
 
-def axes_of(cells: Iterable[CellResult], declared: dict[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
-    """The matrix axes in declared order, plus any value only the cells show."""
+def axes_of(cells: Iterable[CellResult], declared: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
+    """The matrix axes in declared order (a target's own axes after the built-in
+    ones), plus any value only the cells show."""
     cells = list(cells)
+    names = list(dict.fromkeys([*AXES, *(declared or {}), *(k for c in cells for k in c.extra)]))
     axes = {}
-    for axis in AXES:
+    for axis in names:
         values = list((declared or {}).get(axis, ()))
         for c in cells:
-            v = getattr(c, axis)
-            if v not in values:
+            v = getattr(c, axis) if axis in AXES else c.extra.get(axis)
+            if v is not None and v not in values:
                 values.append(v)
         axes[axis] = tuple(values)
     return axes
@@ -224,7 +223,7 @@ def build_ledger(
     *,
     axes: dict[str, tuple[str, ...]],
     why: dict[str, str],
-    target: Target,
+    target: TargetInfo,
     run_id: str | None = None,
     timestamp: float | None = None,
 ) -> Ledger:
@@ -238,19 +237,19 @@ def build_ledger(
     )
 
 
-def target_info(path: str | Path | None) -> Target:
+def target_info(path: str | Path | None, name: str | None = None) -> TargetInfo:
     """The target's path and `git rev-parse HEAD`, when it is a git checkout."""
     if path is None:
-        return Target()
+        return TargetInfo()
     try:
         proc = subprocess.run(
             ["git", "-C", str(path), "rev-parse", "HEAD"],
             capture_output=True, text=True, timeout=10, check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
-        return Target(path=str(path))
+        return TargetInfo(name=name, path=str(path))
     revision = proc.stdout.strip() if proc.returncode == 0 else None
-    return Target(path=str(path), revision=revision or None)
+    return TargetInfo(name=name, path=str(path), revision=revision or None)
 
 
 # --------------------------------------------------------------------------

@@ -1,82 +1,76 @@
-"""Run cells: one isolated container (or local process tree) per cell.
+"""What every runner shares: a cell's command, its output directory, and its outcome.
 
-``run_cells`` picks a runner (``docker`` where an engine answers, else
-``local``), prepares what the cells need once (images or venvs), runs the
-cells ``jobs`` at a time, and returns one ``CellMeta`` per cell, written to
-``<out_dir>/<cell-id>/meta.json`` on every exit path.
+A runner (``docker``, ``local``) starts a cell and watches it; everything
+else about the cell is decided here, once: the pytest arguments, the spec
+the in-cell entry reads, how the observed run becomes ``meta.json``
+(``classify``), and how an exception while running a cell becomes its
+outcome (``record``: a machinery failure is that cell's ``error`` and the run
+goes on; only an interrupt interrupts).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
-from .config import Cell, Matrix
-from .errors import CompatError, EngineError
-from .results import CellMeta, CellOutcome, Limits
+from ..cell import protocol as P
+from ..matrix import Cell, Matrix, substitute
+from ..paths import ROOT
+from ..results.raw import CellLimits, CellMeta, CellOutcome
 
-ROOT = Path(__file__).resolve().parents[1]
 DUMP_WAIT_S = 3.0
 EXPIRY_GRACE_S = 60.0  # past the cell bound, before a cell gives up on its runner
 CTR_OUT, CTR_TARGET, CTR_PLUGIN = "/out", "/target", "/opt/compat/plugin"
 # The embedded target is not installed in images, so its plugin is loaded by name.
 DEFAULT_TARGET_ARGS = ("-p", "backends.testing.plugin", "--backends-dump-dir={dumps}")
-_TAG = re.compile(r"^(COMPAT-ENV|COMPAT-PYTEST|COMPAT-DONE) (.*)$", re.M)
+_TAG = re.compile(r"^(" + "|".join(P.TAGS) + r") (.*)$", re.M)
+REFUSAL_LINES = 6
 
 RunnerKind = Literal["docker", "local"]
 
 
-def new_run_id() -> str:
-    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-
-
 # -- what a cell runs ---------------------------------------------------------
-
-
-def target_dir(matrix: Matrix) -> Path:
-    return Path(matrix.target.path).resolve()
 
 
 def pytest_argv(matrix: Matrix, cell: Cell, *, out: str, extra: Sequence[str] = ()) -> list[str]:
     """pytest's arguments for a cell, with ``{dumps}``/``{out}`` pointing at ``out``."""
     target = matrix.target
     target_args = target.pytest_args
-    if not target_args and target_dir(matrix) == ROOT:
+    if not target_args and matrix.target_dir == ROOT:
         target_args = DEFAULT_TARGET_ARGS
     backend = target.backend_map.get(cell.backend, cell.backend)
-    fill = {"{dumps}": f"{out}/dumps", "{out}": out}
+    fill = {"dumps": f"{out}/{P.DUMPS}", "out": out}
+    axis_args = [
+        substitute(arg, {"value": dict(cell.extra)[axis.name]})
+        for axis in matrix.axes.extra
+        for arg in axis.pytest_args
+    ]
     return [
         *target.tests,
         f"{target.backend_option}={backend}",
         f"--capture={cell.capture}",
-        "-p", "compat.cellplugin",
+        *axis_args,
+        "-p", P.PLUGIN_MODULE,
         "-p", "no:cacheprovider",
-        f"--junitxml={out}/junit.xml",
-        *(_fill(arg, fill) for arg in target_args),
+        f"--junitxml={out}/{P.JUNIT}",
+        *(substitute(arg, fill) for arg in target_args),
         *extra,
     ]  # fmt: skip
 
 
-def _fill(arg: str, values: dict[str, str]) -> str:
-    for key, value in values.items():
-        arg = arg.replace(key, value)
-    return arg
-
-
-def entry_spec(matrix: Matrix, cell: Cell, *, out: str, cwd: str, extra: Sequence[str]) -> str:
+def entry_spec(
+    matrix: Matrix, cell: Cell, *, out: str, cwd: str, extra: Sequence[str], fresh_dirs: bool
+) -> str:
     return json.dumps(
         {
             "out": out,
@@ -86,23 +80,30 @@ def entry_spec(matrix: Matrix, cell: Cell, *, out: str, cwd: str, extra: Sequenc
             # The runner enforces the cell's bound from outside; this one only
             # acts when the runner is gone (SIGKILLed, OOM), so no cell runs on.
             "expire_after": matrix.timeouts.per_cell + EXPIRY_GRACE_S,
+            "env": dict(matrix.target.env),
+            "fresh_dirs": fresh_dirs,
+            "reaper": matrix.target.reaper,
         }
     )
 
 
-def stage_plugin() -> Path:
-    """A world-readable directory holding a stdlib-only ``compat`` package for cells.
+def python_path(matrix: Matrix, root: str) -> list[str]:
+    """The target's import paths as the cell sees them (``root`` is where it is mounted)."""
+    return [str(Path(root) / p) if p != "." else root for p in matrix.target.import_paths]
 
-    Only the in-cell modules go in, so a cell never imports the service (docker,
-    rich) and the target's own ``compat`` directory, if any, is shadowed.
+
+def stage_plugin() -> Path:
+    """A world-readable directory holding the stdlib-only ``compat.cell`` package.
+
+    Only the in-cell package goes in, so a cell never imports the service
+    (docker, rich) and a ``compat`` directory of the target's is shadowed.
     """
     stage = Path(tempfile.mkdtemp(prefix="spawn-compat-plugin-"))
     pkg = stage / "compat"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    for name in ("cellplugin.py", "cellentry.py"):
-        shutil.copy(Path(__file__).with_name(name), pkg / name)
-    for path in (stage, pkg, *pkg.iterdir()):
+    shutil.copytree(Path(__file__).resolve().parents[1] / "cell", pkg / "cell", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in (stage, *stage.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return stage
 
@@ -111,8 +112,8 @@ def prepare_out(out: Path) -> Path:
     """A fresh cell directory the cell's non-root user can write into."""
     if out.exists():
         shutil.rmtree(out)
-    (out / "dumps").mkdir(parents=True)
-    for path in (out, out / "dumps"):
+    (out / P.DUMPS).mkdir(parents=True)
+    for path in (out, out / P.DUMPS):
         path.chmod(0o777)  # the cell runs as uid 1000 whatever the host user is
     return out
 
@@ -137,7 +138,7 @@ class CellRun:
     failure: str = ""
 
 
-def tagged(stdout: str) -> dict[str, dict]:
+def tagged(stdout: str) -> dict[str, dict[str, Any]]:
     found = {}
     for tag, payload in _TAG.findall(stdout):
         try:
@@ -147,30 +148,37 @@ def tagged(stdout: str) -> dict[str, dict]:
     return found
 
 
-def running_test(out: Path) -> str | None:
-    """The last test with a ``start`` and no ``result`` in events.jsonl."""
-    started: list[str] = []
-    done: set[str] = set()
+def _events(out: Path) -> list[dict[str, Any]]:
     try:
-        lines = (out / "events.jsonl").read_text(errors="replace").splitlines()
+        lines = (out / P.EVENTS).read_text(errors="replace").splitlines()
     except OSError:
-        return None
+        return []
+    events = []
     for line in lines:
         try:
             event = json.loads(line)
         except ValueError:
             continue
-        if event.get("event") == "start":
-            started.append(event.get("nodeid"))
-        elif event.get("event") == "result":
-            done.add(event.get("nodeid"))
-    pending = [n for n in started if n not in done]
+        if isinstance(event, dict):
+            events.append(event)
+    return events
+
+
+def running_test(out: Path) -> str | None:
+    """The last test with a ``start`` and no ``result`` in events.jsonl."""
+    events = _events(out)
+    done = {e.get("nodeid") for e in events if e.get("event") == "result"}
+    pending = [e.get("nodeid") for e in events if e.get("event") == "start" and e.get("nodeid") not in done]
     return pending[-1] if pending else None
+
+
+def any_test_ran(out: Path) -> bool:
+    return any(e.get("event") == "start" for e in _events(out))
 
 
 def log_tail(out: Path, lines: int = 3) -> str:
     try:
-        text = (out / "output.log").read_text(errors="replace").strip().splitlines()
+        text = (out / P.OUTPUT).read_text(errors="replace").strip().splitlines()
     except OSError:
         return ""
     return " | ".join(text[-lines:])
@@ -186,12 +194,16 @@ def classify(run: CellRun, matrix: Matrix) -> tuple[CellOutcome, str, str | None
         where = f" while {running} was running" if running else ""
         return "timeout", f"cell exceeded its {bound:g} s bound{where}", running
     if run.failure:
-        return "error", run.failure, None
-    pytest_exit = tagged(run.stdout).get("COMPAT-PYTEST", {}).get("exit")
+        return "error", run.failure, running_test(run.out)
+    pytest_exit = tagged(run.stdout).get(P.TAG_PYTEST, {}).get("exit")
     if pytest_exit is None:
-        return "error", f"cell exited with {run.exit_code} before pytest finished: {log_tail(run.out)}", running_test(run.out)
-    if pytest_exit == 4:
-        reason = unsupported_reason(run.out, matrix.target.unsupported_pattern)
+        return (
+            "error",
+            f"cell exited with {run.exit_code} before pytest finished: {log_tail(run.out)}",
+            running_test(run.out),
+        )
+    if pytest_exit != 0 and not any_test_ran(run.out):
+        reason = refusal_reason(run.out, matrix.target.unsupported_patterns)
         if reason is not None:
             return "unsupported", reason, None
     if pytest_exit in (0, 1, 5):
@@ -199,15 +211,22 @@ def classify(run: CellRun, matrix: Matrix) -> tuple[CellOutcome, str, str | None
     return "error", f"pytest exited with {pytest_exit}: {log_tail(run.out)}", None
 
 
-def unsupported_reason(out: Path, pattern: str) -> str | None:
+def refusal_reason(out: Path, patterns: Sequence[str]) -> str | None:
+    """The target's own refusal message: the ``reason`` group, else the match and what follows."""
     try:
-        text = (out / "output.log").read_text(errors="replace")
+        text = (out / P.OUTPUT).read_text(errors="replace")
     except OSError:
         return None
-    match = re.search(pattern, text)
-    if match is None:
-        return None
-    return (match.groupdict().get("reason") or match.group(0)).strip()
+    for pattern in patterns:
+        match = re.search(pattern, text, re.M)
+        if match is None:
+            continue
+        reason = match.groupdict().get("reason")
+        if reason and reason.strip():
+            return reason.strip()
+        following = text[match.start() :].strip().splitlines()[:REFUSAL_LINES]
+        return " ".join(line.strip() for line in following if line.strip())
+    return None
 
 
 def prune_dumps(dumps: Path) -> None:
@@ -221,11 +240,11 @@ def prune_dumps(dumps: Path) -> None:
 
 
 def finish_meta(run: CellRun, matrix: Matrix) -> CellMeta:
-    prune_dumps(run.out / "dumps")
+    prune_dumps(run.out / P.DUMPS)
     outcome, reason, running = classify(run, matrix)
     info = tagged(run.stdout)
-    env = info.get("COMPAT-ENV", {})
-    py = info.get("COMPAT-PYTEST", {})
+    env = info.get(P.TAG_ENV, {})
+    py = info.get(P.TAG_PYTEST, {})
     finished = time.time()
     cell = run.cell
     meta = CellMeta(
@@ -234,6 +253,7 @@ def finish_meta(run: CellRun, matrix: Matrix) -> CellMeta:
         group=cell.group,
         backend=cell.backend,
         capture=cell.capture,
+        extra=dict(cell.extra),
         run_id=run.run_id,
         runner=run.runner,
         outcome=outcome,
@@ -247,7 +267,7 @@ def finish_meta(run: CellRun, matrix: Matrix) -> CellMeta:
         finished=finished,
         duration_s=round(finished - run.started, 3),
         pytest_duration_s=py.get("duration"),
-        limits=Limits(
+        limits=CellLimits(
             pids=matrix.limits.pids,
             memory=matrix.limits.memory,
             cpus=matrix.limits.cpus,
@@ -260,17 +280,18 @@ def finish_meta(run: CellRun, matrix: Matrix) -> CellMeta:
 
 def write_meta(out: Path, meta: CellMeta) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "meta.json.tmp"
+    tmp = out / f"{P.META}.tmp"
     tmp.write_bytes(msgspec.json.encode(meta))
-    tmp.replace(out / "meta.json")
+    tmp.replace(out / P.META)
 
 
-def unavailable_meta(cell: Cell, run_id: str, runner: RunnerKind, out: Path, reason: str) -> CellMeta:
+def static_meta(cell: Cell, run_id: str, runner: RunnerKind, out: Path, outcome: CellOutcome, reason: str) -> CellMeta:
+    """A cell decided without running it: unavailable, unsupported by metadata, excluded, or a failed image."""
     now = time.time()
     meta = CellMeta(
         cell=cell.id, python=cell.python, group=cell.group, backend=cell.backend,
-        capture=cell.capture, run_id=run_id, runner=runner, outcome="unavailable",
-        reason=reason, started=now, finished=now, duration_s=0.0,
+        capture=cell.capture, extra=dict(cell.extra), run_id=run_id, runner=runner,
+        outcome=outcome, reason=reason, started=now, finished=now, duration_s=0.0,
     )  # fmt: skip
     write_meta(prepare_out(out), meta)
     return meta
@@ -286,90 +307,35 @@ def wait_for_dumps(dumps: Path, expected: int, timeout: float = DUMP_WAIT_S) -> 
         time.sleep(0.05)
 
 
+def record(run: CellRun, matrix: Matrix, stop: threading.Event, body: Callable[[CellRun], None]) -> CellMeta:
+    """Run ``body`` and turn whatever happened into the cell's meta.json, on every path.
+
+    An interrupt (Ctrl-C, SIGTERM, or the run being stopped) is recorded and
+    re-raised; any other exception is the cell's own ``error``, and the run
+    goes on.
+    """
+    try:
+        body(run)
+    except (KeyboardInterrupt, SystemExit):
+        run.interrupted = True
+        finish_meta(run, matrix)
+        raise
+    except Exception as exc:  # noqa: BLE001 - one cell's machinery failure is that cell's error
+        if stop.is_set():
+            run.interrupted = True
+        else:
+            run.failure = f"{type(exc).__name__}: {exc}"
+    return finish_meta(run, matrix)
+
+
 # -- runners --------------------------------------------------------------------
 
 
 class CellRunner(Protocol):
     kind: RunnerKind
+    run_id: str
 
     def prepare(self, cells: Sequence[Cell]) -> None: ...
     def run_cell(self, cell: Cell, out: Path, stop: threading.Event) -> CellMeta: ...
     def abort(self) -> None: ...
     def close(self) -> None: ...
-
-
-def choose_runner(kind: str, matrix: Matrix, run_id: str, pytest_args: Sequence[str]) -> CellRunner:
-    from .dockerrunner import DockerRunner
-    from .localrunner import LocalRunner
-
-    if kind not in ("auto", "docker", "local"):
-        raise CompatError(f"unknown runner {kind!r}; use auto, docker or local")
-    if kind in ("auto", "docker"):
-        try:
-            return DockerRunner(matrix, run_id, pytest_args)
-        except EngineError:
-            if kind == "docker":
-                raise
-    return LocalRunner(matrix, run_id, pytest_args)
-
-
-Observer = Callable[[str, Cell, CellMeta | None], None]
-
-
-def run_cells(
-    matrix: Matrix,
-    cells: Sequence[Cell],
-    *,
-    run_id: str | None = None,
-    runner: str = "auto",
-    out_dir: Path = Path("reports/raw"),
-    jobs: int = 1,
-    pytest_args: Sequence[str] = (),
-    progress: bool = True,
-) -> list[CellMeta]:
-    run_id = run_id or new_run_id()
-    backend = choose_runner(runner, matrix, run_id, pytest_args)
-    try:
-        backend.prepare(cells)
-        if progress:
-            from .progress import live_progress
-
-            with live_progress(cells, run_id=run_id, runner=backend.kind) as observe:
-                return _schedule(backend, cells, out_dir, jobs, observe)
-        return _schedule(backend, cells, out_dir, jobs, None)
-    finally:
-        backend.close()
-
-
-def _schedule(
-    backend: CellRunner, cells: Sequence[Cell], out_dir: Path, jobs: int, observe: Observer | None
-) -> list[CellMeta]:
-    stop = threading.Event()
-    results: dict[Cell, CellMeta] = {}
-
-    def one(cell: Cell) -> None:
-        if stop.is_set():
-            return
-        if observe:
-            observe("start", cell, None)
-        meta = backend.run_cell(cell, out_dir / cell.id, stop)
-        results[cell] = meta
-        if observe:
-            observe("done", cell, meta)
-
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="cell")
-    futures = [pool.submit(one, cell) for cell in cells]
-    try:
-        pending = set(futures)
-        while pending:
-            # A bounded wait keeps the main thread responsive to Ctrl-C.
-            done, pending = wait(pending, timeout=0.2)
-            for future in done:
-                future.result()
-    except BaseException:
-        stop.set()
-        backend.abort()
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-    return [results[cell] for cell in cells]

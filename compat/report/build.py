@@ -1,26 +1,22 @@
 """reports/raw/<cell-id>/ -> compat.json, COMPATIBILITY.md, index.html, job summary.
 
-Entry points: ``build_report`` and ``run_triage`` (called by ``compat.cli``),
-and ``python -m compat.report`` for the same without the CLI, plus
-``--bench`` (CPU time for a synthetic full matrix) and ``--schema``.
+``build_report`` is called by ``compat report`` and ``python -m compat.report``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from . import ledger as L
-from .config import Matrix
-from .errors import CompatError, RegressionFound, ReportError
-from .report_html import render_html
-from .report_md import render_markdown, render_summary
-from .report_view import KnownIssues
-from .results import CellResult, read_cells
-from .triage import apply_reruns, read_reruns, why_labels
+from ..errors import CompatError, RegressionFound, ReportError
+from ..matrix import Matrix, load
+from ..results import ledger as L
+from ..results.raw import CellResult, read_cells
+from ..results.why import apply_reruns, read_reruns, why_labels
+from .html import render_html
+from .markdown import render_markdown, render_summary
+from .view import KnownIssues
 
 LEDGER = "compat.json"
 SCHEMA = "compat.schema.json"
@@ -72,8 +68,8 @@ def _read(raw_dir: Path) -> list[CellResult]:
 
 def make_ledger(cells: list[CellResult], raw_dir: Path, matrix: Matrix | None) -> L.Ledger:
     cells, neighbour_runs, flaky = apply_reruns(cells, read_reruns(raw_dir))
-    declared = {a: getattr(matrix.axes, a) for a in L.AXES} if matrix is not None else None
-    target = L.target_info(_target_path(matrix, raw_dir)) if matrix is not None else L.Target()
+    declared = matrix.axes.values() if matrix is not None else None
+    target = _target(matrix)
     return L.build_ledger(
         cells, axes=L.axes_of(cells, declared), why=why_labels(cells, neighbour_runs, flaky), target=target,
     )
@@ -85,8 +81,6 @@ def _fields(struct) -> dict:
 
 def _matrix_near(raw_dir: Path) -> Matrix | None:
     """matrix.toml of the project the raw dir belongs to, when it can be read."""
-    from .config import load  # the config owner may make loading stricter; failure only loses axis order
-
     for root in (Path.cwd(), *raw_dir.resolve().parents):
         path = root / "matrix.toml"
         if path.is_file():
@@ -97,9 +91,14 @@ def _matrix_near(raw_dir: Path) -> Matrix | None:
     return None
 
 
-def _target_path(matrix: Matrix, raw_dir: Path) -> Path:
-    path = Path(matrix.target.path)
-    return path if path.is_absolute() else Path.cwd() / path
+def _target(matrix: Matrix | None) -> L.TargetInfo:
+    if matrix is None:
+        return L.TargetInfo()
+    try:
+        name = matrix.project().name
+    except CompatError:
+        name = None
+    return L.target_info(matrix.target_dir, name)
 
 
 def _baseline(out_dir: Path, baseline: Path | None) -> tuple[L.Ledger | None, str, str]:
@@ -136,10 +135,10 @@ def _known_issues(out_dir: Path, directory: Path | None) -> tuple[Path | None, s
 
 def write_outputs(ledger: L.Ledger, out_dir: Path, known: KnownIssues, summary: Path | None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write(out_dir / LEDGER, L.encode(ledger))
-    _write(out_dir / SCHEMA, L.schema_text().encode())
-    _write(out_dir / MARKDOWN, render_markdown(ledger, known).encode())
-    _write(out_dir / HTML, render_html(ledger, known).encode())
+    write_atomic(out_dir / LEDGER, L.encode(ledger))
+    write_atomic(out_dir / SCHEMA, L.schema_text().encode())
+    write_atomic(out_dir / MARKDOWN, render_markdown(ledger, known).encode())
+    write_atomic(out_dir / HTML, render_html(ledger, known).encode())
     if summary is not None:
         pointer = f"`{out_dir / HTML}` (and `{out_dir / MARKDOWN}`) in this run's artifacts"
         text = render_summary(ledger, known, pointer)
@@ -147,47 +146,10 @@ def write_outputs(ledger: L.Ledger, out_dir: Path, known: KnownIssues, summary: 
             f.write(text)
 
 
-def _write(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Replace atomically: a reader never sees half a report."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
-def run_triage(matrix: Matrix, raw_dir: Path, *, max_reruns: int) -> int:
-    from .triage import run
-
-    return run(matrix, Path(raw_dir), max_reruns=max_reruns)
-
-
-# --------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m compat.report", description=__doc__.splitlines()[0])
-    p.add_argument("--raw", type=Path, default=Path("reports/raw"))
-    p.add_argument("--out", type=Path, default=Path("reports"))
-    p.add_argument("--baseline", type=Path, default=None)
-    p.add_argument("--summary", type=Path, default=None)
-    p.add_argument("--fail-on-regression", action="store_true")
-    p.add_argument("--bench", action="store_true", help="time a synthetic 54-cell x 100-test report")
-    p.add_argument("--schema", action="store_true", help="write reports/compat.schema.json and exit")
-    args = p.parse_args(argv)
-    try:
-        if args.bench:
-            from .report_bench import bench
-
-            return bench()
-        if args.schema:
-            args.out.mkdir(parents=True, exist_ok=True)
-            _write(args.out / SCHEMA, L.schema_text().encode())
-            return 0
-        return build_report(args.raw, args.out, baseline=args.baseline, summary=args.summary,
-                            fail_on_regression=args.fail_on_regression)
-    except CompatError as exc:
-        print(f"compat report: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

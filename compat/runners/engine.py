@@ -19,7 +19,7 @@ import docker
 import docker.errors
 import requests
 
-from .errors import EngineError
+from ..errors import EngineError
 
 RUN_LABEL = "spawn-compat.run"
 CELL_LABEL = "spawn-compat.cell"

@@ -8,22 +8,23 @@ test that could still be read is kept.
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 import msgspec
 
-CellOutcome = Literal["completed", "timeout", "unsupported", "unavailable", "error"]
+from ..cell import protocol as P
+from ..matrix.cells import parse_cell_id
+
+CellOutcome = Literal["completed", "timeout", "unsupported", "unavailable", "excluded", "error"]
 
 TestStatus = Literal[
     "passed", "failed", "error", "xfailed", "xpassed", "skipped",
     "timeout", "not-run", "flaky",
 ]
 CellStatus = Literal[
-    "ok", "failing", "timeout", "leaked", "unsupported", "unavailable", "error",
+    "ok", "failing", "timeout", "leaked", "unsupported", "unavailable", "excluded", "error",
 ]
 
 # Statuses that make a test "not plainly passing" because something broke.
@@ -34,7 +35,9 @@ MESSAGE_LIMIT = 4096
 DUMP_LIMIT = 16384
 
 
-class Limits(msgspec.Struct, frozen=True):
+class CellLimits(msgspec.Struct, frozen=True):
+    """The bounds a cell ran under, as recorded in its meta.json."""
+
     pids: int | None = None
     memory: str | None = None
     cpus: float | None = None
@@ -47,6 +50,7 @@ class CellMeta(msgspec.Struct, frozen=True, kw_only=True):
     group: str
     backend: str
     capture: str
+    extra: dict[str, str] = {}
     run_id: str
     runner: Literal["docker", "local"]
     outcome: CellOutcome
@@ -60,7 +64,7 @@ class CellMeta(msgspec.Struct, frozen=True, kw_only=True):
     finished: float | None = None
     duration_s: float | None = None
     pytest_duration_s: float | None = None
-    limits: Limits = Limits()
+    limits: CellLimits = CellLimits()
     version: int = 1
 
 
@@ -100,6 +104,7 @@ class CellResult(msgspec.Struct, frozen=True, kw_only=True):
     group: str
     backend: str
     capture: str
+    extra: dict[str, str] = {}
     status: CellStatus
     reason: str = ""
     meta: CellMeta | None = None
@@ -133,6 +138,15 @@ class _Result(msgspec.Struct, tag_field="event", tag="result"):
     strict: bool | None = None
     duration: float | None = None
     message: str | None = ""
+    # pytest's crash report: the exception's own message, and where it was raised.
+    crash: str | None = None
+    path: str | None = None
+    lineno: int | None = None
+
+
+class _Collected(msgspec.Struct, tag_field="event", tag="collected"):
+    nodeids: list[str] = []
+    t: float | None = None
 
 
 class _Finish(msgspec.Struct, tag_field="event", tag="finish"):
@@ -140,7 +154,7 @@ class _Finish(msgspec.Struct, tag_field="event", tag="finish"):
     t: float | None = None
 
 
-_Event = _Session | _Start | _Result | _Finish
+_Event = _Session | _Start | _Result | _Finish | _Collected
 _event_decoder = msgspec.json.Decoder(_Event)
 
 
@@ -149,6 +163,7 @@ class _Events(msgspec.Struct):
     started: list[str]
     finished: bool
     damage: str | None
+    collected: list[str] | None = None
 
 
 def parse_events(data: bytes) -> _Events:
@@ -159,6 +174,7 @@ def parse_events(data: bytes) -> _Events:
     """
     results: dict[str, list[_Result]] = {}
     started: list[str] = []
+    collected: list[str] | None = None
     finished = False
     damage = None
     lines = data.split(b"\n")
@@ -179,9 +195,11 @@ def parse_events(data: bytes) -> _Events:
                 results.setdefault(nodeid, []).append(event)
             case _Finish():
                 finished = True
+            case _Collected(nodeids=nodeids):
+                collected = nodeids
             case _Session():
                 pass
-    return _Events(results, started, finished, damage)
+    return _Events(results, started, finished, damage, collected)
 
 
 _STRICT_XPASS = "[XPASS(strict)]"
@@ -207,7 +225,7 @@ def _result_from_events(reports: list[_Result]) -> TestResult:
         )
     return TestResult(
         status=last.outcome,
-        reason=last.reason or _short(last.message or ""),
+        reason=last.reason or failure_reason(last.crash, last.message or ""),
         message=_tail(last.message or ""),
         when=last.when,
         strict=last.strict,
@@ -215,12 +233,28 @@ def _result_from_events(reports: list[_Result]) -> TestResult:
     )
 
 
-def _short(message: str, limit: int = 200) -> str:
-    """pytest's one-line summary of a failure: its last "E" line."""
-    lines = [ln for ln in message.splitlines() if ln.strip()]
-    errors = [ln[1:].strip() for ln in lines if ln.startswith("E ")]
-    line = errors[-1] if errors else (lines[-1].strip() if lines else "")
+REASON_LIMIT = 300
+
+
+def failure_reason(crash: str | None, message: str, limit: int = REASON_LIMIT) -> str:
+    """A failure in one line: the exception's own message (pytest's crash report), trimmed.
+
+    Without a crash report (JUnit, older events), the first "E" line that
+    names an exception, else the first "E" line: the last ones are pytest's
+    asides ("Use -v to get more diff").
+    """
+    text = crash
+    if not text:
+        lines = [ln[1:].strip() for ln in message.splitlines() if ln.startswith("E ") and ln[1:].strip()]
+        named = [ln for ln in lines if _names_exception(ln)]
+        text = (named or lines or [ln.strip() for ln in message.splitlines() if ln.strip()][-1:] or [""])[0]
+    line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _names_exception(line: str) -> bool:
+    head = line.split(":", 1)[0].split(".")[-1]
+    return head.endswith(("Error", "Exception", "Exit", "Interrupt", "Group")) or head in ("Failed", "assert")
 
 
 def _tail(text: str, limit: int = MESSAGE_LIMIT) -> str:
@@ -256,7 +290,10 @@ def _junit_case(case: ET.Element) -> TestResult:
         node = case.find(tag)
         if node is not None:
             text = (node.get("message") or "") + "\n" + (node.text or "")
-            return TestResult(status=status, message=_tail(text.strip()), duration_s=duration)
+            return TestResult(
+                status=status, reason=failure_reason(node.get("message"), text),
+                message=_tail(text.strip()), duration_s=duration,
+            )  # fmt: skip
     skipped = case.find("skipped")
     if skipped is not None:
         message = skipped.get("message") or ""
@@ -325,13 +362,13 @@ def read_leaks(cell_dir: Path) -> tuple[Leaks, str | None]:
     fields: dict[str, int] = {}
     details: list[str] = []
     damage = None
-    reap = _read_optional(cell_dir / "reap.json")
+    reap = _read_optional(cell_dir / P.REAP)
     if reap is not None:
         try:
             fields.update(parse_reap(reap))
         except (msgspec.DecodeError, ValueError, TypeError) as exc:
             damage = f"reap.json: {exc}"
-    census = _read_optional(cell_dir / "census.json")
+    census = _read_optional(cell_dir / P.CENSUS)
     if census is not None:
         try:
             fields["processes"], fields["zombies"], cmdlines = parse_census(census)
@@ -356,7 +393,7 @@ def _read_optional(path: Path) -> bytes | None:
 
 def read_dumps(cell_dir: Path, limit: int = DUMP_LIMIT) -> str:
     """The hang dumps of a cell, concatenated, each clipped to its tail."""
-    dump_dir = cell_dir / "dumps"
+    dump_dir = cell_dir / P.DUMPS
     try:
         files = sorted(p for p in dump_dir.iterdir() if p.is_file())
     except OSError:
@@ -376,19 +413,16 @@ def read_dumps(cell_dir: Path, limit: int = DUMP_LIMIT) -> str:
 # one cell
 
 
-_CELL_ID = re.compile(r"py(?P<python>[^-]+)-(?P<group>.+)-(?P<backend>[^-]+)-cap(?P<capture>[^-]+)")
-
-
 def axes_from_id(cell_id: str) -> dict[str, str]:
-    m = _CELL_ID.fullmatch(cell_id)
-    if m is None:
+    parsed = parse_cell_id(cell_id)
+    if parsed is None:
         return {"python": "?", "group": "?", "backend": "?", "capture": "?"}
-    return m.groupdict()
+    return {"python": parsed.python, "group": parsed.group, "backend": parsed.backend, "capture": parsed.capture}
 
 
 def read_meta(cell_dir: Path) -> tuple[CellMeta | None, str | None]:
     try:
-        data = (cell_dir / "meta.json").read_bytes()
+        data = (cell_dir / P.META).read_bytes()
     except FileNotFoundError:
         return None, "meta.json is missing (the runner never finished this cell)"
     except OSError as exc:
@@ -399,47 +433,76 @@ def read_meta(cell_dir: Path) -> tuple[CellMeta | None, str | None]:
         return None, f"meta.json is damaged: {exc}"
 
 
-def read_tests(cell_dir: Path) -> tuple[dict[str, TestResult], list[str], str, str | None]:
-    """(tests, started-without-result, source, damage) from events, else JUnit."""
-    events_bytes = _read_optional(cell_dir / "events.jsonl")
-    if events_bytes is not None and events_bytes != b"\0unreadable":
+class _Tests(msgspec.Struct):
+    tests: dict[str, TestResult]
+    running: list[str]
+    source: Literal["events", "junit", "none"]
+    damage: str | None
+    # What pytest collected in this cell (None: it never got that far, or JUnit).
+    collected: list[str] | None = None
+    finished: bool = True
+
+
+def read_tests(cell_dir: Path) -> _Tests:
+    """The cell's tests from events.jsonl, else JUnit, with what hid some of them."""
+    events_bytes = _read_optional(cell_dir / P.EVENTS)
+    events_damage = None
+    if events_bytes == b"\0unreadable":
+        events_damage = f"{P.EVENTS} unreadable"
+    elif events_bytes is not None:
         events = parse_events(events_bytes)
         tests = {nodeid: _result_from_events(r) for nodeid, r in events.results.items()}
         running = [n for n in events.started if n not in tests]
-        if tests or running:
-            return tests, running, "events", events.damage
-    events_damage = None
-    if events_bytes is not None:
-        events_damage = events.damage if events_bytes != b"\0unreadable" else "events.jsonl unreadable"
-    junit_bytes = _read_optional(cell_dir / "junit.xml")
+        if tests or running or events.collected is not None:
+            return _Tests(tests, running, "events", events.damage, events.collected, events.finished)
+        events_damage = events.damage
+    junit_bytes = _read_optional(cell_dir / P.JUNIT)
     if junit_bytes is not None:
         try:
-            return parse_junit(junit_bytes), [], "junit", events_damage
+            return _Tests(parse_junit(junit_bytes), [], "junit", events_damage)
         except ET.ParseError as exc:
-            return {}, [], "none", f"junit.xml is damaged: {exc}"
+            return _Tests({}, [], "none", f"{P.JUNIT} is damaged: {exc}")
     if events_bytes is not None:
-        return {}, [], "events", events_damage
-    return {}, [], "none", None
+        return _Tests({}, [], "events", events_damage, finished=False)
+    return _Tests({}, [], "none", None)
 
 
 def read_cell(cell_dir: Path) -> CellResult:
     """Read one raw cell directory; never raises."""
     cell_id = cell_dir.name
     meta, meta_problem = read_meta(cell_dir)
-    tests, running, source, damage = read_tests(cell_dir)
+    if meta is not None and meta.cell != cell_id:
+        meta_problem = f"{P.META} names cell {meta.cell}, but it is in the directory of {cell_id}"
+    found = read_tests(cell_dir)
     leaks, leak_damage = read_leaks(cell_dir)
-    tests = _mark_running(cell_dir, meta, tests, running)
-    status, reason = cell_status(meta, tests, leaks, source, meta_problem or damage or leak_damage)
-    axes = (
-        {"python": meta.python, "group": meta.group, "backend": meta.backend, "capture": meta.capture}
-        if meta is not None
-        else axes_from_id(cell_id)
-    )
-    notes = tuple(n for n in (meta_problem, damage, leak_damage) if n)
+    tests = _mark_running(cell_dir, meta, found.tests, found.running)
+    tests = _mark_not_run(meta, tests, found.collected)
+    cut_short = None
+    if meta is not None and meta.outcome == "completed" and found.source == "events" and not found.finished:
+        cut_short = f"{P.EVENTS} ends before pytest's finish event: results after that are missing"
+    problem = meta_problem or found.damage or leak_damage or cut_short
+    status, reason = cell_status(meta, tests, leaks, found.source, problem)
+    if meta is not None and not meta_problem:
+        axes = {"python": meta.python, "group": meta.group, "backend": meta.backend, "capture": meta.capture}
+        extra = dict(meta.extra)
+    else:
+        axes, extra = axes_from_id(cell_id), {}
+    notes = tuple(n for n in (meta_problem, found.damage, leak_damage, cut_short) if n)
     return CellResult(
-        cell=cell_id, **axes, status=status, reason=reason, meta=meta,
-        tests=tests, leaks=leaks, source=source, notes=notes,
-    )
+        cell=cell_id, **axes, extra=extra, status=status, reason=reason, meta=meta,
+        tests=tests, leaks=leaks, source=found.source, notes=notes,
+    )  # fmt: skip
+
+
+def _mark_not_run(meta: CellMeta | None, tests: dict[str, TestResult], collected: list[str] | None) -> dict[str, TestResult]:
+    """Tests this cell collected and never finished, when it ended early: exactly those, no others."""
+    if meta is None or meta.outcome not in ("timeout", "error") or not collected:
+        return tests
+    missing = [n for n in collected if n not in tests]
+    if not missing:
+        return tests
+    not_run = TestResult(status="not-run", reason="never reached: the cell ended early")
+    return {**tests, **dict.fromkeys(missing, not_run)}
 
 
 def _mark_running(
@@ -479,7 +542,7 @@ def cell_status(
     if meta is None:
         return "error", problem or "meta.json is missing"
     match meta.outcome:
-        case "unsupported" | "unavailable" | "error":
+        case "unsupported" | "unavailable" | "excluded" | "error":
             return meta.outcome, meta.reason
         case "timeout":
             return "timeout", meta.reason or _timeout_reason(meta)
@@ -532,13 +595,6 @@ def cell_dirs(raw_dir: Path) -> list[Path]:
 
 def read_cells(raw_dir: Path) -> list[CellResult]:
     return [read_cell(p) for p in cell_dirs(raw_dir)]
-
-
-def count_statuses(tests: Iterable[TestResult]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in tests:
-        counts[t.status] = counts.get(t.status, 0) + 1
-    return counts
 
 
 def with_tests(cell: CellResult, tests: dict[str, TestResult]) -> CellResult:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ledger import Ledger, LedgerCell, LedgerResult, LedgerTest
+from ..results.ledger import Ledger, LedgerCell, LedgerResult, LedgerTest
 
 CELL_SYMBOL = {
     "ok": "✅", "failing": "❌", "timeout": "⏱️", "leaked": "💧",
-    "unsupported": "🚫", "unavailable": "➖", "error": "💥",
+    "unsupported": "🚫", "unavailable": "➖", "excluded": "n/a", "error": "💥",
 }
 TEST_SYMBOL = {
     "passed": "✅", "failed": "❌", "error": "💥", "xfailed": "🔶", "xpassed": "🌟",
@@ -28,6 +28,7 @@ CELL_MEANING = {
     "leaked": "tests were fine but the reaper or the census found processes, zombies, shm segments or sockets left behind",
     "unsupported": "the backend's availability gate refused this interpreter or group (reason shown)",
     "unavailable": "no interpreter or image for this cell",
+    "excluded": "n/a: an [[exclude]] rule of the matrix says this combination is meaningless (rule shown)",
     "error": "the cell's own machinery failed (runner crash, missing or damaged raw files); reason shown",
 }
 TEST_MEANING = {
@@ -151,7 +152,8 @@ def when(ledger: Ledger) -> str:
 
 def heading(ledger: Ledger) -> str:
     target = ledger.target
-    where = f"target `{target.path}`" if target.path else "target unknown"
+    name = target.name or (target.path.rstrip("/").rsplit("/", 1)[-1] if target.path else None)
+    where = f"target `{name}`" if name else "target unknown"
     if target.revision:
         where += f" @ `{target.revision[:12]}`"
     return (f"Run `{ledger.run_id}` · {when(ledger)} · {where} · "
@@ -177,7 +179,7 @@ class KnownIssues:
             return []
         return [(m.start(), m.end(), self.slugs[m.group(1)]) for m in self._pattern.finditer(text)]
 
-    def link(self, text: str, render: callable, escape: callable) -> str:
+    def link(self, text: str, render: Callable[[str, str], str], escape: Callable[[str], str]) -> str:
         out, pos = [], 0
         for start, end, href in self.find(text):
             out.append(escape(text[pos:start]))
@@ -185,7 +187,3 @@ class KnownIssues:
             pos = end
         out.append(escape(text[pos:]))
         return "".join(out)
-
-
-def changes_summary(kinds: Sequence[tuple[str, str, int]]) -> str:
-    return ", ".join(f"{n} {title.lower()}" for _, title, n in kinds if n) or "no changes"

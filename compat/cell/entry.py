@@ -1,0 +1,239 @@
+"""What runs inside a cell: pytest, then the target's reaper, then a census.
+
+Stdlib only; runs in the cell's own interpreter (container or local venv)
+as ``python -m compat.cell.entry run '<spec json>'``. It talks back to the
+runner through files in the output directory and tagged lines on its own
+stdout (see ``protocol``), and exits with pytest's exit code (``EXPIRED``
+when its runner never came to end it).
+
+``python -m compat.cell.entry dump`` sends SIGUSR1 to every other process in
+scope that has a handler for it (the kernel's ``SigCgt`` mask says so,
+whatever the process calls itself) and prints, as JSON, who was signalled
+and who had no handler; a process without one would die of the signal.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from . import protocol as P
+
+REAP_TIMEOUT_S = 60.0
+FRESH_DIRS = ("HOME", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")
+
+
+def say(tag: str, payload: dict[str, Any]) -> None:
+    print(f"{tag} {json.dumps(payload)}", flush=True)
+
+
+def environment() -> dict[str, Any]:
+    packages = {
+        dist.metadata["Name"]: dist.version for dist in importlib.metadata.distributions() if dist.metadata["Name"]
+    }
+    return {"python": platform.python_version(), "packages": dict(sorted(packages.items()))}
+
+
+# -- processes in scope --------------------------------------------------------
+# In a container or a private PID namespace every process is ours; without a
+# namespace (local runner fallback) "ours" is the session the runner started.
+# This is the cell side's one /proc reader (the host side uses psutil).
+
+
+class Proc:
+    __slots__ = ("cmdline", "pid", "ppid", "session", "sigcgt", "state")
+
+    def __init__(self, pid: int, state: str, ppid: int, session: int, cmdline: str, sigcgt: int) -> None:
+        self.pid, self.state, self.ppid, self.session = pid, state, ppid, session
+        self.cmdline, self.sigcgt = cmdline, sigcgt
+
+    def catches(self, signum: int) -> bool:
+        return bool(self.sigcgt >> (signum - 1) & 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pid": self.pid, "ppid": self.ppid, "state": self.state, "cmdline": self.cmdline}
+
+
+def read_proc(pid: int) -> Proc | None:
+    base = Path(f"/proc/{pid}")
+    try:
+        raw = (base / "stat").read_text()
+        status = (base / "status").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    sigcgt = 0
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            sigcgt = int(line.split()[1], 16)
+    return Proc(pid, fields[0], int(fields[1]), int(fields[3]), _cmdline(base), sigcgt)
+
+
+def _cmdline(base: Path) -> str:
+    try:
+        raw = (base / "cmdline").read_bytes()
+    except OSError:
+        return ""
+    if raw:
+        return raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    try:
+        return "[" + (base / "comm").read_text().strip() + "]"
+    except OSError:
+        return ""
+
+
+def processes(*, exclude: set[int], session: int | None = None) -> list[Proc]:
+    scope_session = session
+    if scope_session is None and os.environ.get(P.ENV_SCOPE) == "session":
+        scope_session = os.getsid(0)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in exclude:
+            continue
+        proc = read_proc(int(entry.name))
+        if proc is None or (scope_session is not None and proc.session != scope_session):
+            continue
+        found.append(proc)
+    return sorted(found, key=lambda p: p.pid)
+
+
+def census() -> dict[str, Any]:
+    procs = processes(exclude={1, os.getpid()})
+    return {"processes": [p.as_dict() for p in procs], "zombies": sum(p.state == "Z" for p in procs)}
+
+
+def dump_stacks(session: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """SIGUSR1 to every live process in scope that catches it; the rest are listed.
+
+    ``session``: only that session's processes (the local runner's cells,
+    from outside); otherwise the scope the environment says.
+    """
+    mine = {os.getpid(), os.getppid(), 1}
+    signalled, no_handler = [], []
+    for proc in processes(exclude=mine, session=session):
+        if proc.state == "Z" or P.ENTRY_MODULE in proc.cmdline:
+            continue
+        if not proc.catches(signal.SIGUSR1):
+            no_handler.append(proc.as_dict())
+            continue
+        try:
+            os.kill(proc.pid, signal.SIGUSR1)
+        except OSError:
+            continue
+        signalled.append(proc.as_dict())
+    return {"signalled": signalled, "no_handler": no_handler}
+
+
+# -- the cell ------------------------------------------------------------------
+
+
+def cell_env(spec: dict[str, Any], out: Path) -> dict[str, str]:
+    """pytest's environment: ours, fresh writable dirs, then the target's own."""
+    env = dict(os.environ)
+    values = {"tmp": tempfile.gettempdir(), "out": str(out)}
+    if spec.get("fresh_dirs"):
+        root = Path(tempfile.mkdtemp(prefix="cell-"))
+        for name in FRESH_DIRS:
+            path = root / name.lower()
+            path.mkdir(mode=0o700)
+            env[name] = str(path)
+        values["home"] = env["HOME"]
+    values.setdefault("home", env.get("HOME", values["tmp"]))
+    for name, value in (spec.get("env") or {}).items():
+        for key, filled in values.items():
+            value = value.replace("{" + key + "}", filled)
+        env[name] = value
+    env[P.ENV_EVENTS] = str(out / P.EVENTS)
+    env[P.ENV_DUMP_DIR] = str(out / P.DUMPS)
+    env[P.ENV_PER_TEST] = str(spec.get("per_test_timeout") or "")
+    return env
+
+
+def run_pytest(spec: dict[str, Any], out: Path, env: dict[str, str]) -> tuple[int, float]:
+    started = time.monotonic()
+    with open(out / P.OUTPUT, "ab") as log:
+        try:
+            code = subprocess.call(
+                [sys.executable, "-m", "pytest", *spec["pytest"]],
+                cwd=spec["cwd"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=spec.get("expire_after"),
+            )
+        except subprocess.TimeoutExpired:
+            # pytest is killed; in a container our exit stops everything else.
+            log.write(f"\ncompat: the cell outlived its runner's bound; stopped after {spec['expire_after']} s\n".encode())
+            code = P.EXPIRED
+    return code, time.monotonic() - started
+
+
+def run_reaper(spec: dict[str, Any], out: Path, env: dict[str, str]) -> int | None:
+    """``<reaper> --json`` if the target has that module; its stdout is reap.json."""
+    module = spec.get("reaper") or ""
+    if not module:
+        return None
+    sys.path.insert(0, spec["cwd"])
+    try:
+        if importlib.util.find_spec(module) is None:
+            return None
+    except ImportError:
+        return None
+    finally:
+        sys.path.pop(0)
+    with open(out / P.REAP, "wb") as reap, open(out / P.OUTPUT, "ab") as log:
+        try:
+            return subprocess.call(
+                [sys.executable, "-m", module, "--json"],
+                cwd=spec["cwd"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=reap,
+                stderr=log,
+                timeout=REAP_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired:
+            return -1
+
+
+def run(spec: dict[str, Any]) -> int:
+    out = Path(spec["out"])
+    (out / P.DUMPS).mkdir(parents=True, exist_ok=True)
+    say(P.TAG_ENV, environment())
+    env = cell_env(spec, out)
+    code, duration = run_pytest(spec, out, env)
+    say(P.TAG_PYTEST, {"exit": code, "duration": round(duration, 6)})
+    reap_code = run_reaper(spec, out, env)
+    (out / P.CENSUS).write_text(json.dumps(census(), indent=1))
+    say(P.TAG_DONE, {"reap_exit": reap_code})
+    return code
+
+
+def main(argv: list[str]) -> int:
+    match argv:
+        case ["run", spec]:
+            return run(json.loads(spec))
+        case ["dump"]:
+            print(json.dumps(dump_stacks()), flush=True)
+            return 0
+        case ["dump", session] if session.isdigit():
+            print(json.dumps(dump_stacks(int(session))), flush=True)
+            return 0
+        case _:
+            print(f"usage: python -m {P.ENTRY_MODULE} run SPEC_JSON | dump [SESSION_ID]", file=sys.stderr)
+            return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

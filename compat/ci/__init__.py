@@ -1,0 +1,1 @@
+"""CI: the GitHub Actions workflow generated from the matrix."""

@@ -1,0 +1,1 @@
+"""Raw cell results -> per-test statuses -> the ledger, and the why analysis."""

@@ -1,0 +1,273 @@
+"""The "why" column: which single matrix axis explains a test's failures.
+
+A test that fails (or times out) in some cells and passes in others is
+explained by an axis when its outcome is a function of that axis's value
+alone, and some pair of cells differing only in that axis shows the flip.
+``compat triage`` fills in missing neighbours by re-running just that test
+there (bounded), and re-runs it once where it failed to tell flaky from
+broken; the re-runs land under ``<raw>/_triage/`` and the report reads them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import msgspec
+
+from ..matrix import AXES
+from ..matrix.cells import cell_id as format_cell_id
+from .raw import FAILING, PASSING, CellResult, read_cell, with_tests
+
+TRIAGE_DIR = "_triage"
+INDEX = "triage.json"
+
+# A cell's axis values: python, group, backend, capture, then the target's own axes.
+AxisValues = tuple[str, ...]
+
+
+class Observation(msgspec.Struct, frozen=True):
+    cell: AxisValues
+    failed: bool
+
+
+class Rerun(msgspec.Struct, frozen=True, kw_only=True):
+    nodeid: str
+    cell: str
+    dir: str
+    purpose: str
+    status: str = ""
+
+
+class TriageIndex(msgspec.Struct, kw_only=True):
+    reruns: list[Rerun] = []
+    labels: dict[str, str] = {}
+    budget: int = 0
+    skipped: int = 0
+
+
+# --------------------------------------------------------------------------
+# explaining a test from what was observed
+
+
+def _label(axis: str, failing: set[str], passing: set[str]) -> str:
+    if axis == "capture":
+        if len(failing) == 1:
+            return f"capture-sensitive: fails only with --capture={next(iter(failing))}"
+        if len(passing) == 1:
+            return f"capture-sensitive: passes only with --capture={next(iter(passing))}"
+        return f"capture-sensitive: fails with --capture={'/'.join(sorted(failing))}"
+    if axis == "group" and len(passing) == 1 and next(iter(passing)) != "base":
+        return f"needs {next(iter(passing))}"
+    if len(failing) == 1:
+        value = next(iter(failing))
+        return f"{value}-only" if axis != "group" else f"fails only with the {value} group"
+    if len(passing) == 1:
+        return f"passes only with {axis} {next(iter(passing))}"
+    return f"fails with {axis} {'/'.join(sorted(failing))}"
+
+
+def _consistent(obs: Sequence[Observation], i: int) -> tuple[set[str], set[str]] | None:
+    """(failing values, passing values) when the outcome depends on axis i alone."""
+    failing = {o.cell[i] for o in obs if o.failed}
+    passing = {o.cell[i] for o in obs if not o.failed}
+    return None if failing & passing else (failing, passing)
+
+
+def _flips(obs: Sequence[Observation], i: int) -> bool:
+    """Some failing and passing cells differ in axis i and nowhere else."""
+    rest = lambda o: o.cell[:i] + o.cell[i + 1:]  # noqa: E731
+    failing_rest = {rest(o) for o in obs if o.failed}
+    return any(rest(o) in failing_rest for o in obs if not o.failed)
+
+
+def explain(obs: Sequence[Observation], names: Sequence[str] = AXES) -> str:
+    """The why label for one test, or "" when there is nothing to explain."""
+    if not any(o.failed for o in obs) or all(o.failed for o in obs):
+        return ""
+    confirmed, unconfirmed = [], []
+    for i, axis in enumerate(names[: len(obs[0].cell)]):
+        split = _consistent(obs, i)
+        if split is None:
+            continue
+        (confirmed if _flips(obs, i) else unconfirmed).append(_label(axis, *split))
+    if len(confirmed) == 1:
+        return confirmed[0]
+    if len(confirmed) > 1:
+        return "ambiguous: " + " or ".join(confirmed)
+    if unconfirmed:
+        return "unconfirmed: " + " or ".join(unconfirmed) + " (no neighbouring cell was run)"
+    failed = sum(o.failed for o in obs)
+    return f"no single axis explains it (fails in {failed} of {len(obs)} cells)"
+
+
+def is_settled(label: str) -> bool:
+    return bool(label) and not label.startswith(("ambiguous", "unconfirmed", "no single"))
+
+
+# --------------------------------------------------------------------------
+# observations from cells and re-runs
+
+
+def _axes(cell: CellResult) -> AxisValues:
+    return (cell.python, cell.group, cell.backend, cell.capture, *cell.extra.values())
+
+
+def axis_names(cells: Iterable[CellResult]) -> tuple[str, ...]:
+    extra = next((tuple(c.extra) for c in cells if c.extra), ())
+    return (*AXES, *extra)
+
+
+def observations(cells: Iterable[CellResult], reruns: Iterable[tuple[CellResult, str]] = ()) -> dict[str, list[Observation]]:
+    """Per test, one pass/fail observation per cell (flaky and skips say nothing)."""
+    seen: dict[str, dict[AxisValues, bool]] = {}
+    for cell in cells:
+        for nodeid, test in cell.tests.items():
+            _observe(seen, nodeid, _axes(cell), test.status)
+    for cell, nodeid in reruns:
+        test = cell.tests.get(nodeid)
+        if test is not None and _axes(cell) not in seen.get(nodeid, {}):
+            _observe(seen, nodeid, _axes(cell), test.status)
+    return {n: [Observation(c, f) for c, f in by_cell.items()] for n, by_cell in seen.items()}
+
+
+def _observe(seen: dict[str, dict[AxisValues, bool]], nodeid: str, axes: AxisValues, status: str) -> None:
+    if status in FAILING:
+        seen.setdefault(nodeid, {})[axes] = True
+    elif status in PASSING:
+        seen.setdefault(nodeid, {})[axes] = False
+
+
+def why_labels(
+    cells: Sequence[CellResult], reruns: Iterable[tuple[CellResult, str]] = (), flaky: Iterable[str] = ()
+) -> dict[str, str]:
+    names = axis_names(cells)
+    labels = {n: explain(obs, names) for n, obs in observations(cells, reruns).items()}
+    for nodeid in flaky:
+        rest = labels.get(nodeid, "")
+        labels[nodeid] = "flaky: failed, then passed on re-run" + (f"; {rest}" if rest else "")
+    for cell in cells:
+        for nodeid, test in cell.tests.items():
+            if test.status == "flaky" and not labels.get(nodeid, "").startswith("flaky"):
+                rest = labels.get(nodeid, "")
+                labels[nodeid] = "flaky: failed, then passed on re-run" + (f"; {rest}" if rest else "")
+    return {n: label for n, label in labels.items() if label}
+
+
+# --------------------------------------------------------------------------
+# stored re-runs
+
+
+def read_index(raw_dir: Path) -> TriageIndex:
+    try:
+        return msgspec.json.decode((raw_dir / TRIAGE_DIR / INDEX).read_bytes(), type=TriageIndex)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return TriageIndex()
+
+
+def write_index(raw_dir: Path, index: TriageIndex) -> None:
+    path = raw_dir / TRIAGE_DIR / INDEX
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(msgspec.json.format(msgspec.json.encode(index)))
+
+
+def read_reruns(raw_dir: Path) -> list[tuple[CellResult, Rerun]]:
+    return read_reruns_from(raw_dir, read_index(raw_dir))
+
+
+def apply_reruns(
+    cells: Sequence[CellResult], reruns: Sequence[tuple[CellResult, Rerun]]
+) -> tuple[list[CellResult], list[tuple[CellResult, str]], set[str]]:
+    """Fold re-runs in: a failure that passed when re-run in its own cell is flaky.
+
+    Returns the cells (with flaky tests marked), the neighbour re-runs as
+    observations, and the flaky node ids.
+    """
+    flaky: dict[tuple[str, str], CellResult] = {}
+    neighbours = []
+    for rerun_cell, rerun in reruns:
+        test = rerun_cell.tests.get(rerun.nodeid)
+        if rerun.purpose == "flaky" and test is not None and test.status in PASSING:
+            flaky[(rerun.cell, rerun.nodeid)] = rerun_cell
+        elif rerun.purpose == "neighbour":
+            neighbours.append((rerun_cell, rerun.nodeid))
+    return [_mark_flaky(c, flaky) for c in cells], neighbours, {n for _, n in flaky}
+
+
+def _mark_flaky(cell: CellResult, flaky: Mapping[tuple[str, str], CellResult]) -> CellResult:
+    changed = {
+        nodeid: msgspec.structs.replace(
+            test, status="flaky",
+            reason=f"failed, then passed on re-run ({test.status} first: {test.reason or test.when or ''})".replace(": )", ")"),
+        )
+        for nodeid, test in cell.tests.items()
+        if (cell.cell, nodeid) in flaky and test.status in FAILING
+    }
+    return with_tests(cell, {**cell.tests, **changed}) if changed else cell
+
+
+# --------------------------------------------------------------------------
+# planning re-runs
+
+
+def neighbours(axes: AxisValues, values: Mapping[str, Sequence[str]]) -> Iterable[AxisValues]:
+    """Cells that differ from `axes` in exactly one axis, nearest axis first."""
+    for i, axis in enumerate(list(values)[: len(axes)]):
+        for v in values.get(axis, ()):
+            if v != axes[i]:
+                yield axes[:i] + (v,) + axes[i + 1:]
+
+
+def plan_reruns(
+    cells: Sequence[CellResult],
+    values: Mapping[str, Sequence[str]],
+    max_reruns: int,
+    done: Iterable[tuple[str, str, str]] = (),
+) -> list[tuple[str, AxisValues, str]]:
+    """(nodeid, cell axes, purpose) to re-run, at most max_reruns of them.
+
+    Every test with a failure first gets one re-run where it failed (flaky or
+    not); then unexplained tests get their missing one-axis neighbours.
+    Cells known to be unsupported or unavailable are never proposed.
+    """
+    done = set(done)
+    dead = _dead(cells)
+    obs = observations(cells)
+    flaky_checks, neighbour_runs = [], []
+    for nodeid, test_obs in sorted(obs.items()):
+        failing = [o.cell for o in test_obs if o.failed]
+        label = explain(test_obs, list(values))
+        if not failing or (is_settled(label) and len(failing) > 1):
+            continue
+        flaky_checks.append((nodeid, failing[0], "flaky"))
+        if is_settled(label):
+            continue
+        observed = {o.cell for o in test_obs}
+        for cell in failing:
+            for n in neighbours(cell, values):
+                if n not in observed and not dead(n):
+                    observed.add(n)
+                    neighbour_runs.append((nodeid, n, "neighbour"))
+    wanted = [p for p in itertools.chain(flaky_checks, neighbour_runs)
+              if (p[0], cell_id(p[1]), p[2]) not in done]
+    return wanted[:max(0, max_reruns)]
+
+
+def _dead(cells: Sequence[CellResult]):
+    """Whether a cell cannot run: an interpreter or image is missing per
+    (python, group); an availability gate refuses per (python, group, backend)."""
+    unavailable = {_axes(c)[:2] for c in cells if c.status == "unavailable"}
+    unsupported = {_axes(c)[:3] for c in cells if c.status == "unsupported"}
+    return lambda axes: axes[:2] in unavailable or axes[:3] in unsupported
+
+
+def cell_id(axes: AxisValues) -> str:
+    python, group, backend, capture, *extra = axes
+    return format_cell_id(python, group, backend, capture, extra)
+
+
+def read_reruns_from(raw_dir: Path, index: TriageIndex) -> list[tuple[CellResult, Rerun]]:
+    return [
+        (read_cell(raw_dir / TRIAGE_DIR / r.dir), r) for r in index.reruns if (raw_dir / TRIAGE_DIR / r.dir).is_dir()
+    ]

@@ -1,0 +1,1 @@
+"""Where cells run: the runner protocol, docker and local runners, the engine, images."""

@@ -1,0 +1,139 @@
+"""The ``docker`` runner: each cell in its own hardened container."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from ..cell import protocol as P
+from ..errors import ImageBuildError
+from ..matrix import Cell, Matrix
+from ..results.raw import CellMeta
+from .base import (
+    CTR_OUT,
+    CTR_PLUGIN,
+    CTR_TARGET,
+    CellRun,
+    entry_spec,
+    prepare_out,
+    python_path,
+    record,
+    stage_plugin,
+    static_meta,
+    wait_for_dumps,
+)
+from .engine import CellContainer, ContainerSpec, Engine, run_scope
+from .images import builder_for
+
+WAIT_SLICE_S = 5.0
+
+
+class DockerRunner:
+    kind: Literal["docker"] = "docker"
+
+    def __init__(self, matrix: Matrix, run_id: str, pytest_args: Sequence[str]) -> None:
+        self.engine = Engine.connect()
+        self.matrix = matrix
+        self.run_id = run_id
+        self.pytest_args = tuple(pytest_args)
+        # (python, group) -> image tag, or the ImageBuildError that stopped it.
+        self.images: dict[tuple[str, str], str | ImageBuildError] = {}
+        self.stage = stage_plugin()
+        self._scope = run_scope(self.engine, run_id)
+        self._scope.__enter__()
+
+    def prepare(self, cells: Sequence[Cell]) -> None:
+        """Build each (python, group) image once; a failed build fails only its cells."""
+        pairs = sorted({(c.python, c.group) for c in cells})
+        if not pairs:
+            return
+        builder = builder_for(self.engine, self.matrix)
+        for pair in pairs:
+            try:
+                self.images[pair] = builder.ensure(*pair)
+            except ImageBuildError as exc:
+                self.images[pair] = exc
+
+    def abort(self) -> None:
+        self.engine.remove_run(self.run_id)
+
+    def close(self) -> None:
+        try:
+            self._scope.__exit__(None, None, None)
+        finally:
+            shutil.rmtree(self.stage, ignore_errors=True)
+            self.engine.close()
+
+    def spec(self, cell: Cell, out: Path, image: str) -> ContainerSpec:
+        limits = self.matrix.limits
+        entry = entry_spec(self.matrix, cell, out=CTR_OUT, cwd=CTR_TARGET, extra=self.pytest_args, fresh_dirs=True)
+        return ContainerSpec(
+            image=image,
+            command=["python", "-m", P.ENTRY_MODULE, "run", entry],
+            run_id=self.run_id,
+            cell_id=cell.id,
+            mounts={
+                str(self.matrix.target_dir): (CTR_TARGET, "ro"),
+                str(self.stage): (CTR_PLUGIN, "ro"),
+                str(out.resolve()): (CTR_OUT, "rw"),
+            },
+            env={"PYTHONPATH": ":".join([CTR_PLUGIN, *python_path(self.matrix, CTR_TARGET)]), P.ENV_SCOPE: "all"},
+            working_dir=CTR_TARGET,
+            pids=limits.pids,
+            memory=limits.memory,
+            cpus=limits.cpus,
+        )
+
+    def run_cell(self, cell: Cell, out: Path, stop: threading.Event) -> CellMeta:
+        image = self.images.get((cell.python, cell.group))
+        if not isinstance(image, str):
+            reason = str(image) if image is not None else "its image was never prepared"
+            return static_meta(cell, self.run_id, "docker", out, "error", reason)
+        run = CellRun(cell=cell, run_id=self.run_id, runner="docker", out=prepare_out(out))
+
+        def body(run: CellRun) -> None:
+            with CellContainer(self.engine, spec=self.spec(cell, out, image)) as ctr:
+                run.image = ctr.image_id()
+                try:
+                    self._supervise(ctr, run, stop)
+                finally:
+                    run.stdout = ctr.logs()
+
+        return record(run, self.matrix, stop, body)
+
+    def _supervise(self, ctr: CellContainer, run: CellRun, stop: threading.Event) -> None:
+        """Wait for the cell within its wall-clock bound; dump stacks and kill on expiry."""
+        deadline = time.monotonic() + self.matrix.timeouts.per_cell
+        while (remaining := deadline - time.monotonic()) > 0:
+            code = ctr.wait(min(remaining, WAIT_SLICE_S))
+            if stop.is_set():
+                run.interrupted = True
+                return
+            if code is not None:
+                run.exit_code = code
+                if ctr.oom_killed():
+                    run.failure = f"killed: memory limit {self.matrix.limits.memory} reached"
+                return
+        run.timed_out = True
+        ask_for_stacks(ctr, run.out)
+        ctr.kill()
+        run.exit_code = ctr.wait(10.0)
+
+
+def ask_for_stacks(ctr: CellContainer, out: Path) -> list[int]:
+    """SIGUSR1 every process in the container that handles it, then wait (bounded) for their dumps."""
+    code, output = ctr.exec(["python", "-m", P.ENTRY_MODULE, "dump"])
+    try:
+        found = json.loads(output.strip().splitlines()[-1]) if code == 0 else {}
+    except (ValueError, IndexError):
+        found = {}
+    if found:
+        (out / P.SIGNALS).write_text(json.dumps(found, indent=1))
+    pids = [p["pid"] for p in found.get("signalled", [])]
+    wait_for_dumps(out / P.DUMPS, expected=len(pids))
+    return pids

@@ -1,0 +1,200 @@
+"""The ``local`` runner: host interpreters in uv-made venvs, same outputs as docker.
+
+Each cell runs in its own session and process group and, where the host
+allows it, its own PID namespace (``unshare --pid --fork --mount-proc``), so
+the kill at the time bound takes every descendant with it. A cell whose
+Python is missing on the host is written as ``unavailable``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from ..cell import protocol as P
+from ..errors import CompatError
+from ..matrix import Cell, Matrix
+from ..results.raw import CellMeta
+from .base import CellRun, entry_spec, prepare_out, python_path, record, stage_plugin, static_meta, wait_for_dumps
+from .install import install_for
+
+VENV_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spawn-compat" / "venvs"
+POLL_S = 0.1
+
+
+def _uv() -> str:
+    uv = shutil.which("uv")
+    if uv is None:
+        raise CompatError("the local runner needs uv on PATH (https://docs.astral.sh/uv/)")
+    return uv
+
+
+def _uv_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("UV_PYTHON", "VIRTUAL_ENV")}
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    return env
+
+
+def find_python(version: str) -> str | None:
+    proc = subprocess.run([_uv(), "python", "find", version], capture_output=True, text=True, env=_uv_env(), check=False)
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
+
+
+def venv_for(matrix: Matrix, python_exe: str, python: str, group: str) -> Path:
+    """A venv made as the cell's image is (same files, same ``uv sync``), reused while they are unchanged."""
+    install = install_for(matrix, group)
+    digest = hashlib.sha256(f"{install.digest()}\0{python_exe}\0{group}".encode()).hexdigest()[:12]
+    venv = VENV_ROOT / f"py{python}-{group}-{digest}"
+    if (venv / ".complete").exists():
+        return venv
+    with tempfile.TemporaryDirectory(prefix="spawn-compat-project-") as project:
+        install.copy_to(Path(project))
+        env = {**_uv_env(), "UV_PROJECT_ENVIRONMENT": str(venv)}
+        cmd = [_uv(), "sync", *install.args, "--python", python_exe]
+        proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-8:] or ["no output"]
+        raise CompatError(f"uv sync for py{python}-{group} failed: {' | '.join(tail)}")
+    (venv / ".complete").touch()
+    return venv
+
+
+def pid_namespace_works() -> bool:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return False
+    try:
+        probe = subprocess.run(
+            [unshare, "--pid", "--fork", "--mount-proc", "true"], capture_output=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+class LocalRunner:
+    kind: Literal["local"] = "local"
+
+    def __init__(self, matrix: Matrix, run_id: str, pytest_args: Sequence[str]) -> None:
+        self.matrix = matrix
+        self.run_id = run_id
+        self.pytest_args = tuple(pytest_args)
+        self.stage = stage_plugin()
+        self.namespace = pid_namespace_works()
+        # A str is why there is no venv (no interpreter); an error, why it could not be made.
+        self.venvs: dict[tuple[str, str], Path | str | CompatError] = {}
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    def prepare(self, cells: Sequence[Cell]) -> None:
+        for python, group in sorted({(c.python, c.group) for c in cells}):
+            exe = find_python(python)
+            if exe is None:
+                self.venvs[(python, group)] = f"Python {python} is not installed on this host (uv python find {python})"
+                continue
+            try:
+                self.venvs[(python, group)] = venv_for(self.matrix, exe, python, group)
+            except CompatError as exc:
+                self.venvs[(python, group)] = exc
+
+    def abort(self) -> None:
+        with self._lock:
+            for proc in self._procs:
+                _kill_group(proc)
+
+    def close(self) -> None:
+        self.abort()
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+    def command(self, venv: Path, cell: Cell, out: Path) -> list[str]:
+        target = str(self.matrix.target_dir)
+        spec = entry_spec(
+            self.matrix, cell, out=str(out.resolve()), cwd=target, extra=self.pytest_args, fresh_dirs=False
+        )
+        cmd = [str(venv / "bin" / "python"), "-m", P.ENTRY_MODULE, "run", spec]
+        if self.namespace:
+            cmd = ["unshare", "--pid", "--fork", "--mount-proc", *cmd]
+        return cmd
+
+    def env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "PYTHONPATH": ":".join([str(self.stage), *python_path(self.matrix, str(self.matrix.target_dir))]),
+            P.ENV_SCOPE: "all" if self.namespace else "session",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        env.pop("VIRTUAL_ENV", None)
+        return env
+
+    def run_cell(self, cell: Cell, out: Path, stop: threading.Event) -> CellMeta:
+        venv = self.venvs.get((cell.python, cell.group))
+        if not isinstance(venv, Path):
+            if isinstance(venv, CompatError):
+                return static_meta(cell, self.run_id, "local", out, "error", str(venv))
+            return static_meta(cell, self.run_id, "local", out, "unavailable", venv or "not prepared")
+        run = CellRun(cell=cell, run_id=self.run_id, runner="local", out=prepare_out(out))
+
+        def body(run: CellRun) -> None:
+            with tempfile.TemporaryFile() as stdout:
+                proc = subprocess.Popen(
+                    self.command(venv, cell, out), stdout=stdout, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, env=self.env(), cwd=self.matrix.target_dir, start_new_session=True,
+                )  # fmt: skip
+                with self._lock:
+                    self._procs.add(proc)
+                try:
+                    self._supervise(venv, proc, run, stop)
+                finally:
+                    _kill_group(proc)
+                    with self._lock:
+                        self._procs.discard(proc)
+                    stdout.seek(0)
+                    run.stdout = stdout.read().decode(errors="replace")
+
+        return record(run, self.matrix, stop, body)
+
+    def _supervise(self, venv: Path, proc: subprocess.Popen[bytes], run: CellRun, stop: threading.Event) -> None:
+        deadline = time.monotonic() + self.matrix.timeouts.per_cell
+        while time.monotonic() < deadline:
+            try:
+                run.exit_code = proc.wait(timeout=POLL_S)
+                return
+            except subprocess.TimeoutExpired:
+                if stop.is_set():
+                    run.interrupted = True
+                    return
+        run.timed_out = True
+        self._ask_for_stacks(venv, proc.pid, run.out)
+        _kill_group(proc)
+        run.exit_code = proc.wait()
+
+    def _ask_for_stacks(self, venv: Path, session: int, out: Path) -> None:
+        """The cell entry's own dump, run from outside on the cell's session."""
+        dump = [str(venv / "bin" / "python"), "-m", P.ENTRY_MODULE, "dump", str(session)]
+        try:
+            proc = subprocess.run(dump, capture_output=True, text=True, env=self.env(), timeout=30, check=False)
+            found = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+            return
+        (out / P.SIGNALS).write_text(json.dumps(found, indent=1))
+        wait_for_dumps(out / P.DUMPS, expected=len(found.get("signalled", [])))
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the cell's process group (the whole PID namespace goes with its init)."""
+    try:
+        # Also after a normal exit: without a PID namespace, leftovers share the group.
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()

@@ -1,0 +1,110 @@
+"""Run cells: pick a runner, record what is n/a without running it, run the rest in parallel.
+
+``run_cells`` returns one ``CellMeta`` per cell, each also written to
+``<out_dir>/<cell-id>/meta.json``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+
+from ..errors import CompatError, EngineError
+from ..matrix import Cell, Matrix, new_run_id
+from ..matrix.sessions import not_applicable
+from ..results.raw import CellMeta
+from .base import CellRunner, static_meta
+from .docker import DockerRunner
+from .local import LocalRunner
+
+Observer = Callable[[str, Cell, CellMeta | None], None]
+
+
+def choose_runner(kind: str, matrix: Matrix, run_id: str, pytest_args: Sequence[str]) -> CellRunner:
+    if kind not in ("auto", "docker", "local"):
+        raise CompatError(f"unknown runner {kind!r}; use auto, docker or local")
+    if kind in ("auto", "docker"):
+        try:
+            return DockerRunner(matrix, run_id, pytest_args)
+        except EngineError:
+            if kind == "docker":
+                raise
+    return LocalRunner(matrix, run_id, pytest_args)
+
+
+def run_cells(
+    matrix: Matrix,
+    cells: Sequence[Cell],
+    *,
+    run_id: str | None = None,
+    runner: str = "auto",
+    out_dir: Path = Path("reports/raw"),
+    jobs: int = 1,
+    pytest_args: Sequence[str] = (),
+    progress: bool = True,
+) -> list[CellMeta]:
+    run_id = run_id or new_run_id()
+    chosen = choose_runner(runner, matrix, run_id, pytest_args)
+    try:
+        decided = {c: reason for c in cells if (reason := not_applicable(matrix, c)) is not None}
+        chosen.prepare([c for c in cells if c not in decided])
+        if progress:
+            from .progress import live_progress
+
+            with live_progress(cells, run_id=run_id, runner=chosen.kind) as observe:
+                return _schedule(matrix, chosen, cells, decided, out_dir, jobs, observe)
+        return _schedule(matrix, chosen, cells, decided, out_dir, jobs, None)
+    finally:
+        chosen.close()
+
+
+def record_not_applicable(matrix: Matrix, cell: Cell, reason: str, run_id: str, runner: str, out: Path) -> CellMeta:
+    outcome = "excluded" if matrix.excluded(cell) is not None else "unsupported"
+    return static_meta(cell, run_id, "docker" if runner == "docker" else "local", out, outcome, reason)
+
+
+def _schedule(
+    matrix: Matrix,
+    runner: CellRunner,
+    cells: Sequence[Cell],
+    decided: dict[Cell, str],
+    out_dir: Path,
+    jobs: int,
+    observe: Observer | None,
+) -> list[CellMeta]:
+    stop = threading.Event()
+    results: dict[Cell, CellMeta] = {}
+
+    def one(cell: Cell) -> None:
+        if stop.is_set():
+            return
+        if observe:
+            observe("start", cell, None)
+        out = out_dir / cell.id
+        if cell in decided:
+            meta = record_not_applicable(matrix, cell, decided[cell], runner.run_id, runner.kind, out)
+        else:
+            meta = runner.run_cell(cell, out, stop)
+        results[cell] = meta
+        if observe:
+            observe("done", cell, meta)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="cell")
+    # n/a cells first: they cost nothing and show up at once.
+    futures = [pool.submit(one, cell) for cell in sorted(cells, key=lambda c: c not in decided)]
+    try:
+        pending = set(futures)
+        while pending:
+            # A bounded wait keeps the main thread responsive to Ctrl-C.
+            done, pending = wait(pending, timeout=0.2)
+            for future in done:
+                future.result()
+    except BaseException:
+        stop.set()
+        runner.abort()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return [results[cell] for cell in cells]
