@@ -29,10 +29,8 @@ class ImageBuildError(CompatError):
     exit_code = 4
 
 
-class CellError(CompatError):
-    """A cell's own machinery failed (not its tests)."""
-
-    exit_code = 5
+class PythonUnavailable(ImageBuildError):
+    """No image can provide this Python: its cells are `unavailable`, not errors."""
 
 
 class ReportError(CompatError):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..cell import protocol as P
-from ..errors import ImageBuildError
+from ..errors import ImageBuildError, PythonUnavailable
 from ..matrix import Cell, Matrix
 from ..results.raw import CellMeta
 from .base import (
@@ -91,6 +91,8 @@ class DockerRunner:
 
     def run_cell(self, cell: Cell, out: Path, stop: threading.Event) -> CellMeta:
         image = self.images.get((cell.python, cell.group))
+        if isinstance(image, PythonUnavailable):
+            return static_meta(cell, self.run_id, "docker", out, "unavailable", str(image))
         if not isinstance(image, str):
             reason = str(image) if image is not None else "its image was never prepared"
             return static_meta(cell, self.run_id, "docker", out, "error", reason)

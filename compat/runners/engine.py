@@ -17,6 +17,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 import requests
 
 from ..errors import EngineError
@@ -100,7 +101,11 @@ class ContainerSpec:
             command=list(self.command),
             labels={RUN_LABEL: self.run_id, CELL_LABEL: self.cell_id},
             environment=dict(self.env),
-            volumes={h: {"bind": c, "mode": m} for h, (c, m) in self.mounts.items()},
+            # Mounts, not binds: a missing host path is an error, never a new root-owned directory.
+            mounts=[
+                docker.types.Mount(target=c, source=h, type="bind", read_only=(m == "ro"))
+                for h, (c, m) in self.mounts.items()
+            ],
             working_dir=self.working_dir,
             user=self.user,
             init=True,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import docker.errors
 
-from ..errors import ImageBuildError
+from ..errors import ImageBuildError, PythonUnavailable
 from ..matrix import Cell, ImagesConfig, Matrix
 from ..paths import DOCKERFILE, MAKE_BASE
 from .engine import Engine
@@ -33,6 +34,8 @@ BASE_REPO = "spawn-compat-base"
 CA_NAME = "ca-bundle.crt"
 REGISTRY_PROBE_S = 2.0
 BUILD_TAIL = 8  # lines of the build's own output kept in an error
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+UNAVAILABLE = "compat-unavailable:"  # the Dockerfile's word that no package provides this Python
 
 Log = Callable[[str], None]
 
@@ -212,18 +215,22 @@ class ImageBuilder:
                 path=ctx, tag=tag, buildargs=buildargs, decode=True, rm=True, forcerm=True, pull=False
             ):
                 if "error" in chunk:
+                    unavailable = [line for line in tail if UNAVAILABLE in line]
+                    if unavailable:
+                        raise PythonUnavailable(unavailable[-1].split(UNAVAILABLE, 1)[1].strip())
                     detail = chunk.get("errorDetail", {}).get("message") or chunk["error"]
                     last = " | ".join(line for line in tail[-BUILD_TAIL:] if line)
                     raise ImageBuildError(
                         f"building {tag} failed at {step or 'the start'}: {detail.strip()}"
                         + (f" (last output: {last})" if last else "")
                     )
-                line = (chunk.get("stream") or "").strip()
-                if line.startswith("Step "):
-                    step = line
-                    self.log(f"image: {tag}: {line[:120]}")
-                elif line:
-                    tail = [*tail[-19:], line[:300]]
+                for line in _ANSI.sub("", chunk.get("stream") or "").splitlines():
+                    line = line.strip()
+                    if line.startswith("Step "):
+                        step = line
+                        self.log(f"image: {tag}: {line[:120]}")
+                    elif line:
+                        tail = [*tail[-19:], line[:300]]
         except docker.errors.APIError as exc:
             raise ImageBuildError(f"building {tag} failed: {exc.explanation}") from None
 

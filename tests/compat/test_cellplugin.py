@@ -108,3 +108,26 @@ def test_inert_without_events_file(tmp_path):
         cwd=cellsupport.FIXTURE, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout
+
+
+def test_collection_skips_the_collected_ids_and_the_crash_message(tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "test_skipmod.py").write_text(
+        'import pytest\npytest.importorskip("no_such_module_here", reason="needs the module")\n'
+        "def test_x():\n    pass\n"
+    )
+    (project / "test_run.py").write_text(
+        "def test_a():\n    pass\n\n"
+        "def test_b():\n    assert {'a': 1} == {'a': 2}, 'dicts differ'\n\n"
+        "def test_c():\n    raise ValueError('the real cause')\n"
+    )
+    events, _ = run_plugin(tmp_path, ".", cwd=project)
+    collected = next(e for e in events if e["event"] == "collected")
+    assert collected["nodeids"] == ["test_run.py::test_a", "test_run.py::test_b", "test_run.py::test_c"]
+    skip = next(e for e in events if e["event"] == "result" and e["nodeid"] == "test_skipmod.py")
+    assert (skip["outcome"], skip["when"], skip["reason"]) == ("skipped", "collect", "needs the module")
+    by_name = results(events)
+    assert by_name["test_c"]["crash"] == "ValueError: the real cause"
+    assert by_name["test_c"]["lineno"] == 8 and by_name["test_c"]["path"].endswith("test_run.py")
+    assert by_name["test_b"]["crash"].startswith("AssertionError: dicts differ")

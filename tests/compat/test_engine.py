@@ -75,3 +75,16 @@ def test_doctor_passes_on_a_working_engine():
     cellsupport.image("3.13")
     console = Console(record=True, width=200)
     assert run_doctor(Matrix(), console=console) == 0, console.export_text()
+
+
+def test_a_missing_mount_source_is_an_error_and_creates_nothing(tmp_path):
+    engine = cellsupport.require_engine()
+    missing = tmp_path / "not-there"
+    spec = ContainerSpec(
+        image=cellsupport.image("3.13"), command=["true"], run_id="test-mount", cell_id="mount",
+        mounts={str(missing): ("/target", "ro")},
+    )  # fmt: skip
+    with pytest.raises(EngineError, match="not-there"), CellContainer(engine, spec=spec):
+        pass
+    assert not missing.exists()
+    assert engine.run_containers("test-mount") == []

@@ -67,6 +67,11 @@ def test_hanging_cell_times_out_with_dumps_and_the_run_goes_on(engine, tmp_path)
     dumps = {p.name.split("-")[0]: p.read_text() for p in (tmp_path / hang.cell / "dumps").glob("*.txt")}
     assert "test_hangs" in dumps["pytest"]  # asked for on expiry
     assert "child" in dumps and "overtime" in dumps  # the child Python too; the per-test bound
+    signals = json.loads((tmp_path / hang.cell / "signals.json").read_text())
+    assert [p["cmdline"] for p in signals["signalled"] if p["cmdline"].startswith("actor[")] == ["actor[worker@1]"]
+    # Only processes that catch SIGUSR1 are sent it; the bystander would have died of it.
+    assert any("time.sleep(600)" in p["cmdline"] for p in signals["no_handler"])
+    assert not any("time.sleep(600)" in p["cmdline"] for p in signals["signalled"])
     assert read_meta(tmp_path / hang.cell).outcome == "timeout"
     assert after.outcome == "completed"
 
@@ -162,5 +167,7 @@ def test_local_runner_same_outputs_and_unavailable_python(tmp_path):
         assert (tmp_path / ok.cell / name).is_file(), name
     assert hang.outcome == "timeout" and hang.running == "tests/cases_cells.py::test_hangs"
     assert any((tmp_path / hang.cell / "dumps").glob("pytest-*.txt"))
+    signals = json.loads((tmp_path / hang.cell / "signals.json").read_text())
+    assert any(p["cmdline"].startswith("actor[") for p in signals["signalled"])
     assert missing.outcome == "unavailable" and "3.99" in missing.reason
     assert (tmp_path / missing.cell / "meta.json").is_file()

@@ -7,9 +7,12 @@ import time
 
 import pytest
 
-# A child that, like the runtime's actors, dumps its stacks on SIGUSR1.
+# A child that, like a runtime's actors, retitles itself and dumps its stacks
+# on SIGUSR1: it must be asked for a dump whatever it calls itself.
 CHILD = """
 import faulthandler, os, signal, time
+import setproctitle
+setproctitle.setproctitle("actor[worker@1]")
 d = os.environ.get("BACKENDS_DUMP_DIR")
 if d:
     f = open(os.path.join(d, f"child-{os.getpid()}.txt"), "w")
@@ -46,11 +49,14 @@ def test_hangs(backend):
     if backend != "hang":
         pytest.skip("only with --fixture-backend=hang")
     child = subprocess.Popen([sys.executable, "-c", CHILD])
+    # A Python child without a handler: SIGUSR1 would kill it, so it must not get one.
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         while True:
             time.sleep(0.5)
     finally:
         child.kill()
+        bystander.kill()
 
 
 def test_after_hang():
