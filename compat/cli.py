@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", parents=[common, select], help="list the cells (--json for the workflow)")
     p.add_argument("--json", action="store_true", help="cells and CI jobs as JSON")
+    p.add_argument(
+        "--record-na", type=Path, metavar="DIR",
+        help="write the raw results of the n/a cells (excluded, refused by the target's metadata) into DIR",
+    )  # fmt: skip
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("run", parents=[common, select], help="run cells (pytest args after --)")
@@ -164,7 +168,17 @@ def selected_cells(args: argparse.Namespace, matrix: Matrix) -> list[Cell]:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     matrix = load(args.matrix)
-    the_plan = planning.plan(matrix, selected_cells(args, matrix))
+    cells = selected_cells(args, matrix)
+    the_plan = planning.plan(matrix, cells)
+    if args.record_na is not None:
+        from .matrix import new_run_id
+        from .runners.schedule import record_not_applicable
+
+        run_id = os.environ.get("COMPAT_RUN_ID") or new_run_id()
+        na = {c.id: c.na for c in the_plan.cells if c.na}
+        for cell in cells:
+            if cell.id in na:
+                record_not_applicable(matrix, cell, na[cell.id], run_id, "docker", args.record_na / cell.id)
     if args.json:
         sys.stdout.write(msgspec.json.encode(the_plan).decode() + "\n")
         return 0

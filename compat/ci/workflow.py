@@ -121,10 +121,22 @@ def plan_job() -> dict:
             {
                 "id": "plan",
                 "name": "compat plan --json",
+                # n/a cells (excluded, refused by the target's metadata) get no
+                # job: their results are recorded here and uploaded with the rest.
                 "run": _script(
-                    "uv run compat plan --json > plan.json",
+                    "uv run compat plan --json --record-na reports/raw > plan.json",
                     'echo "jobs=$(jq -c .jobs plan.json)" >> "$GITHUB_OUTPUT"',
                 ),
+            },
+            {
+                "name": "Upload the n/a cells",
+                "uses": UPLOAD,
+                "with": {
+                    "name": "raw-plan",
+                    "path": "reports/raw/",
+                    "if-no-files-found": "ignore",
+                    "retention-days": 14,
+                },
             },
         ],
     }

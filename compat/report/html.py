@@ -17,7 +17,7 @@ from importlib.resources import files
 from ..results.ledger import DIFF_KINDS, Diff, Ledger
 from .view import (
     CELL_MEANING, DECIDED, TEST_MEANING,
-    KnownIssues, Layout, column_label, counts_title, heading, layout,
+    KnownIssues, Layout, NOT_APPLICABLE, column_label, counts_title, heading, layout,
 )
 
 _ASSETS = files(__package__) / "assets"
@@ -114,7 +114,7 @@ def grid_html(lay: Layout) -> Iterator[str]:
 
 
 def problem_cells_html(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
-    bad = [c for c in ledger.cells if c.status != "ok"]
+    bad = [c for c in ledger.cells if c.status != "ok" and c.status not in NOT_APPLICABLE]
     if not bad:
         return
     yield '<details id="problem-cells"><summary>Cells that are not ok (' + str(len(bad)) + ")</summary><ul>"

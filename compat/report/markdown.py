@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from ..results.ledger import DIFF_KINDS, Diff, Ledger
 from .view import (
     CELL_MEANING, CELL_SYMBOL, DECIDED, STRICT_XPASS_SYMBOL, TEST_MEANING, TEST_SYMBOL, ABSENT,
-    KnownIssues, Layout, column_label, counts_title, heading, interesting_tests, layout, reasons,
+    KnownIssues, Layout, NOT_APPLICABLE, column_label, counts_title, heading, interesting_tests, layout, reasons,
     result_symbol,
 )
 
@@ -77,7 +77,7 @@ def grid_lines(lay: Layout) -> Iterator[str]:
 
 
 def problem_cell_lines(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
-    bad = [c for c in ledger.cells if c.status != "ok"]
+    bad = [c for c in ledger.cells if c.status != "ok" and c.status not in NOT_APPLICABLE]
     if not bad:
         return
     yield ""

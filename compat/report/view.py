@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..matrix import AXES
 from ..results.ledger import Ledger, LedgerCell, LedgerResult, LedgerTest
 
 CELL_SYMBOL = {
@@ -19,6 +21,8 @@ TEST_SYMBOL = {
     "skipped": "⏭️", "timeout": "⏱️", "not-run": "⬜", "flaky": "🎲",
 }
 STRICT_XPASS_SYMBOL = "‼️"
+# Cell statuses that are not problems: the combination does not apply.
+NOT_APPLICABLE = frozenset({"excluded"})
 ABSENT = "·"
 
 CELL_MEANING = {
@@ -70,12 +74,13 @@ def result_symbol(r: LedgerResult | None) -> str:
     return TEST_SYMBOL.get(r.status, "?")
 
 
-Column = tuple[str, str, str]  # python, group, capture
+# python, group, capture, then the values of the target's own axes.
+Column = tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Backends as rows, python x group x capture as columns."""
+    """Backends as rows, python x group x capture (x the target's axes) as columns."""
 
     backends: tuple[str, ...]
     columns: tuple[Column, ...]
@@ -88,18 +93,18 @@ class Layout:
         return [(col, c) for col in self.columns if (c := self.cell(backend, col)) is not None]
 
 
+def column_of(cell: LedgerCell, extra_axes: Sequence[str]) -> Column:
+    return (cell.python, cell.group, cell.capture, *(cell.extra.get(a, "") for a in extra_axes))
+
+
 def layout(ledger: Ledger) -> Layout:
-    cells = {(c.backend, (c.python, c.group, c.capture)): c for c in ledger.cells}
     ax = ledger.axes
+    extra_axes = [a for a in ax if a not in AXES]
+    cells = {(c.backend, column_of(c, extra_axes)): c for c in ledger.cells}
     present_cols = {col for _, col in cells}
     present_backends = {b for b, _ in cells}
-    columns = tuple(
-        (p, g, c)
-        for p in ax.get("python", ())
-        for g in ax.get("group", ())
-        for c in ax.get("capture", ())
-        if (p, g, c) in present_cols
-    )
+    order = [ax.get("python", ()), ax.get("group", ()), ax.get("capture", ()), *(ax[a] for a in extra_axes)]
+    columns = tuple(col for col in itertools.product(*order) if col in present_cols)
     backends = tuple(b for b in ax.get("backend", ()) if b in present_backends)
     return Layout(backends, columns, cells)
 

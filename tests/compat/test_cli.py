@@ -184,3 +184,38 @@ def _open_writer_when_read(fifo: Path, proc: subprocess.Popen) -> int:
 def test_plan_cells_are_the_matrix_cells():
     matrix = load(MATRIX)
     assert [c.id for c in plan.plan(matrix, matrix.cells()).cells] == [c.id for c in matrix.cells()]
+
+
+def test_plan_records_na_cells_and_gives_them_no_job(tmp_path, capsys):
+    fixture = ROOT / "tests" / "compat" / "fixture_project" / "compat.toml"
+    assert cli.main(["--matrix", str(fixture), "plan", "--json", "--record-na", str(tmp_path)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    na = {c["id"]: c["na"] for c in data["cells"] if c.get("na")}
+    assert len(data["cells"]) == 32 and len(na) == 14
+    assert not {cell for job in data["jobs"] for cell in job["cells"]} & set(na)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(na)
+    recorded = {p.name: json.loads((p / "meta.json").read_text()) for p in tmp_path.iterdir()}
+    assert {m["outcome"] for m in recorded.values()} == {"excluded", "unsupported"}
+    assert all(recorded[cell]["reason"] == reason for cell, reason in na.items())
+    assert recorded["py3.13-base-plain-capfd-uds"]["extra"] == {"wire": "uds"}
+
+
+@pytest.mark.parametrize(
+    ("selection", "expected"),
+    [
+        (["py3.14-base-subint-capfd"], ["py3.14-base-subint-capfd"]),
+        (["py3.14-*-subint-capfd"], [f"py3.14-{g}-subint-capfd" for g in ("base", "greenback", "cffi")]),
+        (["py3.1?-cffi-trio-capno", "--python", "3.13"], ["py3.13-cffi-trio-capno"]),
+    ],
+)
+def test_cells_are_chosen_by_the_id_the_table_shows(selection, expected, capsys):
+    assert cli.main(["--matrix", str(MATRIX), "plan", *selection]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[:-1]] == expected
+
+
+def test_an_unknown_cell_id_is_one_line_with_a_hint(capsys):
+    assert cli.main(["--matrix", str(MATRIX), "plan", "py3.14-base-subnt-capfd"]) == 2
+    assert capsys.readouterr().err == (
+        "compat: error: 'py3.14-base-subnt-capfd' matches no cell id of this matrix (see `compat plan`); "
+        "did you mean 'py3.14-base-subint-capfd'?\n"
+    )

@@ -47,7 +47,7 @@ def expected_cell(python: str, group: str, backend: str, capture: str, wire: str
 
 
 @pytest.fixture(scope="module")
-def ledger(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cellsupport.require_engine()
     tmp = tmp_path_factory.mktemp("real-target")
     matrix = load(FIXTURE / "compat.toml")
@@ -55,7 +55,22 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert len(metas) == 32
     build_report(tmp / "raw", tmp / "out", baseline=Path("/dev/null"), summary=None, fail_on_regression=False,
                  matrix=matrix)
-    return json.loads((tmp / "out" / "compat.json").read_bytes())
+    return tmp / "out"
+
+
+@pytest.fixture(scope="module")
+def ledger(report: Path) -> dict:
+    return json.loads((report / "compat.json").read_bytes())
+
+
+def test_the_table_shows_the_targets_axis_and_excluded_cells_as_na(report: Path) -> None:
+    md = (report / "COMPATIBILITY.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| backend |"))
+    assert header.count("<br>tcp") == header.count("<br>uds") == 8  # python x group x capture, per wire
+    assert "target `wirekit`" in md and str(FIXTURE) not in md
+    grid = md.split("Cells that are not ok", 1)
+    assert "n/a" in grid[0]
+    assert "excluded" not in grid[1].split("\n## ", 1)[0]  # n/a is not a problem
 
 
 def test_every_cell_has_the_status_its_target_gives_it(ledger: dict) -> None:
