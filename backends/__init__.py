@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._errors import (
     ActorBootError,
     ActorTooSlow,
@@ -15,8 +17,11 @@ from ._portal import MsgStream, Portal
 from ._shm import attach_shared_memory, shared_memory
 from .spawn import BACKEND_NAMES, available_backends
 
+if TYPE_CHECKING:
+    from ._state import Actor
 
-def current_actor():
+
+def current_actor() -> Actor:
     """The actor this code runs in (``.name``, ``.pid``, ``.is_root``, ``.backend``)."""
     from . import _state
 

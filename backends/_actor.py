@@ -8,6 +8,8 @@ import os
 import traceback
 from collections.abc import Callable
 from contextlib import aclosing
+from types import ModuleType
+from typing import Any
 
 import trio
 
@@ -16,16 +18,17 @@ from ._ipc import Channel, connect
 from ._msgs import Call, Cancel, CancelActor, Error, Hello, Return, StreamEnd, Yield
 from .spawn._base import SpawnRequest
 
+_syncbridge: ModuleType | None
 try:
     from . import syncbridge as _syncbridge
 except ImportError:  # the greenback feature is optional
     _syncbridge = None
 
 
-_resolved: dict[str, Callable] = {}
+_resolved: dict[str, Callable[..., Any]] = {}
 
 
-def resolve(func: str) -> Callable:
+def resolve(func: str) -> Callable[..., Any]:
     if (fn := _resolved.get(func)) is not None:
         return fn
     module_name, _, qualname = func.partition(":")
@@ -48,9 +51,7 @@ def error_msg(cid: int, exc: BaseException) -> Error:
 
 
 async def serve_parent(request: SpawnRequest, after_hello: Callable[[], None]) -> None:
-    actor = _state.init_child(
-        request.name, request.uid, request.backend, request.run_dir, request.run_token
-    )
+    actor = _state.init_child(request.name, request.uid, request.backend, request.run_dir, request.run_token)
     try:
         if request.init is not None:
             result = resolve(request.init)()
@@ -82,8 +83,8 @@ async def _serve(chan: Channel) -> None:
                             calls[cid] = scope = trio.CancelScope()
                             tasks.start_soon(_run_call, chan, msg, scope, calls, todo)
                     case Cancel(cid=cid):
-                        if (scope := calls.get(cid)) is not None:
-                            scope.cancel()
+                        if (call_scope := calls.get(cid)) is not None:
+                            call_scope.cancel()
                     case CancelActor():
                         break
                     case _:
@@ -107,8 +108,8 @@ def _call_inline(chan: Channel, msg: Call) -> object | None:
         return _RUN
     try:
         fn = resolve(msg.func)
-    except Exception:
-        return _RUN  # the task reports it
+    except Exception:  # noqa: BLE001 - whatever resolving raised, the task reports it to the caller
+        return _RUN
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
         return _RUN
     try:
@@ -116,7 +117,7 @@ def _call_inline(chan: Channel, msg: Call) -> object | None:
         if inspect.isawaitable(value):
             return value
         chan.send_nowait(Return(msg.cid, value))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a remote call's error is boxed for its caller
         if not chan.closed:
             chan.send_nowait(error_msg(msg.cid, exc))
     return None
@@ -142,7 +143,7 @@ async def _run_call(
                 if inspect.isawaitable(value):
                     value = await value
                 chan.send_nowait(Return(cid, value))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a remote call's error is boxed for its caller
         if not chan.closed:
             chan.send_nowait(error_msg(cid, exc))
     finally:

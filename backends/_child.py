@@ -11,6 +11,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sized
+from types import ModuleType
 
 import msgspec
 
@@ -50,7 +52,7 @@ def _reset_stdio() -> None:
     import faulthandler
 
     sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__
-    if faulthandler.is_enabled():
+    if faulthandler.is_enabled() and sys.__stderr__ is not None:
         faulthandler.enable(file=sys.__stderr__, all_threads=True)
     for sig in (signal.SIGUSR1, signal.SIGUSR2):
         faulthandler.unregister(sig)
@@ -62,13 +64,13 @@ def _disable_resource_tracker() -> None:
     from multiprocessing import resource_tracker
 
     class _NoTracker(resource_tracker.ResourceTracker):
-        def register(self, name, rtype):
+        def register(self, name: Sized, rtype: str) -> None:
             pass
 
-        def unregister(self, name, rtype):
+        def unregister(self, name: Sized, rtype: str) -> None:
             pass
 
-        def ensure_running(self):
+        def ensure_running(self) -> None:
             pass
 
     tracker = _NoTracker()
@@ -89,6 +91,7 @@ def run_child(request: SpawnRequest, *, stderr_fd: int, forked: bool = False) ->
     _set_title(request.name)
     _dumps.install(f"backends[{request.name}]")
     sys.path[:] = request.sys_path
+    hygiene: ModuleType | None
     try:
         from . import hygiene
     except ImportError:
@@ -116,7 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     return run_child(request, stderr_fd=request.stderr_fd)
 
 
-
 _SUBINT_THREAD_IDLE = 0.1  # seconds a trio worker thread idles before it retires
 _SUBINT_THREAD_JOIN = 2.0
 
@@ -136,7 +138,7 @@ def run_subint_child(encoded: bytes) -> None:
 
     from . import _actor
 
-    thread_cache.IDLE_TIMEOUT = _SUBINT_THREAD_IDLE
+    thread_cache.IDLE_TIMEOUT = _SUBINT_THREAD_IDLE  # type: ignore[assignment]  # an int there, any number works
     request = msgspec.msgpack.decode(encoded, type=SpawnRequest)
     sys.path[:] = request.sys_path
     try:

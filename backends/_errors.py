@@ -41,7 +41,7 @@ class RemoteActorError(Exception):
             return None
         return obj if isinstance(obj, type) and issubclass(obj, BaseException) else None
 
-    def __reduce__(self):  # keep picklable for pytest-xdist reports
+    def __reduce__(self) -> tuple[type[RemoteActorError], tuple[str, str, str, str]]:  # picklable for xdist reports
         return (type(self), (self.actor, self.type_name, self.message, self.traceback))
 
 
@@ -51,8 +51,7 @@ class ActorBootError(RuntimeError):
     def __init__(self, actor: str, exitcode: int | None, stderr_tail: str) -> None:
         tail = stderr_tail.strip()
         super().__init__(
-            f"actor {actor!r} died during boot (exit code {exitcode})"
-            + (f"; its last output:\n{tail}" if tail else "")
+            f"actor {actor!r} died during boot (exit code {exitcode})" + (f"; its last output:\n{tail}" if tail else "")
         )
         self.actor = actor
         self.exitcode = exitcode

@@ -8,6 +8,7 @@ and bursts (streams) go out in few syscalls.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -153,7 +154,7 @@ class Channel:
         if len(buf) < end:
             return None
         try:
-            msg = self._decoder.decode(memoryview(buf)[pos + 4 : end])
+            msg: Msg = self._decoder.decode(memoryview(buf)[pos + 4 : end])
         except msgspec.DecodeError as exc:
             raise self._violation(f"malformed frame: {exc}") from None
         self._pos = end
@@ -168,15 +169,13 @@ class Channel:
 
     def _violation(self, reason: str) -> ProtocolError:
         if not self.closed:
-            try:
+            with contextlib.suppress(TransportClosed, ProtocolError):
                 self.send_nowait(ProtocolViolation(reason))
-            except (TransportClosed, ProtocolError):
-                pass
         self._closed = True
         self._wake.set()
         return ProtocolError(f"protocol error on channel to {self.peer}: {reason}")
 
-    def __aiter__(self):
+    def __aiter__(self) -> Channel:
         return self
 
     async def __anext__(self) -> Msg:
@@ -201,6 +200,7 @@ class Channel:
 async def connect(addr: Address) -> trio.SocketStream:
     if addr[0] == "uds":
         return await trio.open_unix_socket(addr[1])
+    assert len(addr) == 3, addr
     stream = await trio.open_tcp_stream(addr[1], addr[2])
     stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
     return stream
@@ -216,10 +216,8 @@ async def open_listener(transport: Transport, path: Path | None) -> tuple[trio.S
         return trio.SocketListener(sock), ("tcp", host, port)
     assert path is not None
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
     try:
         await sock.bind(os.fspath(path))
     except OSError as exc:

@@ -14,7 +14,7 @@ class _Msg(msgspec.Struct, frozen=True, tag=True, array_like=True):
     pass
 
 
-class Hello(_Msg):
+class Hello(_Msg, frozen=True):
     """First message a child sends on connecting back to its parent."""
 
     uid: str
@@ -22,7 +22,7 @@ class Hello(_Msg):
     pid: int
 
 
-class Call(_Msg):
+class Call(_Msg, frozen=True):
     cid: int
     func: str  # "module:qualname"
     args: tuple[Any, ...] = ()
@@ -30,38 +30,38 @@ class Call(_Msg):
     stream: bool = False
 
 
-class Return(_Msg):
+class Return(_Msg, frozen=True):
     cid: int
     value: Any = None
 
 
-class Yield(_Msg):
+class Yield(_Msg, frozen=True):
     cid: int
     value: Any = None
 
 
-class StreamEnd(_Msg):
+class StreamEnd(_Msg, frozen=True):
     cid: int
 
 
-class Error(_Msg):
+class Error(_Msg, frozen=True):
     cid: int
     type_name: str
     message: str
     traceback: str
 
 
-class Cancel(_Msg):
+class Cancel(_Msg, frozen=True):
     """Cancel one call or stream."""
 
     cid: int
 
 
-class CancelActor(_Msg):
+class CancelActor(_Msg, frozen=True):
     """Cancel everything the actor runs, then exit."""
 
 
-class ProtocolViolation(_Msg):
+class ProtocolViolation(_Msg, frozen=True):
     """Sent just before closing a channel whose peer broke the protocol."""
 
     reason: str

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import trio
 
@@ -67,7 +68,7 @@ class _Child:
     async def _drain(self, drained: trio.Event) -> None:
         assert self.portal is not None
         try:
-            await self.portal._drain()
+            await self.portal.drain()
         finally:
             drained.set()
 
@@ -77,7 +78,7 @@ class _Child:
         with trio.CancelScope(shield=True):
             async with trio.open_nursery() as drain:
                 drained = trio.Event()
-                if self.portal is not None and not self.chan.closed:
+                if self.portal is not None and self.chan is not None and not self.chan.closed:
                     drain.start_soon(self._drain, drained)
                 else:
                     drained.set()
@@ -122,7 +123,7 @@ class _BootSlot:
             self._held = True
 
     def release(self) -> None:
-        if self._held:
+        if self._held and self._gate is not None:
             self._held = False
             self._gate.release()
 
@@ -160,9 +161,12 @@ class ActorNursery:
 
     async def start_actor(self, name: str) -> Portal:
         """Spawn ``name``; returns once the child answered the handshake."""
-        return await self._nursery.start(self._supervise, name)
+        portal: Portal = await self._nursery.start(self._supervise, name)
+        return portal
 
-    async def run_in_actor(self, fn: Callable | str, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
+    async def run_in_actor(
+        self, fn: Callable[..., Any] | str, *args: Any, name: str | None = None, **kwargs: Any
+    ) -> Any:
         """Spawn an actor, run ``fn`` in it, stop it, and return the value."""
         if name is None:
             name = fn if isinstance(fn, str) else getattr(fn, "__name__", "actor")
@@ -171,9 +175,8 @@ class ActorNursery:
         try:
             return await portal.run(fn, *args, **kwargs)
         finally:
-            portal._child.stop_requested.set()
             with trio.CancelScope(shield=True):
-                await portal._child.done.wait()
+                await portal.cancel_actor()
 
     async def cancel(self) -> None:
         """Stop every child of this nursery, concurrently; returns once all are gone."""
@@ -292,9 +295,9 @@ class ActorNursery:
 
             inner.start_soon(on_stop)
             try:
-                await portal._receive_loop()
+                await portal.serve()
             except TransportClosed as exc:
-                portal._fail_all(str(exc))
+                portal.fail_all(str(exc))
             inner.cancel_scope.cancel()
         code = child.handle.poll()
         if code is None:
@@ -303,7 +306,7 @@ class ActorNursery:
         reason = "it exited" if code is None else f"it exited with code {code}"
         if child.stop_requested.is_set():
             reason = "it was cancelled"
-        portal._fail_all(reason)
+        portal.fail_all(reason)
         if not child.stop_requested.is_set() and code not in _INTERRUPTED:
             return TransportClosed(f"actor {child.name!r} died unexpectedly: {reason}")
         return None
@@ -337,7 +340,7 @@ def _collapse(error: BaseException) -> BaseException:
 
 
 @asynccontextmanager
-async def _collapsing():
+async def _collapsing() -> AsyncIterator[None]:
     """Re-raise a one-exception group as that exception (several stay a group)."""
     try:
         yield
@@ -352,8 +355,8 @@ async def open_nursery(
     *,
     stdio: StdioPolicy = "inherit",
     timeouts: Timeouts = Timeouts(),
-    child_init: Callable | str | None = None,
-):
+    child_init: Callable[..., Any] | str | None = None,
+) -> AsyncIterator[ActorNursery]:
     """Open an actor nursery; the first one in a process makes it the root actor.
 
     ``stdio``: ``"inherit"`` (children write to our stderr's file directly) or

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 _STREAM_BUFFER = 4096
 
 
-def func_ref(fn: Callable | str) -> str:
+def func_ref(fn: Callable[..., Any] | str) -> str:
     """``module:qualname`` for a module-level function, checked here, not in the child."""
     if isinstance(fn, str):
         if ":" not in fn:
@@ -30,16 +30,13 @@ def func_ref(fn: Callable | str) -> str:
         return fn
     module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
     if not module or not qualname or "<" in qualname:
-        raise TypeError(
-            f"{fn!r} cannot be called in another actor: only module-level functions can"
-        )
+        raise TypeError(f"{fn!r} cannot be called in another actor: only module-level functions can")
     if module == "__main__":
         # Under `python -m pkg.mod` the child can import it by that name.
         spec = getattr(sys.modules["__main__"], "__spec__", None)
         if spec is None:
             raise TypeError(
-                f"{fn!r} is defined in a __main__ script, which another actor cannot "
-                "import: move it to a module"
+                f"{fn!r} is defined in a __main__ script, which another actor cannot import: move it to a module"
             )
         module = spec.name
     return f"{module}:{qualname}"
@@ -53,7 +50,7 @@ class _StreamFailed:
 class MsgStream:
     """Values yielded by an async generator in the child, in order."""
 
-    def __init__(self, receive: trio.MemoryReceiveChannel) -> None:
+    def __init__(self, receive: trio.MemoryReceiveChannel[Any]) -> None:
         self._receive = receive
 
     def __aiter__(self) -> AsyncIterator[Any]:
@@ -79,12 +76,12 @@ class Portal:
         self._child = child
         self._chan = chan
         self._ids = itertools.count()
-        self._calls: dict[int, trio.Event | outcome.Outcome] = {}
-        self._streams: dict[int, trio.MemorySendChannel] = {}
+        self._calls: dict[int, trio.Event | outcome.Outcome[Any]] = {}
+        self._streams: dict[int, trio.MemorySendChannel[Any]] = {}
         self._closed_reason: str | None = None
         # Errors the child raised for calls whose callers had gone (cancelled):
         # they fail the child's supervision instead of vanishing.
-        self.unclaimed: list[RemoteActorError] = []
+        self.unclaimed: list[BaseException] = []
 
     @property
     def name(self) -> str:
@@ -103,7 +100,7 @@ class Portal:
         if self._closed_reason is not None:
             raise TransportClosed(f"actor {self.name!r} is gone: {self._closed_reason}")
 
-    async def run(self, fn: Callable | str, *args: Any, **kwargs: Any) -> Any:
+    async def run(self, fn: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
         """Call ``fn(*args, **kwargs)`` in the child (sync or async) and return its value."""
         ref = func_ref(fn)
         self._check_open()
@@ -128,7 +125,7 @@ class Portal:
         return result.unwrap()
 
     @asynccontextmanager
-    async def open_stream(self, fn: Callable | str, *args: Any, **kwargs: Any):
+    async def open_stream(self, fn: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> AsyncIterator[MsgStream]:
         """Iterate an async generator running in the child; leaving early cancels it."""
         ref = func_ref(fn)
         self._check_open()
@@ -147,8 +144,9 @@ class Portal:
         """Stop the child: cancel request, then escalation; returns once it is gone."""
         await self._child.stop()
 
-    # -- driven by the supervising task ------------------------------------
-    async def _receive_loop(self) -> None:
+    # -- the supervising nursery's API: not for users ------------------------
+    async def serve(self) -> None:
+        """Dispatch the child's answers until the channel ends (the supervisor's task)."""
         async for msg in self._chan:
             match msg:
                 case Return(cid=cid, value=value):
@@ -169,7 +167,7 @@ class Portal:
     def _box(self, msg: Error) -> RemoteActorError:
         return RemoteActorError(self.name, msg.type_name, msg.message, msg.traceback)
 
-    def _resolve(self, cid: int, result: outcome.Outcome) -> None:
+    def _resolve(self, cid: int, result: outcome.Outcome[Any]) -> None:
         waiter = self._calls.get(cid)
         if isinstance(waiter, trio.Event):
             self._calls[cid] = result
@@ -177,7 +175,7 @@ class Portal:
         elif isinstance(result, outcome.Error):  # the caller gave up (cancelled)
             self.unclaimed.append(result.error)
 
-    async def _drain(self) -> None:
+    async def drain(self) -> None:
         """Read what the child still says while it is torn down: late errors count."""
         with contextlib.suppress(Exception):
             async for msg in self._chan:
@@ -197,7 +195,7 @@ class Portal:
             self._streams.pop(cid, None)
             await send.aclose()
 
-    def _fail_all(self, reason: str) -> None:
+    def fail_all(self, reason: str) -> None:
         """The channel is gone: every waiting call and stream learns it now."""
         self._closed_reason = reason
         error = TransportClosed(f"actor {self.name!r} is gone: {reason}")
@@ -206,9 +204,7 @@ class Portal:
                 self._calls[cid] = outcome.Error(error)
                 waiter.set()
         for send in self._streams.values():
-            try:
+            with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 send.send_nowait(_StreamFailed(error))
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
             send.close()
         self._streams.clear()

@@ -97,7 +97,7 @@ class Listener:
                     while True:
                         stream = await self._listener.accept()
                         nursery.start_soon(self._handshake, stream)
-        except Exception as exc:  # a system task must not crash the run
+        except Exception as exc:  # noqa: BLE001 - a system task must not crash the run
             print(f"backends: listener of {self.actor.name} failed: {exc!r}", file=sys.stderr)
         finally:
             with trio.CancelScope(shield=True):
@@ -111,7 +111,7 @@ class Listener:
         with trio.move_on_after(_HANDSHAKE_TIMEOUT):
             try:
                 msg = await chan.receive()
-            except Exception:
+            except Exception:  # noqa: BLE001 - any failed hello is refused the same way
                 msg = None
             if type(msg) is Hello and (pending := self._pending.pop(msg.uid, None)):
                 chan.peer = f"actor {msg.name!r}"

@@ -16,8 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import trio
@@ -51,7 +50,7 @@ class Report(msgspec.Struct):
     checks: dict[str, bool] = {}
 
 
-async def numbers(n: int):
+async def numbers(n: int) -> AsyncIterator[int]:
     for i in range(n):
         yield i
 
@@ -135,7 +134,7 @@ def _time_mp(method: str, n: int) -> float:
     samples = []
     for _ in range(n + 1):
         t0 = time.perf_counter()
-        proc = ctx.Process(target=_trivial)
+        proc = ctx.Process(target=_trivial)  # type: ignore[attr-defined]  # every concrete context has it
         proc.start()
         proc.join()
         samples.append((time.perf_counter() - t0) * 1e3)
@@ -212,7 +211,8 @@ def _time_pingpong(n: int) -> float:
         finally:
             server.kill()
             server.wait()
-            server.stdout.close()
+            if server.stdout is not None:
+                server.stdout.close()
 
 
 def measure_baselines(n: int, pings: int) -> Baselines:
@@ -250,9 +250,7 @@ def checks(report: Report) -> dict[str, bool]:
 def run(selected: list[str], spawns: int, calls: int, msgs: int) -> Report:
     available = backends.available_backends()
     results = {
-        name: trio.run(_measure_backend, name, spawns, calls, msgs)
-        for name in selected
-        if available[name] is None
+        name: trio.run(_measure_backend, name, spawns, calls, msgs) for name in selected if available[name] is None
     }
     report = Report(
         python=".".join(map(str, sys.version_info[:3])),
@@ -297,7 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [b for b in selected if b not in backends.BACKEND_NAMES]
     if unknown or args.n < 1 or args.rpc_calls < 1 or args.stream_msgs < 1:
         problem = f"unknown backend {unknown[0]!r}" if unknown else "counts must be positive"
-        print(f"python -m backends.bench: error: {problem} (valid backends: {', '.join(backends.BACKEND_NAMES)})", file=sys.stderr)
+        print(
+            f"python -m backends.bench: error: {problem} (valid backends: {', '.join(backends.BACKEND_NAMES)})",
+            file=sys.stderr,
+        )
         return 2
     report = run(selected, args.n, args.rpc_calls, args.stream_msgs)
     if args.json:

@@ -29,6 +29,7 @@ import sys
 from collections.abc import Collection
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from ._paths import TITLE_PREFIX, interpreter_id
 
@@ -51,7 +52,7 @@ def unavailable() -> str | None:
 
 
 @cache
-def _libc():
+def _libc() -> Any:
     import cffi
 
     ffi = cffi.FFI()

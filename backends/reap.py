@@ -20,6 +20,7 @@ exits 0 when nothing needed SIGKILL, 1 otherwise, 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import stat
@@ -27,7 +28,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
 import msgspec
 import psutil
@@ -294,19 +295,14 @@ def reap(
     for pid, info in targets.items():
         if info.zombie:
             continue
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             procs[pid] = psutil.Process(pid)
-        except psutil.NoSuchProcess:
-            pass
 
     def record(info: ProcInfo, outcome: Outcome) -> Reaped:
         return Reaped(info.pid, info.ppid, info.title, info.state, outcome)
 
     if dry_run:
-        report.processes = [
-            record(info, "zombie" if info.zombie else "would-signal")
-            for info in targets.values()
-        ]
+        report.processes = [record(info, "zombie" if info.zombie else "would-signal") for info in targets.values()]
         return report
 
     report.signalled = _signal(procs, signal.SIGINT)
@@ -378,9 +374,7 @@ def find_orphan_shm(directory: Path = SHM_DIR, prefix: str = SHM_PREFIX) -> list
     return sorted(p for p in candidates if str(p) not in used)
 
 
-def sweep_shm(
-    directory: Path = SHM_DIR, prefix: str = SHM_PREFIX, *, dry_run: bool = False
-) -> list[str]:
+def sweep_shm(directory: Path = SHM_DIR, prefix: str = SHM_PREFIX, *, dry_run: bool = False) -> list[str]:
     """Unlink orphaned segments; returns their paths."""
     removed = []
     for path in find_orphan_shm(directory, prefix):
@@ -469,11 +463,7 @@ def run(
 ) -> ReapReport:
     """Processes first: segments and sockets only become orphaned once their holders died."""
     table = process_table()
-    roots = (
-        find_orphans(table)
-        if parent is None
-        else find_descendants(parent, table, through_foreign=through_foreign)
-    )
+    roots = find_orphans(table) if parent is None else find_descendants(parent, table, through_foreign=through_foreign)
     report = reap(roots, grace=grace, dry_run=dry_run, table=table)
     if shm:
         report.shm = sweep_shm(dry_run=dry_run)
@@ -484,9 +474,7 @@ def run(
 
 def format_report(report: ReapReport, *, dry_run: bool = False) -> list[str]:
     """Human lines, one per thing found."""
-    lines = []
-    for p in report.processes:
-        lines.append(f"process {p.pid} (parent {p.ppid}, state {p.state}) {p.title!r}: {p.outcome}")
+    lines = [f"process {p.pid} (parent {p.ppid}, state {p.state}) {p.title!r}: {p.outcome}" for p in report.processes]
     verb = "would remove" if dry_run else "removed"
     lines += [f"{verb} shm segment {s}" for s in report.shm]
     lines += [f"{verb} socket path {u}" for u in report.uds]
@@ -494,7 +482,7 @@ def format_report(report: ReapReport, *, dry_run: bool = False) -> list[str]:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one clear line, not the usage block
+    def error(self, message: str) -> NoReturn:  # one clear line, not the usage block
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
 
@@ -517,14 +505,12 @@ def _pid(text: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = _Parser(prog="backends-reap", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parent", type=_pid, metavar="PID",
-                        help="reap our processes below PID instead of orphans")
-    parser.add_argument("--grace", type=_nonneg_float, default=3.0, metavar="S",
-                        help="seconds between SIGINT and SIGKILL (default 3)")
-    parser.add_argument("--shm", action="store_true",
-                        help="also remove orphaned /dev/shm/backends-* segments")
-    parser.add_argument("--uds", action="store_true",
-                        help="also remove dead actors' socket files and run directories")
+    parser.add_argument("--parent", type=_pid, metavar="PID", help="reap our processes below PID instead of orphans")
+    parser.add_argument(
+        "--grace", type=_nonneg_float, default=3.0, metavar="S", help="seconds between SIGINT and SIGKILL (default 3)"
+    )
+    parser.add_argument("--shm", action="store_true", help="also remove orphaned /dev/shm/backends-* segments")
+    parser.add_argument("--uds", action="store_true", help="also remove dead actors' socket files and run directories")
     parser.add_argument("--dry-run", action="store_true", help="list only, touch nothing")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
@@ -535,8 +521,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    report = run(parent=args.parent, grace=args.grace, shm=args.shm, uds=args.uds,
-                 dry_run=args.dry_run)
+    report = run(parent=args.parent, grace=args.grace, shm=args.shm, uds=args.uds, dry_run=args.dry_run)
     if args.json:
         sys.stdout.write(report.to_json().decode() + "\n")
     else:

@@ -29,7 +29,7 @@ async def prepare_task() -> None:
         await greenback.ensure_portal()
 
 
-async def _await(coro: Coroutine[Any, Any, T]) -> T:
+async def _await[T](coro: Coroutine[Any, Any, T]) -> T:
     return await coro
 
 
@@ -41,7 +41,7 @@ def _in_trio_task() -> bool:
     return True
 
 
-def block_on(coro: Coroutine[Any, Any, T]) -> T:
+def block_on[T](coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion from synchronous code inside an actor.
 
     In a trio task with a greenback portal it is awaited through the
@@ -53,11 +53,9 @@ def block_on(coro: Coroutine[Any, Any, T]) -> T:
             import greenback
 
             if greenback.has_portal():
-                return greenback.await_(coro)
-            reason = (
-                "this task has no greenback portal; await "
-                "backends.syncbridge.prepare_task() in it first"
-            )
+                result: T = greenback.await_(coro)
+                return result
+            reason = "this task has no greenback portal; await backends.syncbridge.prepare_task() in it first"
         else:
             reason = (
                 "greenback is not installed (install the 'greenback' dependency "
@@ -70,7 +68,6 @@ def block_on(coro: Coroutine[Any, Any, T]) -> T:
     except RuntimeError as exc:
         coro.close()
         raise RuntimeError(
-            "block_on: not inside an actor's trio task or a trio.to_thread "
-            f"worker thread ({exc})"
+            f"block_on: not inside an actor's trio task or a trio.to_thread worker thread ({exc})"
         ) from None
     return trio.from_thread.run(_await, coro)

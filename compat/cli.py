@@ -36,7 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if pytest_extra and args.command != "run":
             raise ConfigError("arguments after '--' are pytest's, and only `compat run` takes them")
         args.pytest_args = pytest_extra
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except CompatError as exc:
         print(f"compat: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
@@ -126,11 +127,20 @@ def _selection_parser() -> argparse.ArgumentParser:
     for axis in AXES:
         group.add_argument(f"--{axis}", action="append", type=_comma_list, default=[], metavar="V")
     group.add_argument(
-        "--axis", dest="extra_axes", action="append", default=[], metavar="NAME=V",
+        "--axis",
+        dest="extra_axes",
+        action="append",
+        default=[],
+        metavar="NAME=V",
         help="a value of one of the target's own axes ([[axes.extra]]), e.g. --axis tpt=uds",
     )
     group.add_argument(
-        "-s", "--session", dest="sessions", action="append", default=[], metavar="SESSION",
+        "-s",
+        "--session",
+        dest="sessions",
+        action="append",
+        default=[],
+        metavar="SESSION",
         help="a nox session: matrix, test-3.14-subint or test-3.14-subint(base-fd)",
     )
     return select
@@ -185,8 +195,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     width = max((len(c.id) for c in the_plan.cells), default=0)
     for c in the_plan.cells:
         print(f"{c.id:<{width}}  " + (f"n/a: {c.na}" if c.na else f"nox -s '{c.session}'"))
-    na = sum(1 for c in the_plan.cells if c.na)
-    print(f"{len(the_plan.cells)} cells" + (f" ({na} n/a, recorded without running)" if na else ""))
+    n_na = sum(1 for c in the_plan.cells if c.na)
+    print(f"{len(the_plan.cells)} cells" + (f" ({n_na} n/a, recorded without running)" if n_na else ""))
     return 0
 
 

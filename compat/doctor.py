@@ -11,9 +11,9 @@ import docker.errors
 from rich.console import Console
 from rich.table import Table
 
+from .errors import CompatError
 from .matrix import Matrix
 from .runners.engine import RUN_LABEL, Engine
-from .errors import CompatError
 from .runners.images import base_tag, ca_bundle_from_env, registry_reachable
 
 MIN_FREE_GIB = 5.0
@@ -66,7 +66,9 @@ class Doctor:
         if images.base != "debootstrap" and registry_reachable(images.registry_image):
             return Check("base image", True, f"{images.registry_image} (registry reachable; pulled on first use)")
         if shutil.which("debootstrap"):
-            return Check("base image", True, f"none yet; made with debootstrap on first use (~35 s) as {base_tag(images)}")
+            return Check(
+                "base image", True, f"none yet; made with debootstrap on first use (~35 s) as {base_tag(images)}"
+            )
         return Check("base image", False, "no registry reachable and debootstrap is missing", PROVISION)
 
     def _run(self, command: list[str], *, network: bool = False, image: str | None = None) -> tuple[int, str]:
@@ -87,12 +89,22 @@ class Doctor:
         if self.engine is None or self.probe_image is None:
             return Check("--init, pids limit", False, "no engine or base image to try them on", PROVISION)
         code, out = self._run(
-            ["sh", "-c", "tr '\\0' ' ' </proc/1/cmdline; echo; cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; true"]
+            [
+                "sh",
+                "-c",
+                "tr '\\0' ' ' </proc/1/cmdline; echo; "
+                "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; true",
+            ]
         )
         init_ok = "docker-init" in out
         pids_ok = "64" in out.split()
         detail = f"init {'ok' if init_ok else 'missing'}, pids.max {'64' if pids_ok else 'not applied'}"
-        return Check("--init, pids limit", code == 0 and init_ok and pids_ok, detail, "install docker.io >= 20.10 with the pids cgroup: " + PROVISION)
+        return Check(
+            "--init, pids limit",
+            code == 0 and init_ok and pids_ok,
+            detail,
+            "install docker.io >= 20.10 with the pids cgroup: " + PROVISION,
+        )
 
     def _image(self, python: str) -> str | None:
         if self.engine is None:
@@ -106,22 +118,40 @@ class Doctor:
         if image is None:
             return Check("Python 3.14", False, "no 3.14 image built yet", "nox -s images", required=False)
         code, out = self._run(["python", "-c", "import sys, _interpreters; print(sys.version.split()[0])"], image=image)
-        return Check("Python 3.14", code == 0, f"{out.strip()} in {image}" if code == 0 else out.strip()[-200:], "rebuild: nox -s images", required=required)
+        return Check(
+            "Python 3.14",
+            code == 0,
+            f"{out.strip()} in {image}" if code == 0 else out.strip()[-200:],
+            "rebuild: nox -s images",
+            required=required,
+        )
 
     def check_ca_bundle(self) -> Check:
         bundle = ca_bundle_from_env()
         if bundle is None:
-            return Check("CA bundle", True, "none named by SSL_CERT_FILE / REQUESTS_CA_BUNDLE; system trust used", required=False)
+            return Check(
+                "CA bundle", True, "none named by SSL_CERT_FILE / REQUESTS_CA_BUNDLE; system trust used", required=False
+            )
         image = self._image("3.13") or self._image("3.14")
         if image is None:
             return Check("CA bundle", True, f"{bundle} (goes into images; none built to try it in yet)", required=False)
         code, out = self._run(
-            ["python", "-c", "import urllib.request as u; u.urlopen('https://pypi.org/simple/pip/', timeout=10); print('ok')"],
+            [
+                "python",
+                "-c",
+                "import urllib.request as u; u.urlopen('https://pypi.org/simple/pip/', timeout=10); print('ok')",
+            ],
             network=True,
             image=image,
         )
         detail = f"{bundle}: PyPI reachable over TLS inside a container" if code == 0 else out.strip()[-200:]
-        return Check("CA bundle", code == 0, detail, "export SSL_CERT_FILE=<your proxy's CA bundle>, then nox -s images", required=False)
+        return Check(
+            "CA bundle",
+            code == 0,
+            detail,
+            "export SSL_CERT_FILE=<your proxy's CA bundle>, then nox -s images",
+            required=False,
+        )
 
     def check_disk(self) -> Check:
         root = "/var/lib/docker"
@@ -129,7 +159,12 @@ class Doctor:
             root = self.engine.client.info().get("DockerRootDir", root)
         path = Path(root) if Path(root).exists() else Path("/")
         free = shutil.disk_usage(path).free / 2**30
-        return Check("free disk", free >= MIN_FREE_GIB, f"{free:.1f} GiB free at {path}", f"free at least {MIN_FREE_GIB:g} GiB (docker image prune)")
+        return Check(
+            "free disk",
+            free >= MIN_FREE_GIB,
+            f"{free:.1f} GiB free at {path}",
+            f"free at least {MIN_FREE_GIB:g} GiB (docker image prune)",
+        )
 
     def check_leftovers(self) -> Check:
         if self.engine is None:
@@ -148,7 +183,12 @@ class Doctor:
 
 def run_doctor(matrix: Matrix, *, console: Console | None = None) -> int:
     console = console or Console()
-    checks = Doctor(matrix).checks()
+    doctor = Doctor(matrix)
+    try:
+        checks = doctor.checks()
+    finally:
+        if doctor.engine is not None:
+            doctor.engine.close()
     table = Table(title="spawn-compat doctor", show_lines=False)
     for column in ("check", "", "detail", "fix"):
         table.add_column(column, overflow="fold")

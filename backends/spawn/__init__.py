@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from types import ModuleType
 from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 from .._errors import BackendUnavailable
@@ -32,15 +33,13 @@ class SpawnBackend(Protocol):
         """Start a child that will connect back to ``request.parent_addr``."""
 
 
-def _module(name: str):
+def _module(name: str) -> ModuleType:
     return importlib.import_module(f"{__name__}.{name}")
 
 
 def check_name(name: str) -> str:
     if name not in BACKEND_NAMES:
-        raise ValueError(
-            f"unknown spawn backend {name!r}; valid: {', '.join(BACKEND_NAMES)}"
-        )
+        raise ValueError(f"unknown spawn backend {name!r}; valid: {', '.join(BACKEND_NAMES)}")
     return name
 
 
@@ -61,4 +60,5 @@ def get_backend(name: str | None) -> SpawnBackend:
     reason = module.unavailable()
     if reason is not None:
         raise BackendUnavailable(name, reason)
-    return module.BACKEND
+    backend: SpawnBackend = module.BACKEND
+    return backend

@@ -158,9 +158,7 @@ class PidfdHandle:
 
         with contextlib.suppress(psutil.Error):
             seen = {p.pid for p in self._subtree}
-            self._subtree += [
-                p for p in psutil.Process(self.pid).children(recursive=True) if p.pid not in seen
-            ]
+            self._subtree += [p for p in psutil.Process(self.pid).children(recursive=True) if p.pid not in seen]
 
     def _signal(self, sig: int) -> None:
         if self.poll() is None and self._pidfd is not None:

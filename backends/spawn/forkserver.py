@@ -93,7 +93,7 @@ def _child_after_fork(request: SpawnRequest, boot_w: int) -> None:
         from .._child import run_child
 
         code = run_child(request, stderr_fd=saved_stderr, forked=True)
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - a fork child reports anything, then always _exits
         with contextlib.suppress(BaseException):
             os.write(2, traceback.format_exc().encode())
     finally:
@@ -135,7 +135,8 @@ async def _ensure_fork_safe() -> None:
         )
     await trio.to_thread.run_sync(subint.POOL.drain)
     with trio.move_on_after(_FORK_SAFE_WAIT):
-        while _subinterpreters():
+        # Polled: CPython signals no event when an interpreter is finally destroyed.
+        while _subinterpreters():  # noqa: ASYNC110
             await trio.sleep(0.02)
     if live := _subinterpreters():
         raise BackendUnavailable(

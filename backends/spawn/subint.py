@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import warnings
+from typing import NoReturn
 
 import msgspec
 import trio
@@ -37,10 +38,7 @@ def unavailable() -> str | None:
         import _interpreters  # noqa: F401
         import concurrent.interpreters  # noqa: F401
     except ImportError:
-        return (
-            "needs Python 3.14+ (PEP 734, concurrent.interpreters); "
-            f"this is {platform.python_version()}"
-        )
+        return f"needs Python 3.14+ (PEP 734, concurrent.interpreters); this is {platform.python_version()}"
     return None
 
 
@@ -72,10 +70,10 @@ def _record_exit_codes() -> None:
     """Remember what ``sys.exit`` was given: atexit hooks cannot see it otherwise."""
     original = sys.exit
 
-    def exit(status: object = None) -> None:
+    def exit(status: object = None) -> NoReturn:
         global _exit_code
         _exit_code = status
-        original(status)
+        original(status)  # type: ignore[arg-type]  # sys.exit takes any object
 
     sys.exit = exit
 
@@ -209,7 +207,6 @@ class _WarmPool:
 
     def drain(self) -> None:
         """Destroy every warm interpreter, waiting (bounded) for those being warmed."""
-        import _interpreters
 
         deadline = time.monotonic() + 5.0
         for thread in list(self._warming):
@@ -299,8 +296,8 @@ class _SubintHandle:
             return
         self._abandoned = True
         _abandoned.append(self.name)
-        if getattr(self, "_interp", None) is not None:
-            _linger(self._interp)
+        if (interp := getattr(self, "_interp", None)) is not None:
+            _linger(interp)
         warnings.warn(
             f"sub-interpreter actor {self.name!r} did not stop in time; its thread is "
             "abandoned (a sub-interpreter cannot be killed)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import sys
+from typing import Any
 
 import msgspec
 
@@ -54,7 +55,7 @@ class TrioBackend:
         arg = base64.b64encode(msgspec.msgpack.encode(request)).decode()
         boot_r, boot_w = os.pipe()
         # Closes first: the dups below may land on a number the parent had inheritable.
-        actions = [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds()]
+        actions: list[tuple[Any, ...]] = [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds()]
         actions += [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, 2, _STDERR_FD),
@@ -63,7 +64,9 @@ class TrioBackend:
         if request.stdio == "pipe":
             actions.append((os.POSIX_SPAWN_DUP2, boot_w, 1))
         try:
-            pid = os.posix_spawn(
+            # From the trio thread itself, on purpose: PR_SET_PDEATHSIG follows the
+            # spawning thread (docs/DESIGN.md, "Spawning, as built"); posix_spawn does not block.
+            pid = os.posix_spawn(  # noqa: ASYNC221
                 sys.executable,
                 [sys.executable, "-m", "backends._child", arg],
                 os.environ,

@@ -16,12 +16,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -63,24 +65,39 @@ STATE = pytest.StashKey[_State]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("backends", "backends actor runtime")
     group.addoption(
-        "--spawn-backend", dest="spawn_backend", default="trio", metavar="NAME",
+        "--spawn-backend",
+        dest="spawn_backend",
+        default="trio",
+        metavar="NAME",
         help=f"spawn backend: one of {', '.join(backends.BACKEND_NAMES)}, "
         "a comma list, or 'all' (every backend available here); default trio",
     )
     group.addoption(
-        "--no-backends-leak-check", dest="backends_leak_check", action="store_false",
+        "--no-backends-leak-check",
+        dest="backends_leak_check",
+        action="store_false",
         help="do not fail tests that leak actor processes, shm segments or socket files",
     )
     group.addoption(
-        "--backends-leak-wait", dest="backends_leak_wait", type=float, default=LEAK_WAIT,
-        metavar="S", help=f"seconds a leak may take to go away by itself (default {LEAK_WAIT})",
+        "--backends-leak-wait",
+        dest="backends_leak_wait",
+        type=float,
+        default=LEAK_WAIT,
+        metavar="S",
+        help=f"seconds a leak may take to go away by itself (default {LEAK_WAIT})",
     )
     group.addoption(
-        "--backends-leak-report", dest="backends_leak_report", default=None, metavar="PATH",
+        "--backends-leak-report",
+        dest="backends_leak_report",
+        default=None,
+        metavar="PATH",
         help="write what the session-end reaper removed as JSON to PATH",
     )
     group.addoption(
-        "--backends-dump-dir", dest="backends_dump_dir", default=None, metavar="DIR",
+        "--backends-dump-dir",
+        dest="backends_dump_dir",
+        default=None,
+        metavar="DIR",
         help="faulthandler stack dumps on SIGUSR1 go to files in DIR (pytest and actors)",
     )
 
@@ -101,8 +118,8 @@ def _select_backends(spec: str) -> tuple[list[str], dict[str, str]]:
         # Explicit names after 'all' are still checked below.
         names = [n for n in valid if reasons[n] is None] + [n for n in names if n != "all"]
     for name in names:
-        if reasons[name] is not None:
-            raise pytest.UsageError(str(backends.BackendUnavailable(name, reasons[name])))
+        if (reason := reasons[name]) is not None:
+            raise pytest.UsageError(str(backends.BackendUnavailable(name, reason)))
     chosen = list(dict.fromkeys(names))
     left_out = {n: r for n, r in reasons.items() if r is not None and n not in chosen}
     if not chosen:
@@ -157,7 +174,7 @@ def item_backend(item: pytest.Item) -> str:
     """The backend an item runs on: its parameter, else the first one selected."""
     callspec = getattr(item, "callspec", None)
     if callspec is not None and "spawn_backend" in callspec.params:
-        return callspec.params["spawn_backend"]
+        return str(callspec.params["spawn_backend"])
     return item.config.stash[STATE].backends[0]
 
 
@@ -172,27 +189,27 @@ def _marker_problem(mark: pytest.Mark) -> str | None:
         return "names no spawn backend"
     for name in mark.args:
         if name not in backends.BACKEND_NAMES:
-            return (f"unknown spawn backend {name!r}; "
-                    f"valid: {', '.join(backends.BACKEND_NAMES)}")
+            return f"unknown spawn backend {name!r}; valid: {', '.join(backends.BACKEND_NAMES)}"
     return None
 
 
 def _invalid_markers(item: pytest.Item) -> list[str]:
-    problems = []
-    for name in (SKIP_MARK, XFAIL_MARK):
-        for mark in item.iter_markers(name):
-            if problem := _marker_problem(mark):
-                problems.append(f"{item.nodeid}: @{name}{mark.args!r}: {problem}")
-    return problems
+    return [
+        f"{item.nodeid}: @{name}{mark.args!r}: {problem}"
+        for name in (SKIP_MARK, XFAIL_MARK)
+        for mark in item.iter_markers(name)
+        if (problem := _marker_problem(mark))
+    ]
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
     # Checked here, not at run time, so a typo is a collection error for the module.
-    report = yield
+    report: pytest.CollectReport = yield
     if report.passed and report.result:
-        problems = [p for node in report.result if isinstance(node, pytest.Item)
-                    for p in _invalid_markers(node)]
+        problems = [p for node in report.result if isinstance(node, pytest.Item) for p in _invalid_markers(node)]
         if problems:
             report.outcome = "failed"
             report.longrepr = "\n".join(dict.fromkeys(problems))
@@ -242,10 +259,8 @@ def _uds_paths(base: Path) -> set[str]:
     for path in entries:
         if parse_run_dir_name(path.name) is not None:
             found.add(str(path))
-            try:
+            with contextlib.suppress(OSError):
                 found.update(str(p) for p in path.iterdir() if parse_socket_name(p.name))
-            except OSError:
-                pass
         elif parse_socket_name(path.name):
             found.add(str(path))
     return found
@@ -289,10 +304,7 @@ class _Leaks:
         return bool(self.processes or self.shm or self.uds)
 
     def describe(self) -> str:
-        lines = [
-            f"process {p.pid} {p.title!r} ({'zombie' if p.zombie else 'running'})"
-            for p in self.processes
-        ]
+        lines = [f"process {p.pid} {p.title!r} ({'zombie' if p.zombie else 'running'})" for p in self.processes]
         lines += [f"shm segment {s}" for s in self.shm]
         lines += [f"socket path {u}" for u in self.uds]
         return "\n  ".join(lines)
@@ -417,9 +429,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # What a leak check killed may linger as our zombie: it was reported already.
     done = {p.pid for p in state.reaped.processes}
     roots = reap.find_descendants(os.getpid(), table, through_foreign=not state.xdist_controller)
-    state.reaped.merge(
-        reap.reap([p for p in roots if p not in done], grace=SESSION_GRACE, table=table)
-    )
+    state.reaped.merge(reap.reap([p for p in roots if p not in done], grace=SESSION_GRACE, table=table))
     state.reaped.merge(_session_sweep(state))
     if state.xdist_worker:
         config.workeroutput[WORKER_KEY] = state.reaped.to_json().decode()  # type: ignore[attr-defined]
@@ -429,7 +439,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error) -> None:
+def pytest_testnodedown(node: Any, error: object) -> None:
     """xdist controller: fold in what a worker reaped."""
     raw = getattr(node, "workeroutput", {}).get(WORKER_KEY)
     if raw:
@@ -437,7 +447,7 @@ def pytest_testnodedown(node, error) -> None:
         state.reaped.merge(msgspec.json.decode(raw, type=reap.ReapReport))
 
 
-def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is None or state.reaped.empty:
         return

@@ -174,7 +174,9 @@ def run_pytest(spec: dict[str, Any], out: Path, env: dict[str, str]) -> tuple[in
             )
         except subprocess.TimeoutExpired:
             # pytest is killed; in a container our exit stops everything else.
-            log.write(f"\ncompat: the cell outlived its runner's bound; stopped after {spec['expire_after']} s\n".encode())
+            log.write(
+                f"\ncompat: the cell outlived its runner's bound; stopped after {spec['expire_after']} s\n".encode()
+            )
             code = P.EXPIRED
     return code, time.monotonic() - started
 

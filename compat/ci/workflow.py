@@ -23,11 +23,11 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from ..matrix import sessions as planning
-from ..matrix import Matrix
 from ..errors import WorkflowStale
+from ..matrix import Matrix
+from ..matrix import sessions as planning
 
 WORKFLOW_PATH = Path(".github/workflows/matrix.yml")
 RUNS_ON = "ubuntu-24.04"
@@ -68,7 +68,7 @@ DOWNLOAD = Action("actions/download-artifact", "d3f86a106a0bac45b974a628896c90db
 # -- the workflow as data -----------------------------------------------------
 
 
-def workflow(matrix: Matrix) -> dict:
+def workflow(matrix: Matrix) -> dict[str, Any]:
     n_cells = len(matrix.cells())
     return {
         "name": "compat matrix",
@@ -96,7 +96,7 @@ def cell_timeout_minutes(matrix: Matrix, n_cells: int) -> int:
     return SETUP_MINUTES + math.ceil(cells * matrix.timeouts.per_cell / 60)
 
 
-def _setup_steps() -> list[dict]:
+def _setup_steps() -> list[dict[str, Any]]:
     return [
         {"uses": CHECKOUT, "with": {"persist-credentials": False}},
         {
@@ -110,7 +110,7 @@ def _setup_steps() -> list[dict]:
     ]
 
 
-def plan_job() -> dict:
+def plan_job() -> dict[str, Any]:
     return {
         "name": "plan",
         "runs-on": RUNS_ON,
@@ -142,7 +142,7 @@ def plan_job() -> dict:
     }
 
 
-def cell_job(timeout_minutes: int) -> dict:
+def cell_job(timeout_minutes: int) -> dict[str, Any]:
     return {
         "name": "${{ matrix.name }}",
         "needs": "plan",
@@ -209,13 +209,10 @@ def cell_job(timeout_minutes: int) -> dict:
 
 
 def _image_cache_key() -> str:
-    return (
-        "images-${{ runner.os }}-${{ matrix.images }}-"
-        f"${{{{ hashFiles({IMAGE_INPUTS}) }}}}"
-    )
+    return f"images-${{{{ runner.os }}}}-${{{{ matrix.images }}}}-${{{{ hashFiles({IMAGE_INPUTS}) }}}}"
 
 
-def report_job() -> dict:
+def report_job() -> dict[str, Any]:
     return {
         "name": "report",
         "needs": ["plan", "cell"],
@@ -297,9 +294,7 @@ def check(matrix: Matrix, path: Path) -> None:
         raise WorkflowStale(f"{path} is missing; run `compat workflow` to write it") from None
     if have != want:
         first = _first_difference(have, want)
-        raise WorkflowStale(
-            f"{path} is stale ({first}); run `compat workflow` and commit the result"
-        )
+        raise WorkflowStale(f"{path} is stale ({first}); run `compat workflow` and commit the result")
 
 
 def _first_difference(have: str, want: str) -> str:

@@ -37,7 +37,7 @@ class _Base(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="keb
     pass
 
 
-class ExtraAxis(_Base):
+class ExtraAxis(_Base, frozen=True):
     """A target's own axis: its values become pytest arguments (``{value}``)."""
 
     name: str
@@ -45,7 +45,7 @@ class ExtraAxis(_Base):
     pytest_args: tuple[str, ...]
 
 
-class AxesConfig(_Base):
+class AxesConfig(_Base, frozen=True):
     python: tuple[str, ...] = ("3.13", "3.14")
     group: tuple[str, ...] = ("base", "greenback", "cffi")
     backend: tuple[str, ...] = ("trio", "forkserver", "subint")
@@ -60,7 +60,7 @@ class AxesConfig(_Base):
         }  # fmt: skip
 
 
-class TargetConfig(_Base):
+class TargetConfig(_Base, frozen=True):
     # Relative to the matrix file, like every path here.
     path: str = "."
     # What a cell's image installs from the target's project: "auto" its
@@ -99,27 +99,27 @@ class TargetConfig(_Base):
         return None if group == "base" else self.group_map.get(group, group)
 
 
-class CellBounds(_Base):
+class CellBounds(_Base, frozen=True):
     """Seconds; per-cell is enforced from outside the container."""
 
     per_test: float = 60.0
     per_cell: float = 600.0
 
 
-class ImagesConfig(_Base):
+class ImagesConfig(_Base, frozen=True):
     base: Literal["auto", "registry", "debootstrap"] = "auto"
     registry_image: str = "debian:trixie-slim"
     debian_suite: str = "trixie"
     mirror: str = "http://deb.debian.org/debian"
 
 
-class ContainerLimits(_Base):
+class ContainerLimits(_Base, frozen=True):
     pids: int = 512
     memory: str = "2g"
     cpus: float | None = None
 
 
-class Matrix(_Base):
+class Matrix(_Base, frozen=True):
     axes: AxesConfig = AxesConfig()
     target: TargetConfig = TargetConfig()
     timeouts: CellBounds = CellBounds()
@@ -279,11 +279,13 @@ def _axes_problems(matrix: Matrix) -> Problems:
     project = _project_or_none(matrix)
     groups = project.groups if project is not None else None
     for i, group in enumerate(axes.group):
-        name = target.group_name(group)
-        if groups is not None and name is not None and name not in groups and _NAME.match(group):
+        mapped = target.group_name(group)
+        if groups is not None and mapped is not None and mapped not in groups and _NAME.match(group):
+            name = mapped
             where = f" (mapped to '{name}' by $.target.group-map)" if name != group else ""
-            yield f"$.axes.group[{i}]", not_one_of(
-                name, ["base", *groups], f"'base' or a dependency group of the target{where}:"
+            yield (
+                f"$.axes.group[{i}]",
+                not_one_of(name, ["base", *groups], f"'base' or a dependency group of the target{where}:"),
             )
     for i, backend in enumerate(axes.backend):
         if target.backend_map and _NAME.match(backend) and backend not in target.backend_map:
@@ -293,8 +295,12 @@ def _axes_problems(matrix: Matrix) -> Problems:
             yield f"$.axes.capture[{i}]", not_one_of(capture, list(CAPTURE_MODES), "a pytest --capture mode:")
     for i, extra in enumerate(axes.extra):
         if extra.name in AXES or not re.fullmatch(r"[a-z][a-z0-9_]*", extra.name):
-            yield f"$.axes.extra[{i}].name", (
-                f"'{extra.name}' must be a new axis name (lower-case letters, digits, '_'; not one of {', '.join(AXES)})"
+            yield (
+                f"$.axes.extra[{i}].name",
+                (
+                    f"'{extra.name}' must be a new axis name "
+                    f"(lower-case letters, digits, '_'; not one of {', '.join(AXES)})"
+                ),
             )
         if not any("{value}" in arg for arg in extra.pytest_args):
             yield f"$.axes.extra[{i}].pytest-args", "must use {value} in at least one argument"
@@ -347,8 +353,9 @@ def _target_problems(matrix: Matrix) -> Problems:
             if "\0" not in local and not (target_dir / local).exists():
                 yield f"$.target.{key}[{i}]", f"'{local}' does not exist in the target ({target_dir})"
     if not target.backend_option.startswith("-"):
-        yield "$.target.backend-option", (
-            f"'{target.backend_option}' is not a command-line option (like '--spawn-backend')"
+        yield (
+            "$.target.backend-option",
+            (f"'{target.backend_option}' is not a command-line option (like '--spawn-backend')"),
         )
     for ours, theirs in target.backend_map.items():
         if not theirs or theirs.startswith("-"):
@@ -377,8 +384,9 @@ def _timeout_problems(timeouts: CellBounds) -> Problems:
     for f in msgspec.structs.fields(CellBounds):
         value = getattr(timeouts, f.name)
         if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
-            yield f"$.timeouts.{f.encode_name}", (
-                f"must be a number of seconds above 0 and at most {MAX_SECONDS:g} (a day), got {value:g}"
+            yield (
+                f"$.timeouts.{f.encode_name}",
+                (f"must be a number of seconds above 0 and at most {MAX_SECONDS:g} (a day), got {value:g}"),
             )
     if timeouts.per_test > timeouts.per_cell:
         yield "$.timeouts.per-test", f"{timeouts.per_test:g} s exceeds $.timeouts.per-cell ({timeouts.per_cell:g} s)"

@@ -8,7 +8,7 @@ job for the same cell are the same session.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
@@ -43,7 +43,7 @@ def pairs(matrix: Matrix) -> list[tuple[str, str]]:
 def select(
     matrix: Matrix,
     *,
-    axes: dict[str, Sequence[str]] | None = None,
+    axes: Mapping[str, Sequence[str]] | None = None,
     sessions: Sequence[str] = (),
     ids: Sequence[str] = (),
 ) -> list[Cell]:
@@ -103,7 +103,9 @@ def _cells_of_sessions(matrix: Matrix, sessions: Sequence[str]) -> set[Cell] | N
     chosen: set[Cell] = set()
     for name in sessions:
         if name not in index:
-            raise ConfigError(f"-s: '{name}' is not a session of this matrix (see `nox -l`)" + did_you_mean(name, index))
+            raise ConfigError(
+                f"-s: '{name}' is not a session of this matrix (see `nox -l`)" + did_you_mean(name, index)
+            )
         chosen.update(index[name])
     return chosen
 

@@ -72,7 +72,7 @@ def read_project(root: Path) -> TargetProject:
         raise ConfigError(f"{pyproject}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{pyproject}: cannot read the target's project: {exc}") from None
-    project = data.get("project") if isinstance(data.get("project"), dict) else {}
+    project = data["project"] if isinstance(data.get("project"), dict) else {}
     groups = data.get("dependency-groups")
     uv_groups = data.get("tool", {}).get("uv", {}).get("dependency-groups", {})
     bounds = {

@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -20,22 +21,31 @@ from ..results.raw import CellMeta, axes_from_id
 from .build import build_report
 
 
-def event_lines(results: Iterable[dict], *, running: str | None = None, finished: bool = True,
-                python: str = "3.14.0", collected: Sequence[str] | None = None) -> list[dict]:
+def event_lines(
+    results: Iterable[dict[str, Any]],
+    *,
+    running: str | None = None,
+    finished: bool = True,
+    python: str = "3.14.0",
+    collected: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
     """The events.jsonl a cell plugin run with these results would stream.
 
     ``collected`` defaults to the results' node ids (and the running test).
     """
     t = 1_700_000_000.0
     results = list(results)
-    events: list[dict] = [{"event": "session", "t": t, "python": python, "pytest": "9.0.0", "argv": ["pytest"]}]
+    events: list[dict[str, Any]] = [
+        {"event": "session", "t": t, "python": python, "pytest": "9.0.0", "argv": ["pytest"]}
+    ]
     if collected is None:
         collected = [r["nodeid"] for r in results] + ([running] if running else [])
     events.append({"event": "collected", "nodeids": list(collected), "t": t})
     for r in results:
         events.append({"event": "start", "nodeid": r["nodeid"], "t": t})
-        events.append({"event": "result", "when": "call", "reason": "", "strict": None, "duration": 0.01,
-                       "message": "", **r})
+        events.append(
+            {"event": "result", "when": "call", "reason": "", "strict": None, "duration": 0.01, "message": "", **r}
+        )
     if running:
         events.append({"event": "start", "nodeid": running, "t": t})
     if finished:
@@ -48,10 +58,10 @@ def write_cell(
     cell_id: str,
     *,
     outcome: str = "completed",
-    results: Sequence[dict] = (),
+    results: Sequence[dict[str, Any]] = (),
     reason: str = "",
     running: str | None = None,
-    events: list[dict] | None | bool = None,
+    events: list[dict[str, Any]] | bool | None = None,
     collected: Sequence[str] | None = None,
     reap: object | None = None,
     census: object | None = None,
@@ -64,8 +74,12 @@ def write_cell(
     d = raw_dir / cell_id
     d.mkdir(parents=True, exist_ok=True)
     if events is None and outcome in ("completed", "timeout"):
-        events = event_lines(results, running=running if outcome == "timeout" else None,
-                             finished=outcome == "completed", collected=collected)
+        events = event_lines(
+            results,
+            running=running if outcome == "timeout" else None,
+            finished=outcome == "completed",
+            collected=collected,
+        )
     if isinstance(events, list):
         (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     if junit is not None:
@@ -79,13 +93,18 @@ def write_cell(
         (d / "dumps" / name).write_text(text)
     if meta:
         axes = axes_from_id(cell_id)
-        m = CellMeta(
-            cell=cell_id, **axes, run_id="run-1", runner="docker", outcome=outcome, reason=reason,
-            running=running, exit_code=0 if outcome == "completed" else None, image="sha256:abc",
-            python_version=axes["python"] + ".0", packages={"trio": "0.31.0", "pytest": "9.0.0"},
-            started=1_700_000_000.0, finished=1_700_000_010.0, duration_s=10.0, pytest_duration_s=9.0,
-            limits={"timeout_s": timeout_s},
-        )
+        # As the runner writes it; converted so the fixture goes through the same validation.
+        m = msgspec.convert(
+            {
+                "cell": cell_id, **axes, "run_id": "run-1", "runner": "docker", "outcome": outcome,
+                "reason": reason, "running": running, "exit_code": 0 if outcome == "completed" else None,
+                "image": "sha256:abc", "python_version": axes["python"] + ".0",
+                "packages": {"trio": "0.31.0", "pytest": "9.0.0"}, "started": 1_700_000_000.0,
+                "finished": 1_700_000_010.0, "duration_s": 10.0, "pytest_duration_s": 9.0,
+                "limits": {"timeout_s": timeout_s},
+            },
+            CellMeta,
+        )  # fmt: skip
         (d / "meta.json").write_bytes(msgspec.json.encode(m))
     return d
 
@@ -114,24 +133,37 @@ def synthetic_matrix(raw_dir: Path, tests: int = 100) -> list[str]:
             elif i % 11 == 0 and py == "3.13":
                 outcome, extra = "skipped", {"reason": "needs 3.14"}
             results.append({"nodeid": nodeid, "outcome": outcome, **extra})
-        write_cell(raw_dir, cid, results=results,
-                   census={"processes": [], "zombies": 0}, reap={"processes": [], "shm": [], "uds": []})
+        write_cell(
+            raw_dir,
+            cid,
+            results=results,
+            census={"processes": [], "zombies": 0},
+            reap={"processes": [], "shm": [], "uds": []},
+        )
         ids.append(cid)
     return ids
 
 
 def bench(tests: int = 100, repeat: int = 3) -> int:
-    matrix = Matrix(axes=AxesConfig(**FULL_AXES))
+    matrix = Matrix(axes=msgspec.convert(FULL_AXES, AxesConfig))
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = Path(tmp) / "raw", Path(tmp) / "out"
         synthetic_matrix(raw, tests)
         best = float("inf")
         for _ in range(repeat):
             start = time.process_time()
-            build_report(raw, out, baseline=out / "compat.json" if (out / "compat.json").exists() else None,
-                         summary=Path(tmp) / "summary.md", fail_on_regression=False, matrix=matrix)
+            build_report(
+                raw,
+                out,
+                baseline=out / "compat.json" if (out / "compat.json").exists() else None,
+                summary=Path(tmp) / "summary.md",
+                fail_on_regression=False,
+                matrix=matrix,
+            )
             best = min(best, time.process_time() - start)
         sizes = {p.name: p.stat().st_size for p in out.iterdir()}
-    print(f"report for 54 cells x {tests} tests: {best:.3f} s CPU (best of {repeat}); "
-          + ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in sorted(sizes.items())))
+    print(
+        f"report for 54 cells x {tests} tests: {best:.3f} s CPU (best of {repeat}); "
+        + ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in sorted(sizes.items()))
+    )
     return 0

@@ -9,6 +9,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import msgspec
+
 from ..errors import CompatError, RegressionFound, ReportError
 from ..matrix import Matrix, load
 from ..results import ledger as L
@@ -44,7 +46,7 @@ def build_report(
     matrix = matrix if matrix is not None else _matrix_near(raw_dir)
     ledger = make_ledger(cells, raw_dir, matrix)
     base, name, problem = _baseline(out_dir, baseline)
-    ledger = L.Ledger(**{**_fields(ledger), "diff": L.diff(ledger, base, name, problem)})
+    ledger = msgspec.structs.replace(ledger, diff=L.diff(ledger, base, name, problem))
     known = KnownIssues(*_known_issues(out_dir, known_issues))
     write_outputs(ledger, out_dir, known, summary)
     regressions = ledger.diff.regressions if ledger.diff else []
@@ -71,12 +73,11 @@ def make_ledger(cells: list[CellResult], raw_dir: Path, matrix: Matrix | None) -
     declared = matrix.axes.values() if matrix is not None else None
     target = _target(matrix)
     return L.build_ledger(
-        cells, axes=L.axes_of(cells, declared), why=why_labels(cells, neighbour_runs, flaky), target=target,
+        cells,
+        axes=L.axes_of(cells, declared),
+        why=why_labels(cells, neighbour_runs, flaky),
+        target=target,
     )
-
-
-def _fields(struct) -> dict:
-    return {f: getattr(struct, f) for f in struct.__struct_fields__}
 
 
 def _matrix_near(raw_dir: Path) -> Matrix | None:
@@ -119,7 +120,9 @@ def _committed(path: Path) -> bytes | None:
     try:
         proc = subprocess.run(
             ["git", "-C", str(path.parent if path.parent.is_dir() else "."), "show", f"HEAD:./{path.name}"],
-            capture_output=True, timeout=10, check=False,
+            capture_output=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -151,5 +154,3 @@ def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-

@@ -13,11 +13,20 @@ import html
 import json
 from collections.abc import Iterator
 from importlib.resources import files
+from typing import Any
 
-from ..results.ledger import DIFF_KINDS, Diff, Ledger
+from ..results.ledger import DIFF_KINDS, Diff, Ledger, LedgerResult, LedgerTest
 from .view import (
-    CELL_MEANING, DECIDED, TEST_MEANING,
-    KnownIssues, Layout, NOT_APPLICABLE, column_label, counts_title, heading, layout,
+    CELL_MEANING,
+    DECIDED,
+    NOT_APPLICABLE,
+    TEST_MEANING,
+    KnownIssues,
+    Layout,
+    column_label,
+    counts_title,
+    heading,
+    layout,
 )
 
 _ASSETS = files(__package__) / "assets"
@@ -30,25 +39,50 @@ PAGE_LIMIT = 1_000_000
 PAGE_BUDGET = PAGE_LIMIT - 40_000
 
 CODE = {
-    "passed": "p", "failed": "f", "error": "e", "xfailed": "x", "xpassed": "X",
-    "skipped": "s", "timeout": "t", "not-run": "n", "flaky": "k",
+    "passed": "p",
+    "failed": "f",
+    "error": "e",
+    "xfailed": "x",
+    "xpassed": "X",
+    "skipped": "s",
+    "timeout": "t",
+    "not-run": "n",
+    "flaky": "k",
 }
 STRICT_XPASS = "S"
 
 # Plain glyphs rather than emoji: the page must read the same on a machine
 # without an emoji font (CI screenshots, minimal desktops); colour carries the rest.
 CELL_GLYPH = {
-    "ok": "✓", "failing": "✗", "timeout": "T", "leaked": "L",
-    "unsupported": "U", "unavailable": "–", "excluded": "n/a", "error": "E",
+    "ok": "✓",
+    "failing": "✗",
+    "timeout": "T",
+    "leaked": "L",
+    "unsupported": "U",
+    "unavailable": "–",
+    "excluded": "n/a",
+    "error": "E",
 }
-GLYPH = {"p": "✓", "f": "✗", "e": "E", "x": "xf", "X": "XP", "S": "XP!", "s": "s", "t": "T", "n": "–", "k": "~", ".": "·"}
+GLYPH = {
+    "p": "✓",
+    "f": "✗",
+    "e": "E",
+    "x": "xf",
+    "X": "XP",
+    "S": "XP!",
+    "s": "s",
+    "t": "T",
+    "n": "–",
+    "k": "~",
+    ".": "·",
+}
 
 
 def esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def _code(r) -> str:
+def _code(r: LedgerResult) -> str:
     if r.status == "xpassed" and r.strict:
         return STRICT_XPASS
     return CODE[r.status]
@@ -84,7 +118,8 @@ def diff_html(diff: Diff | None, known: KnownIssues) -> Iterator[str]:
         for c in items[:200]:
             what = f"<code>{esc(c.nodeid)}</code> in " if c.nodeid else ""
             reason = f" — {_linked(c.reason, known)}" if c.reason else ""
-            yield f"<li>{what}<code>{esc(c.cell)}</code>: {esc(c.before or 'absent')} → {esc(str(c.after))}{reason}</li>"
+            change = f"{esc(c.before or 'absent')} → {esc(str(c.after))}"
+            yield f"<li>{what}<code>{esc(c.cell)}</code>: {change}{reason}</li>"
         if len(items) > 200:
             yield f"<li>… and {len(items) - 200} more (see compat.json)</li>"
         yield "</ul></details>"
@@ -107,8 +142,10 @@ def grid_html(lay: Layout) -> Iterator[str]:
             if cell is None:
                 yield f"<td>{GLYPH['.']}</td>"
                 continue
-            yield (f'<td class="c-{cell.status}" data-cell="{esc(cell.id)}" data-status="{cell.status}" '
-                   f'title="{esc(counts_title(cell))}">{CELL_GLYPH[cell.status]}</td>')
+            yield (
+                f'<td class="c-{cell.status}" data-cell="{esc(cell.id)}" data-status="{cell.status}" '
+                f'title="{esc(counts_title(cell))}">{CELL_GLYPH[cell.status]}</td>'
+            )
         yield "</tr>"
     yield "</tbody></table>"
 
@@ -119,8 +156,11 @@ def problem_cells_html(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
         return
     yield '<details id="problem-cells"><summary>Cells that are not ok (' + str(len(bad)) + ")</summary><ul>"
     for c in bad:
-        yield (f'<li class="c-{c.status}">{CELL_GLYPH[c.status]} <code>{esc(c.id)}</code> <b>{c.status}</b>'
-               + (f": {_linked(c.reason, known)}" if c.reason else "") + "</li>")
+        yield (
+            f'<li class="c-{c.status}">{CELL_GLYPH[c.status]} <code>{esc(c.id)}</code> <b>{c.status}</b>'
+            + (f": {_linked(c.reason, known)}" if c.reason else "")
+            + "</li>"
+        )
     yield "</ul></details>"
 
 
@@ -131,8 +171,10 @@ def legend_html() -> Iterator[str]:
     yield "</table><table><tr><th>test</th><th>meaning</th></tr>"
     for k, v in TEST_MEANING.items():
         yield f'<tr><td class="t-{CODE[k]}">{GLYPH[CODE[k]]} {k}</td><td>{esc(v)}</td></tr>'
-    yield (f'<tr><td class="t-S">{GLYPH["S"]} strict xpass</td><td>xpassed under a strict marker</td></tr>'
-           f"<tr><td>{GLYPH['.']}</td><td>not collected in that cell</td></tr></table>")
+    yield (
+        f'<tr><td class="t-S">{GLYPH["S"]} strict xpass</td><td>xpassed under a strict marker</td></tr>'
+        f"<tr><td>{GLYPH['.']}</td><td>not collected in that cell</td></tr></table>"
+    )
     yield "<h2>How each status is decided</h2><ul>"
     for line in DECIDED:
         yield f"<li>{_md_inline(line)}</li>"
@@ -143,7 +185,7 @@ def legend_html() -> Iterator[str]:
 # the data island
 
 
-def table_data(ledger: Ledger, lay: Layout, known: KnownIssues, budget: int) -> dict:
+def table_data(ledger: Ledger, lay: Layout, known: KnownIssues, budget: int) -> dict[str, Any]:
     """The per-test table as compact JSON: shared strings are indexed, uniform
     status strings collapse to one letter, cells sharing a note share one entry."""
     cell_index = {c.id: i for i, c in enumerate(ledger.cells)}
@@ -166,8 +208,10 @@ def table_data(ledger: Ledger, lay: Layout, known: KnownIssues, budget: int) -> 
         "cols": [column_label(col) for col in lay.columns],
         "colPython": [col[0] for col in lay.columns],
         "backends": list(lay.backends),
-        "cells": [[backend_index.get(c.backend, -1), col_index.get((c.python, c.group, c.capture), -1), c.id]
-                  for c in ledger.cells],
+        "cells": [
+            [backend_index.get(c.backend, -1), col_index.get((c.python, c.group, c.capture), -1), c.id]
+            for c in ledger.cells
+        ],
         "files": list(files),
         "whys": list(whys),
         "reasons": list(texts),
@@ -180,7 +224,7 @@ def table_data(ledger: Ledger, lay: Layout, known: KnownIssues, budget: int) -> 
     return data
 
 
-def _test_notes(ti: int, t, cell_index: dict[str, int], texts: dict[str, int]) -> list[list]:
+def _test_notes(ti: int, t: LedgerTest, cell_index: dict[str, int], texts: dict[str, int]) -> list[list[Any]]:
     """[test, reason, message, cell...] per distinct (reason, message) of a test."""
     grouped: dict[tuple[int, str], list[int]] = {}
     for cid, r in t.results.items():
@@ -190,7 +234,7 @@ def _test_notes(ti: int, t, cell_index: dict[str, int], texts: dict[str, int]) -
     return [[ti, reason, message, *cells] for (reason, message), cells in grouped.items()]
 
 
-def _clip_messages(data: dict, budget: int) -> None:
+def _clip_messages(data: dict[str, Any], budget: int) -> None:
     """Clip every message to the longest tail that keeps the island in budget."""
     full = [n[2] for n in data["notes"]]
     data["clipped"] = False
@@ -201,8 +245,7 @@ def _clip_messages(data: dict, budget: int) -> None:
     room = budget - len(_island(data).encode()) - 60 * len(full)
 
     def cost(limit: int) -> int:
-        return sum(len(json.dumps(m[-limit:] if len(m) > limit else m, ensure_ascii=False).encode())
-                   for m in full)
+        return sum(len(json.dumps(m[-limit:] if len(m) > limit else m, ensure_ascii=False).encode()) for m in full)
 
     lo, hi = 0, max((len(m) for m in full), default=0)
     while lo < hi:
@@ -213,7 +256,7 @@ def _clip_messages(data: dict, budget: int) -> None:
     data["clipped"] = True
 
 
-def _island(data: dict) -> str:
+def _island(data: dict[str, Any]) -> str:
     # "</" must not appear inside a <script> element.
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
 
@@ -224,11 +267,15 @@ def _island(data: dict) -> str:
 
 def render_html(ledger: Ledger, known: KnownIssues) -> str:
     lay = layout(ledger)
-    static = "".join([
-        f"<h1>Compatibility</h1><p id='heading'>{_md_inline(heading(ledger))}</p>",
-        *diff_html(ledger.diff, known),
-        "<h2>Summary</h2>", *grid_html(lay), *problem_cells_html(ledger, known),
-    ])
+    static = "".join(
+        [
+            f"<h1>Compatibility</h1><p id='heading'>{_md_inline(heading(ledger))}</p>",
+            *diff_html(ledger.diff, known),
+            "<h2>Summary</h2>",
+            *grid_html(lay),
+            *problem_cells_html(ledger, known),
+        ]
+    )
     legend = "".join(legend_html())
     budget = PAGE_BUDGET - len(static.encode()) - len(legend.encode()) - len(_CSS) - len(_JS) - len(_CONTROLS)
     data = _island(table_data(ledger, lay, known, budget))

@@ -5,10 +5,24 @@ from __future__ import annotations
 import html
 from collections.abc import Iterator
 
-from ..results.ledger import DIFF_KINDS, Diff, Ledger
+from ..results.ledger import DIFF_KINDS, Diff, Ledger, LedgerResult
 from .view import (
-    CELL_MEANING, CELL_SYMBOL, DECIDED, STRICT_XPASS_SYMBOL, TEST_MEANING, TEST_SYMBOL, ABSENT,
-    KnownIssues, Layout, NOT_APPLICABLE, column_label, counts_title, heading, interesting_tests, layout, reasons,
+    ABSENT,
+    CELL_MEANING,
+    CELL_SYMBOL,
+    DECIDED,
+    NOT_APPLICABLE,
+    STRICT_XPASS_SYMBOL,
+    TEST_MEANING,
+    TEST_SYMBOL,
+    KnownIssues,
+    Layout,
+    column_label,
+    counts_title,
+    heading,
+    interesting_tests,
+    layout,
+    reasons,
     result_symbol,
 )
 
@@ -59,7 +73,8 @@ def diff_lines(diff: Diff | None, limit: int = DIFF_ITEMS) -> Iterator[str]:
         for c in items[:limit]:
             what = f"`{c.nodeid}` in " if c.nodeid else ""
             yield f"- {what}`{c.cell}`: {c.before or 'absent'} → {c.after}" + (
-                f" — {md_escape(c.reason)}" if c.reason else "")
+                f" — {md_escape(c.reason)}" if c.reason else ""
+            )
         if len(items) > limit:
             yield f"- … and {len(items) - limit} more (see compat.json)"
         yield ""
@@ -85,7 +100,8 @@ def problem_cell_lines(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
     yield ""
     for c in bad:
         yield f"- {CELL_SYMBOL[c.status]} `{c.id}` **{c.status}**" + (
-            f": {known.link(c.reason, _md_link, md_escape)}" if c.reason else "")
+            f": {known.link(c.reason, _md_link, md_escape)}" if c.reason else ""
+        )
 
 
 def backend_lines(ledger: Ledger, lay: Layout, backend: str, known: KnownIssues) -> Iterator[str]:
@@ -96,8 +112,13 @@ def backend_lines(ledger: Ledger, lay: Layout, backend: str, known: KnownIssues)
     yield ""
     if not tests:
         ran = any(t.results.keys() & ids for t in ledger.tests)
-        yield ("Every test passed in every cell." if ran else
-               "No test ran in any of its cells (see the summary for why)." if ids else "No cells.")
+        yield (
+            "Every test passed in every cell."
+            if ran
+            else "No test ran in any of its cells (see the summary for why)."
+            if ids
+            else "No cells."
+        )
         yield ""
         return
     yield f"{len(tests)} test(s) not plainly passing in every cell."
@@ -112,7 +133,7 @@ def backend_lines(ledger: Ledger, lay: Layout, backend: str, known: KnownIssues)
     yield ""
 
 
-def _result_cell(r) -> str:
+def _result_cell(r: LedgerResult | None) -> str:
     symbol = result_symbol(r)
     if r is None or r.status == "passed":
         return symbol
@@ -125,8 +146,11 @@ def legend_lines() -> Iterator[str]:
     yield ""
     yield "Cells (summary grid): " + ", ".join(f"{s} {k}" for k, s in CELL_SYMBOL.items()) + "."
     yield ""
-    yield ("Tests: " + ", ".join(f"{s} {k}" for k, s in TEST_SYMBOL.items())
-           + f", {STRICT_XPASS_SYMBOL} strict xpass, {ABSENT} not collected in that cell.")
+    yield (
+        "Tests: "
+        + ", ".join(f"{s} {k}" for k, s in TEST_SYMBOL.items())
+        + f", {STRICT_XPASS_SYMBOL} strict xpass, {ABSENT} not collected in that cell."
+    )
     yield ""
     yield "## How each status is decided"
     yield ""
@@ -167,8 +191,14 @@ def render_summary(ledger: Ledger, known: KnownIssues, full_report: str, limit: 
     """The job summary: the report's head and failures, cut to fit GitHub's 1 MiB."""
     lay = layout(ledger)
     head = ["# Compatibility", "", heading(ledger), ""]
-    body: list[str] = [*diff_lines(ledger.diff, limit=20), "## Summary", "", *grid_lines(lay),
-                       *problem_cell_lines(ledger, known), ""]
+    body: list[str] = [
+        *diff_lines(ledger.diff, limit=20),
+        "## Summary",
+        "",
+        *grid_lines(lay),
+        *problem_cell_lines(ledger, known),
+        "",
+    ]
     for backend in lay.backends:
         body += backend_lines(ledger, lay, backend, known)
     body += legend_lines()
@@ -181,8 +211,11 @@ def _fit(head: list[str], body: list[str], limit: int, full_report: str) -> str:
     for i, line in enumerate(body):
         n = len(line.encode()) + 1
         if size + n > limit:
-            out += ["", f"**Truncated**: {len(body) - i} more line(s) did not fit in the job summary; "
-                        f"the full report is {full_report}."]
+            out += [
+                "",
+                f"**Truncated**: {len(body) - i} more line(s) did not fit in the job summary; "
+                f"the full report is {full_report}.",
+            ]
             break
         out.append(line)
         size += n

@@ -13,12 +13,25 @@ from ..matrix import AXES
 from ..results.ledger import Ledger, LedgerCell, LedgerResult, LedgerTest
 
 CELL_SYMBOL = {
-    "ok": "✅", "failing": "❌", "timeout": "⏱️", "leaked": "💧",
-    "unsupported": "🚫", "unavailable": "➖", "excluded": "n/a", "error": "💥",
+    "ok": "✅",
+    "failing": "❌",
+    "timeout": "⏱️",
+    "leaked": "💧",
+    "unsupported": "🚫",
+    "unavailable": "➖",
+    "excluded": "n/a",
+    "error": "💥",
 }
 TEST_SYMBOL = {
-    "passed": "✅", "failed": "❌", "error": "💥", "xfailed": "🔶", "xpassed": "🌟",
-    "skipped": "⏭️", "timeout": "⏱️", "not-run": "⬜", "flaky": "🎲",
+    "passed": "✅",
+    "failed": "❌",
+    "error": "💥",
+    "xfailed": "🔶",
+    "xpassed": "🌟",
+    "skipped": "⏭️",
+    "timeout": "⏱️",
+    "not-run": "⬜",
+    "flaky": "🎲",
 }
 STRICT_XPASS_SYMBOL = "‼️"
 # Cell statuses that are not problems: the combination does not apply.
@@ -29,7 +42,9 @@ CELL_MEANING = {
     "ok": "every test passed, xfailed or skipped as declared, and nothing leaked",
     "failing": "at least one test failed, errored or strictly xpassed",
     "timeout": "the cell's wall-clock bound expired; the running test is marked ⏱️ with its stack dump",
-    "leaked": "tests were fine but the reaper or the census found processes, zombies, shm segments or sockets left behind",
+    "leaked": (
+        "tests were fine but the reaper or the census found processes, zombies, shm segments or sockets left behind"
+    ),
     "unsupported": "the backend's availability gate refused this interpreter or group (reason shown)",
     "unavailable": "no interpreter or image for this cell",
     "excluded": "n/a: an [[exclude]] rule of the matrix says this combination is meaningless (rule shown)",
@@ -121,8 +136,13 @@ def counts_title(cell: LedgerCell) -> str:
         f"{c.get('skipped', 0)} skip",
         f"{c.get('failed', 0)} fail",
     ]
-    for status, word in (("error", "error"), ("timeout", "timeout"), ("xpassed", "xpass"),
-                         ("flaky", "flaky"), ("not-run", "not run")):
+    for status, word in (
+        ("error", "error"),
+        ("timeout", "timeout"),
+        ("xpassed", "xpass"),
+        ("flaky", "flaky"),
+        ("not-run", "not run"),
+    ):
         if c.get(status):
             parts.append(f"{c[status]} {word}")
     text = " / ".join(parts)
@@ -136,10 +156,7 @@ def plainly_passing(test: LedgerTest, cell_ids: set[str]) -> bool:
 
 
 def interesting_tests(ledger: Ledger, cell_ids: set[str]) -> list[LedgerTest]:
-    return [
-        t for t in ledger.tests
-        if any(cid in cell_ids for cid in t.results) and not plainly_passing(t, cell_ids)
-    ]
+    return [t for t in ledger.tests if any(cid in cell_ids for cid in t.results) and not plainly_passing(t, cell_ids)]
 
 
 def reasons(test: LedgerTest, cell_ids: set[str]) -> list[str]:
@@ -161,8 +178,7 @@ def heading(ledger: Ledger) -> str:
     where = f"target `{name}`" if name else "target unknown"
     if target.revision:
         where += f" @ `{target.revision[:12]}`"
-    return (f"Run `{ledger.run_id}` · {when(ledger)} · {where} · "
-            f"{len(ledger.cells)} cells · {len(ledger.tests)} tests")
+    return f"Run `{ledger.run_id}` · {when(ledger)} · {where} · {len(ledger.cells)} cells · {len(ledger.tests)} tests"
 
 
 class KnownIssues:
@@ -174,8 +190,11 @@ class KnownIssues:
             for path in sorted(directory.glob("*.md")):
                 self.slugs[path.stem] = f"{link_base}{path.name}"
         self._pattern = (
-            re.compile(r"(?<![\w/-])(?:known-issues/)?(" + "|".join(map(re.escape, self.slugs)) + r")(?:\.md)?(?![\w-])")
-            if self.slugs else None
+            re.compile(
+                r"(?<![\w/-])(?:known-issues/)?(" + "|".join(map(re.escape, self.slugs)) + r")(?:\.md)?(?![\w-])"
+            )
+            if self.slugs
+            else None
         )
 
     def find(self, text: str) -> list[tuple[int, int, str]]:

@@ -26,20 +26,20 @@ class _Base(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     pass
 
 
-class Environment(_Base):
+class Environment(_Base, frozen=True):
     runner: str | None = None
     image: str | None = None
     python_version: str | None = None
     packages: dict[str, str] = {}
 
 
-class Durations(_Base):
+class Durations(_Base, frozen=True):
     cell_s: float | None = None
     pytest_s: float | None = None
     tests_s: float = 0.0
 
 
-class LedgerCell(_Base, kw_only=True):
+class LedgerCell(_Base, frozen=True, kw_only=True):
     id: str
     python: str
     group: str
@@ -60,7 +60,7 @@ class LedgerCell(_Base, kw_only=True):
     notes: tuple[str, ...] = ()
 
 
-class LedgerResult(_Base):
+class LedgerResult(_Base, frozen=True):
     """A test's result in one cell (cell ids are the keys)."""
 
     status: TestStatus
@@ -71,13 +71,13 @@ class LedgerResult(_Base):
     duration_s: float | None = None
 
 
-class LedgerTest(_Base):
+class LedgerTest(_Base, frozen=True):
     nodeid: str
     results: dict[str, LedgerResult]
     why: str = ""
 
 
-class TargetInfo(_Base):
+class TargetInfo(_Base, frozen=True):
     """What was tested: the project's name and commit (never a machine's path)."""
 
     name: str | None = None
@@ -85,7 +85,7 @@ class TargetInfo(_Base):
     revision: str | None = None
 
 
-class Change(_Base):
+class Change(_Base, frozen=True):
     """One (test, cell) or cell whose status moved since the baseline."""
 
     kind: str
@@ -96,7 +96,7 @@ class Change(_Base):
     reason: str = ""
 
 
-class Diff(_Base):
+class Diff(_Base, frozen=True):
     baseline: str
     baseline_run_id: str | None = None
     problem: str = ""
@@ -120,7 +120,7 @@ DIFF_KINDS = {
 }
 
 
-class Ledger(_Base, kw_only=True):
+class Ledger(_Base, frozen=True, kw_only=True):
     schema_version: int = SCHEMA_VERSION
     run_id: str
     timestamp: float
@@ -161,8 +161,15 @@ def ledger_cell(cell: CellResult) -> LedgerCell:
     for t in cell.tests.values():
         counts[t.status] = counts.get(t.status, 0) + 1
     return LedgerCell(
-        id=cell.cell, python=cell.python, group=cell.group, backend=cell.backend,
-        capture=cell.capture, extra=dict(cell.extra), status=cell.status, reason=cell.reason, counts=counts,
+        id=cell.cell,
+        python=cell.python,
+        group=cell.group,
+        backend=cell.backend,
+        capture=cell.capture,
+        extra=dict(cell.extra),
+        status=cell.status,
+        reason=cell.reason,
+        counts=counts,
         durations=Durations(
             cell_s=meta.duration_s if meta else None,
             pytest_s=meta.pytest_duration_s if meta else None,
@@ -170,21 +177,30 @@ def ledger_cell(cell: CellResult) -> LedgerCell:
         ),
         leaks=cell.leaks,
         environment=Environment(
-            runner=meta.runner, image=meta.image, python_version=meta.python_version,
+            runner=meta.runner,
+            image=meta.image,
+            python_version=meta.python_version,
             packages=meta.packages,
-        ) if meta else Environment(),
+        )
+        if meta
+        else Environment(),
         exit_code=meta.exit_code if meta else None,
         started=meta.started if meta else None,
         finished=meta.finished if meta else None,
         running=meta.running if meta else None,
-        source=cell.source, notes=cell.notes,
+        source=cell.source,
+        notes=cell.notes,
     )
 
 
 def _ledger_result(t: TestResult) -> LedgerResult:
     return LedgerResult(
-        status=t.status, reason=t.reason, message=t.message, when=t.when,
-        strict=t.strict, duration_s=t.duration_s,
+        status=t.status,
+        reason=t.reason,
+        message=t.message,
+        when=t.when,
+        strict=t.strict,
+        duration_s=t.duration_s,
     )
 
 
@@ -231,7 +247,8 @@ def build_ledger(
     return Ledger(
         run_id=run_id or (",".join(run_ids) if run_ids else "unknown"),
         timestamp=timestamp if timestamp is not None else time.time(),
-        target=target, axes=axes,
+        target=target,
+        axes=axes,
         cells=tuple(ledger_cell(c) for c in cells),
         tests=ledger_tests(cells, why),
     )
@@ -244,7 +261,10 @@ def target_info(path: str | Path | None, name: str | None = None) -> TargetInfo:
     try:
         proc = subprocess.run(
             ["git", "-C", str(path), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return TargetInfo(name=name, path=str(path))

@@ -20,11 +20,25 @@ from ..matrix.cells import parse_cell_id
 CellOutcome = Literal["completed", "timeout", "unsupported", "unavailable", "excluded", "error"]
 
 TestStatus = Literal[
-    "passed", "failed", "error", "xfailed", "xpassed", "skipped",
-    "timeout", "not-run", "flaky",
+    "passed",
+    "failed",
+    "error",
+    "xfailed",
+    "xpassed",
+    "skipped",
+    "timeout",
+    "not-run",
+    "flaky",
 ]
 CellStatus = Literal[
-    "ok", "failing", "timeout", "leaked", "unsupported", "unavailable", "excluded", "error",
+    "ok",
+    "failing",
+    "timeout",
+    "leaked",
+    "unsupported",
+    "unavailable",
+    "excluded",
+    "error",
 ]
 
 # Statuses that make a test "not plainly passing" because something broke.
@@ -220,8 +234,11 @@ def _result_from_events(reports: list[_Result]) -> TestResult:
     if last.outcome == "failed" and (last.message or "").startswith(_STRICT_XPASS):
         # pytest reports a strict xpass as a plain failure; it is an xpass.
         return TestResult(
-            status="xpassed", strict=True, when=last.when, duration_s=last.duration,
-            reason=(last.message or "")[len(_STRICT_XPASS):].strip() or last.reason or "",
+            status="xpassed",
+            strict=True,
+            when=last.when,
+            duration_s=last.duration,
+            reason=(last.message or "")[len(_STRICT_XPASS) :].strip() or last.reason or "",
         )
     return TestResult(
         status=last.outcome,
@@ -253,7 +270,7 @@ def failure_reason(crash: str | None, message: str, limit: int = REASON_LIMIT) -
 
 
 def _names_exception(line: str) -> bool:
-    head = line.split(":", 1)[0].split(".")[-1]
+    head = line.split(":", 1)[0].rsplit(".", maxsplit=1)[-1]
     return head.endswith(("Error", "Exception", "Exit", "Interrupt", "Group")) or head in ("Failed", "assert")
 
 
@@ -286,7 +303,8 @@ def junit_nodeid(classname: str, name: str) -> str:
 
 def _junit_case(case: ET.Element) -> TestResult:
     duration = _float(case.get("time"))
-    for tag, status in (("failure", "failed"), ("error", "error")):
+    junit_statuses: tuple[tuple[str, TestStatus], ...] = (("failure", "failed"), ("error", "error"))
+    for tag, status in junit_statuses:
         node = case.find(tag)
         if node is not None:
             text = (node.get("message") or "") + "\n" + (node.text or "")
@@ -326,8 +344,14 @@ class _Census(msgspec.Struct):
 
 # Keys of `backends-reap --json` whose entries are leaked resources, by kind.
 _REAP_KINDS = {
-    "processes": "reaped", "killed": "reaped", "actors": "reaped", "pids": "reaped",
-    "shm": "shm", "segments": "shm", "uds": "sockets", "sockets": "sockets",
+    "processes": "reaped",
+    "killed": "reaped",
+    "actors": "reaped",
+    "pids": "reaped",
+    "shm": "shm",
+    "segments": "shm",
+    "uds": "sockets",
+    "sockets": "sockets",
     "run_dirs": "sockets",
 }
 
@@ -494,7 +518,9 @@ def read_cell(cell_dir: Path) -> CellResult:
     )  # fmt: skip
 
 
-def _mark_not_run(meta: CellMeta | None, tests: dict[str, TestResult], collected: list[str] | None) -> dict[str, TestResult]:
+def _mark_not_run(
+    meta: CellMeta | None, tests: dict[str, TestResult], collected: list[str] | None
+) -> dict[str, TestResult]:
     """Tests this cell collected and never finished, when it ended early: exactly those, no others."""
     if meta is None or meta.outcome not in ("timeout", "error") or not collected:
         return tests
@@ -520,12 +546,16 @@ def _mark_running(
     tests = dict(tests)
     for nodeid in sorted(hung - tests.keys()):
         if timed_out:
-            reason = f"still running when the cell's {bound:g} s bound expired" if bound else (
-                "still running when the cell's bound expired")
+            reason = (
+                f"still running when the cell's {bound:g} s bound expired"
+                if bound
+                else ("still running when the cell's bound expired")
+            )
             tests[nodeid] = TestResult(status="timeout", reason=reason, message=dumps)
         else:
             tests[nodeid] = TestResult(
-                status="error", reason="started but never finished: the test process died",
+                status="error",
+                reason="started but never finished: the test process died",
                 message=meta.reason if meta is not None else "",
             )
     return tests

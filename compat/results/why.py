@@ -11,7 +11,7 @@ broken; the re-runs land under ``<raw>/_triage/`` and the report reads them.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -77,7 +77,10 @@ def _consistent(obs: Sequence[Observation], i: int) -> tuple[set[str], set[str]]
 
 def _flips(obs: Sequence[Observation], i: int) -> bool:
     """Some failing and passing cells differ in axis i and nowhere else."""
-    rest = lambda o: o.cell[:i] + o.cell[i + 1:]  # noqa: E731
+
+    def rest(o: Observation) -> AxisValues:
+        return o.cell[:i] + o.cell[i + 1 :]
+
     failing_rest = {rest(o) for o in obs if o.failed}
     return any(rest(o) in failing_rest for o in obs if not o.failed)
 
@@ -86,7 +89,8 @@ def explain(obs: Sequence[Observation], names: Sequence[str] = AXES) -> str:
     """The why label for one test, or "" when there is nothing to explain."""
     if not any(o.failed for o in obs) or all(o.failed for o in obs):
         return ""
-    confirmed, unconfirmed = [], []
+    confirmed: list[str] = []
+    unconfirmed: list[str] = []
     for i, axis in enumerate(names[: len(obs[0].cell)]):
         split = _consistent(obs, i)
         if split is None:
@@ -119,16 +123,18 @@ def axis_names(cells: Iterable[CellResult]) -> tuple[str, ...]:
     return (*AXES, *extra)
 
 
-def observations(cells: Iterable[CellResult], reruns: Iterable[tuple[CellResult, str]] = ()) -> dict[str, list[Observation]]:
+def observations(
+    cells: Iterable[CellResult], reruns: Iterable[tuple[CellResult, str]] = ()
+) -> dict[str, list[Observation]]:
     """Per test, one pass/fail observation per cell (flaky and skips say nothing)."""
     seen: dict[str, dict[AxisValues, bool]] = {}
     for cell in cells:
         for nodeid, test in cell.tests.items():
             _observe(seen, nodeid, _axes(cell), test.status)
     for cell, nodeid in reruns:
-        test = cell.tests.get(nodeid)
-        if test is not None and _axes(cell) not in seen.get(nodeid, {}):
-            _observe(seen, nodeid, _axes(cell), test.status)
+        rerun = cell.tests.get(nodeid)
+        if rerun is not None and _axes(cell) not in seen.get(nodeid, {}):
+            _observe(seen, nodeid, _axes(cell), rerun.status)
     return {n: [Observation(c, f) for c, f in by_cell.items()] for n, by_cell in seen.items()}
 
 
@@ -198,8 +204,11 @@ def apply_reruns(
 def _mark_flaky(cell: CellResult, flaky: Mapping[tuple[str, str], CellResult]) -> CellResult:
     changed = {
         nodeid: msgspec.structs.replace(
-            test, status="flaky",
-            reason=f"failed, then passed on re-run ({test.status} first: {test.reason or test.when or ''})".replace(": )", ")"),
+            test,
+            status="flaky",
+            reason=f"failed, then passed on re-run ({test.status} first: {test.reason or test.when or ''})".replace(
+                ": )", ")"
+            ),
         )
         for nodeid, test in cell.tests.items()
         if (cell.cell, nodeid) in flaky and test.status in FAILING
@@ -216,7 +225,7 @@ def neighbours(axes: AxisValues, values: Mapping[str, Sequence[str]]) -> Iterabl
     for i, axis in enumerate(list(values)[: len(axes)]):
         for v in values.get(axis, ()):
             if v != axes[i]:
-                yield axes[:i] + (v,) + axes[i + 1:]
+                yield (*axes[:i], v, *axes[i + 1 :])
 
 
 def plan_reruns(
@@ -249,12 +258,11 @@ def plan_reruns(
                 if n not in observed and not dead(n):
                     observed.add(n)
                     neighbour_runs.append((nodeid, n, "neighbour"))
-    wanted = [p for p in itertools.chain(flaky_checks, neighbour_runs)
-              if (p[0], cell_id(p[1]), p[2]) not in done]
-    return wanted[:max(0, max_reruns)]
+    wanted = [p for p in itertools.chain(flaky_checks, neighbour_runs) if (p[0], cell_id(p[1]), p[2]) not in done]
+    return wanted[: max(0, max_reruns)]
 
 
-def _dead(cells: Sequence[CellResult]):
+def _dead(cells: Sequence[CellResult]) -> Callable[[AxisValues], bool]:
     """Whether a cell cannot run: an interpreter or image is missing per
     (python, group); an availability gate refuses per (python, group, backend)."""
     unavailable = {_axes(c)[:2] for c in cells if c.status == "unavailable"}

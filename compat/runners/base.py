@@ -68,9 +68,7 @@ def pytest_argv(matrix: Matrix, cell: Cell, *, out: str, extra: Sequence[str] = 
     ]  # fmt: skip
 
 
-def entry_spec(
-    matrix: Matrix, cell: Cell, *, out: str, cwd: str, extra: Sequence[str], fresh_dirs: bool
-) -> str:
+def entry_spec(matrix: Matrix, cell: Cell, *, out: str, cwd: str, extra: Sequence[str], fresh_dirs: bool) -> str:
     return json.dumps(
         {
             "out": out,
@@ -102,7 +100,9 @@ def stage_plugin() -> Path:
     pkg = stage / "compat"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    shutil.copytree(Path(__file__).resolve().parents[1] / "cell", pkg / "cell", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        Path(__file__).resolve().parents[1] / "cell", pkg / "cell", ignore=shutil.ignore_patterns("__pycache__")
+    )
     for path in (stage, *stage.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return stage
@@ -332,8 +332,10 @@ def record(run: CellRun, matrix: Matrix, stop: threading.Event, body: Callable[[
 
 
 class CellRunner(Protocol):
-    kind: RunnerKind
-    run_id: str
+    @property
+    def kind(self) -> RunnerKind: ...
+    @property
+    def run_id(self) -> str: ...
 
     def prepare(self, cells: Sequence[Cell]) -> None: ...
     def run_cell(self, cell: Cell, out: Path, stop: threading.Event) -> CellMeta: ...

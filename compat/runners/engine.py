@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from ..errors import EngineError
 RUN_LABEL = "spawn-compat.run"
 CELL_LABEL = "spawn-compat.cell"
 KEEP_ENV = "COMPAT_KEEP_CONTAINERS"
+API_VERSION = "1.41"
 PROVISION_HINT = "run `sudo containers/provision-engine` (or start your docker engine)"
 
 
@@ -41,29 +43,33 @@ class Engine:
 
     @classmethod
     def connect(cls, *, timeout: float = 5.0) -> Engine:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        _probe_unix_socket(where, timeout)
+        client = None
         try:
-            client = docker.from_env(timeout=int(max(timeout, 1)))
+            # A fixed API version: "auto" connects inside the constructor and leaks
+            # that socket when the engine is missing. 1.41 has everything a cell needs.
+            client = docker.from_env(timeout=int(max(timeout, 1)), version=API_VERSION)
             client.ping()
         except (docker.errors.DockerException, requests.RequestException) as exc:
-            where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-            raise EngineError(
-                f"no container engine answers at {where} ({_short(exc)}); {PROVISION_HINT}"
-            ) from None
+            if client is not None:
+                client.close()
+            raise EngineError(f"no container engine answers at {where} ({_short(exc)}); {PROVISION_HINT}") from None
         return cls(client)
 
     def version(self) -> dict[str, Any]:
-        return self.api.version()
+        return dict(self.api.version())
 
     def image_id(self, ref: str) -> str | None:
         try:
-            return self.api.inspect_image(ref)["Id"]
+            return str(self.api.inspect_image(ref)["Id"])
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as exc:
             raise EngineError(f"cannot inspect image {ref}: {_short(exc)}") from None
 
     def run_containers(self, run_id: str) -> list[Any]:
-        return self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"})
+        return list(self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}))
 
     def remove_run(self, run_id: str) -> int:
         """Force-remove every container labelled with ``run_id``; returns how many."""
@@ -76,6 +82,20 @@ class Engine:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _probe_unix_socket(where: str, timeout: float) -> None:
+    """Refuse a dead unix socket ourselves: docker-py leaks the socket of a failed connect."""
+    if not where.startswith("unix://"):
+        return
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(where.removeprefix("unix://"))
+    except OSError as exc:
+        raise EngineError(
+            f"no container engine answers at {where} ({exc.strerror or exc}); {PROVISION_HINT}"
+        ) from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,29 +116,29 @@ class ContainerSpec:
     tmpfs_size: str = "512m"
 
     def create_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = dict(
-            image=self.image,
-            command=list(self.command),
-            labels={RUN_LABEL: self.run_id, CELL_LABEL: self.cell_id},
-            environment=dict(self.env),
+        kwargs: dict[str, Any] = {
+            "image": self.image,
+            "command": list(self.command),
+            "labels": {RUN_LABEL: self.run_id, CELL_LABEL: self.cell_id},
+            "environment": dict(self.env),
             # Mounts, not binds: a missing host path is an error, never a new root-owned directory.
-            mounts=[
+            "mounts": [
                 docker.types.Mount(target=c, source=h, type="bind", read_only=(m == "ro"))
                 for h, (c, m) in self.mounts.items()
             ],
-            working_dir=self.working_dir,
-            user=self.user,
-            init=True,
-            network_mode="none",
-            read_only=True,
+            "working_dir": self.working_dir,
+            "user": self.user,
+            "init": True,
+            "network_mode": "none",
+            "read_only": True,
             # exec: pytest and the target may run helpers from /tmp; sockets live there too.
-            tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={self.tmpfs_size}"},
-            pids_limit=self.pids,
-            mem_limit=self.memory,
-            security_opt=["no-new-privileges"],
-            cap_drop=["ALL"],
-            detach=True,
-        )
+            "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={self.tmpfs_size}"},
+            "pids_limit": self.pids,
+            "mem_limit": self.memory,
+            "security_opt": ["no-new-privileges"],
+            "cap_drop": ["ALL"],
+            "detach": True,
+        }
         if self.cpus:
             kwargs["nano_cpus"] = int(self.cpus * 1e9)
         return kwargs
@@ -144,9 +164,7 @@ class CellContainer:
         except BaseException as exc:
             self._remove()
             if isinstance(exc, docker.errors.DockerException):
-                raise EngineError(
-                    f"cannot start a container for {self.spec.cell_id}: {_short(exc)}"
-                ) from None
+                raise EngineError(f"cannot start a container for {self.spec.cell_id}: {_short(exc)}") from None
             raise
         return self
 
@@ -155,7 +173,7 @@ class CellContainer:
 
     @property
     def id(self) -> str:
-        return self.container.id
+        return str(self.container.id)
 
     def wait(self, timeout: float) -> int | None:
         """The exit code, or None if still running after ``timeout`` seconds."""
@@ -186,7 +204,7 @@ class CellContainer:
 
     def logs(self) -> str:
         try:
-            return self.container.logs(stdout=True, stderr=True).decode(errors="replace")
+            return str(self.container.logs(stdout=True, stderr=True).decode(errors="replace"))
         except docker.errors.APIError:
             return ""
 

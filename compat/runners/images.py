@@ -103,7 +103,7 @@ def ensure_base(engine: Engine, images: ImagesConfig, *, log: Log = print) -> st
             log(f"base: pull failed ({exc.explanation}); making a local base instead")
     elif images.base == "registry":
         raise ImageBuildError(
-            f"no registry answers for {images.registry_image}; set [images] base = \"debootstrap\" in matrix.toml"
+            f'no registry answers for {images.registry_image}; set [images] base = "debootstrap" in matrix.toml'
         )
     make_local_base(local, images, log=log)
     return local
@@ -134,7 +134,7 @@ def make_local_base(tag: str, images: ImagesConfig, *, log: Log = print) -> None
         cmd.insert(0, "sudo")
     log(f"base: {' '.join(cmd)} (debootstrap, about 35 s)")
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise ImageBuildError(f"making the base image {tag} failed: {tail[0]}")
@@ -198,9 +198,12 @@ class ImageBuilder:
         shutil.copy(DOCKERFILE, ctx / "Dockerfile")
         install.copy_to(ctx / "project")
         (ctx / "ca").mkdir()
-        args = dict(
-            BASE=self.base, SUITE=self.images.debian_suite, MIRROR=self.images.mirror, SYNC_ARGS=" ".join(install.args)
-        )
+        args = {
+            "BASE": self.base,
+            "SUITE": self.images.debian_suite,
+            "MIRROR": self.images.mirror,
+            "SYNC_ARGS": " ".join(install.args),
+        }
         if self.ca_bundle:
             shutil.copy(self.ca_bundle, ctx / "ca" / CA_NAME)
             args["CA_CERT"] = f"/opt/compat/ca/{CA_NAME}"
@@ -244,12 +247,17 @@ def ensure_images(
 ) -> dict[tuple[str, str], str]:
     """Build (serially) whichever (python, group) images the cells need; return their tags."""
     log = log or _stderr
-    engine = engine or Engine.connect()
     pairs = sorted({(c.python, c.group) for c in cells})
     if not pairs:
         return {}
-    builder = builder_for(engine, matrix, log=log)
-    return {pair: builder.ensure(*pair) for pair in pairs}
+    own = engine is None
+    engine = engine or Engine.connect()
+    try:
+        builder = builder_for(engine, matrix, log=log)
+        return {pair: builder.ensure(*pair) for pair in pairs}
+    finally:
+        if own:
+            engine.close()
 
 
 def builder_for(engine: Engine, matrix: Matrix, *, log: Log | None = None) -> ImageBuilder:

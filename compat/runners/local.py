@@ -8,6 +8,7 @@ Python is missing on the host is written as ``unavailable``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -46,7 +47,9 @@ def _uv_env() -> dict[str, str]:
 
 
 def find_python(version: str) -> str | None:
-    proc = subprocess.run([_uv(), "python", "find", version], capture_output=True, text=True, env=_uv_env(), check=False)
+    proc = subprocess.run(
+        [_uv(), "python", "find", version], capture_output=True, text=True, env=_uv_env(), check=False
+    )
     return (proc.stdout.strip() or None) if proc.returncode == 0 else None
 
 
@@ -192,9 +195,7 @@ class LocalRunner:
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the cell's process group (the whole PID namespace goes with its init)."""
-    try:
-        # Also after a normal exit: without a PID namespace, leftovers share the group.
+    # Also after a normal exit: without a PID namespace, leftovers share the group.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     proc.wait()

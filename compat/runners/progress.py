@@ -59,9 +59,7 @@ class ProgressBoard:
             for cell, meta in self.done[-MAX_ROWS:]:
                 style = STYLE.get(meta.outcome, "")
                 detail = meta.reason or (f"pytest exit {meta.exit_code}" if meta.exit_code is not None else "")
-                table.add_row(
-                    Text(meta.outcome, style), cell.id, f"{meta.duration_s or 0:5.1f} s", detail[:70]
-                )
+                table.add_row(Text(meta.outcome, style), cell.id, f"{meta.duration_s or 0:5.1f} s", detail[:70])
             return Group(head, table)
 
 

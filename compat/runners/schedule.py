@@ -14,7 +14,7 @@ from pathlib import Path
 from ..errors import CompatError, EngineError
 from ..matrix import Cell, Matrix, new_run_id
 from ..matrix.sessions import not_applicable
-from ..results.raw import CellMeta
+from ..results.raw import CellMeta, CellOutcome
 from .base import CellRunner, static_meta
 from .docker import DockerRunner
 from .local import LocalRunner
@@ -61,7 +61,7 @@ def run_cells(
 
 
 def record_not_applicable(matrix: Matrix, cell: Cell, reason: str, run_id: str, runner: str, out: Path) -> CellMeta:
-    outcome = "excluded" if matrix.excluded(cell) is not None else "unsupported"
+    outcome: CellOutcome = "excluded" if matrix.excluded(cell) is not None else "unsupported"
     return static_meta(cell, run_id, "docker" if runner == "docker" else "local", out, outcome, reason)
 
 

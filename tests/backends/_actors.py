@@ -8,8 +8,8 @@ block that ran) through ``tests.backends._beacon.send``.
 
 from __future__ import annotations
 
-import functools
 import contextlib
+import functools
 import hashlib
 import os
 import sys
@@ -17,6 +17,7 @@ import threading
 import time
 
 import trio
+import trio.lowlevel
 
 import backends
 
@@ -31,7 +32,7 @@ def add(a, b):
 
 
 async def async_add(a, b):
-    await trio.sleep(0)
+    await trio.lowlevel.checkpoint()
     return a + b
 
 
@@ -86,7 +87,7 @@ def raise_custom(message: str):
 
 
 async def raise_after_checkpoint(message: str = "fast fail"):
-    await trio.sleep(0)
+    await trio.lowlevel.checkpoint()
     raise AssertionError(message)
 
 
@@ -102,7 +103,7 @@ async def count_forever(address: str | None = None):
         while True:
             yield i
             i += 1
-            await trio.sleep(0)
+            await trio.lowlevel.checkpoint()
     finally:
         if address:
             send(address, "generator-closed")
@@ -218,14 +219,9 @@ async def failing_tree(depth: int, leaves: int):
     if depth == 0:
         raise AssertionError(f"leaf {backends.current_actor().name} failed")
     count = leaves if depth == 1 else 1
-    async with backends.open_nursery() as an:
-        async with trio.open_nursery() as tn:
-            for i in range(count):
-                tn.start_soon(
-                    functools.partial(
-                        an.run_in_actor, failing_tree, depth - 1, leaves, name=f"d{depth - 1}-{i}"
-                    )
-                )
+    async with backends.open_nursery() as an, trio.open_nursery() as tn:
+        for i in range(count):
+            tn.start_soon(functools.partial(an.run_in_actor, failing_tree, depth - 1, leaves, name=f"d{depth - 1}-{i}"))
 
 
 def fail_at_barrier(address: str, barrier: str):
@@ -396,10 +392,8 @@ def fd_targets() -> list[str]:
     """What this process's open fds point at."""
     out = []
     for name in os.listdir("/proc/self/fd"):
-        try:
+        with contextlib.suppress(OSError):
             out.append(os.readlink(f"/proc/self/fd/{name}"))
-        except OSError:
-            pass
     return out
 
 

@@ -117,9 +117,7 @@ class RootProcess:
 
 
 @contextlib.asynccontextmanager
-async def open_root(
-    beacon: str, kinds: list[str], backend: str, workdir: Path
-) -> AsyncIterator[RootProcess]:
+async def open_root(beacon: str, kinds: list[str], backend: str, workdir: Path) -> AsyncIterator[RootProcess]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["BACKENDS_SPAWN_BACKEND"] = backend

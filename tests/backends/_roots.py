@@ -37,13 +37,12 @@ def _work(kind: str, beacon: str):
 
 
 async def main(beacon: str, kinds: list[str]) -> None:
-    async with backends.open_nursery() as an:
-        async with trio.open_nursery() as tn:
-            for i, kind in enumerate(kinds):
-                portal = await an.start_actor(f"{kind}-{i}")
-                work = _work(kind, beacon)
-                tn.start_soon(functools.partial(portal.run, work.func, *work.args))
-            print("READY", flush=True)
+    async with backends.open_nursery() as an, trio.open_nursery() as tn:
+        for i, kind in enumerate(kinds):
+            portal = await an.start_actor(f"{kind}-{i}")
+            work = _work(kind, beacon)
+            tn.start_soon(functools.partial(portal.run, work.func, *work.args))
+        print("READY", flush=True)
 
 
 def _describe(exc: BaseException) -> str:
@@ -56,7 +55,7 @@ if __name__ == "__main__":
     beacon, *kinds = sys.argv[1:]
     try:
         trio.run(main, beacon, kinds)
-    except BaseException as exc:  # noqa: BLE001 - reported to the test, then re-raised
+    except BaseException as exc:
         print(f"EXIT {_describe(exc)}", flush=True)
         if isinstance(exc, KeyboardInterrupt) or (
             isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt)

@@ -3,27 +3,41 @@ the fixture target's matrix, and images built once per session."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 from pathlib import Path
 
 import pytest
 
-from compat.matrix import Matrix, TargetConfig as Target, CellBounds as Timeouts
-from compat.runners.engine import Engine
 from compat.errors import EngineError
+from compat.matrix import CellBounds as Timeouts
+from compat.matrix import Matrix
+from compat.matrix import TargetConfig as Target
+from compat.runners.engine import Engine
 
 FIXTURE = Path(__file__).with_name("fixture_hang")
 
 
 def require_engine() -> Engine:
-    """A live engine; under CI=true its absence is a failure, not a skip."""
+    """A live engine; under CI=true its absence is a failure, not a skip.
+
+    One connection per test process, closed when the process ends: a client
+    per test would leave sockets for the garbage collector.
+    """
     try:
-        return Engine.connect()
+        return _engine()
     except EngineError as exc:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but no container engine answers: {exc}", pytrace=False)
         pytest.skip(f"no container engine: {exc}")
+
+
+@functools.cache
+def _engine() -> Engine:
+    engine = Engine.connect()
+    atexit.register(engine.close)
+    return engine
 
 
 def fixture_matrix(*, per_cell: float = 30.0, per_test: float = 2.0) -> Matrix:
@@ -44,5 +58,5 @@ def image(python: str, group: str = "base") -> str:
     from compat.matrix import Cell
     from compat.runners.images import ensure_images
 
-    tags = ensure_images(fixture_matrix(), [Cell(python, group, "trio", "fd")], engine=Engine.connect())
+    tags = ensure_images(fixture_matrix(), [Cell(python, group, "trio", "fd")], engine=_engine())
     return tags[(python, group)]

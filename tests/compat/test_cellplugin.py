@@ -13,7 +13,7 @@ except ImportError:
 
 ROOT = Path(__file__).resolve().parents[2]
 
-EXTRA = '''
+EXTRA = """
 import time
 import pytest
 
@@ -38,7 +38,7 @@ def test_xpass():
 
 def test_slow():
     time.sleep(0.6)
-'''
+"""
 
 
 def run_plugin(tmp_path: Path, *args: str, cwd: Path) -> tuple[list[dict], Path]:
@@ -54,7 +54,7 @@ def run_plugin(tmp_path: Path, *args: str, cwd: Path) -> tuple[list[dict], Path]
     }
     subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "compat.cell.plugin", "-p", "no:cacheprovider", *args],
-        cwd=cwd, env=env, capture_output=True, timeout=60,
+        cwd=cwd, env=env, capture_output=True, timeout=60, check=False,
     )  # fmt: skip
     return [json.loads(line) for line in events.read_text().splitlines()], dumps
 
@@ -104,8 +104,9 @@ def test_inert_without_events_file(tmp_path):
     env["PYTHONPATH"] = f"{ROOT}:{cellsupport.FIXTURE}"
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "compat.cell.plugin", "-p", "no:cacheprovider", "-q", "tests", "-k", "passes"],
-        cwd=cellsupport.FIXTURE, env=env, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "pytest", "-p", "compat.cell.plugin", "-p", "no:cacheprovider", "-q", "tests",
+         "-k", "passes"],
+        cwd=cellsupport.FIXTURE, env=env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from compat import cli
-from compat.matrix import sessions as plan
-from compat.matrix import Cell, load
 from compat.errors import CellsFailed, ConfigError
+from compat.matrix import Cell, load
+from compat.matrix import sessions as plan
 
 # read(2)'s number, as /proc/<pid>/syscall shows it.
 READ_SYSCALL = {"x86_64": 0, "aarch64": 63}[platform.machine()]
@@ -26,7 +26,7 @@ MATRIX = ROOT / "matrix.toml"
 
 def compat(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "compat", *argv], capture_output=True, text=True, cwd=ROOT, timeout=60
+        [sys.executable, "-m", "compat", *argv], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
     )
 
 
@@ -39,18 +39,23 @@ def test_plan_json_for_one_nox_session():
     ]
     first = data["cells"][0]
     assert first == {
-        "id": "py3.14-base-subint-capfd", "python": "3.14", "group": "base", "backend": "subint",
-        "capture": "fd", "session": "test-3.14-subint(base-fd)",
+        "id": "py3.14-base-subint-capfd",
+        "python": "3.14",
+        "group": "base",
+        "backend": "subint",
+        "capture": "fd",
+        "session": "test-3.14-subint(base-fd)",
     }
     assert data["jobs"][0] == {
-        "name": "py3.14-base-subint-capfd", "cells": ["py3.14-base-subint-capfd"],
-        "sessions": "test-3.14-subint(base-fd)", "images": "py3.14-base",
+        "name": "py3.14-base-subint-capfd",
+        "cells": ["py3.14-base-subint-capfd"],
+        "sessions": "test-3.14-subint(base-fd)",
+        "images": "py3.14-base",
     }
 
 
 def test_filters_combine_and_accept_commas(capsys):
-    assert cli.main(["plan", "--python", "3.13", "--backend", "trio,subint", "--capture", "no",
-                     "--group", "cffi"]) == 0
+    assert cli.main(["plan", "--python", "3.13", "--backend", "trio,subint", "--capture", "no", "--group", "cffi"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
         "py3.13-cffi-trio-capno    nox -s 'test-3.13-trio(cffi-no)'",
@@ -68,13 +73,19 @@ def test_matrix_option_works_after_the_subcommand(write_matrix, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["plan", "--backend", "subnt"],
-         "--backend: 'subnt' is not on the backend axis (trio, forkserver, subint); did you mean 'subint'?"),
-        (["plan", "-s", "test-3.14-subnt"],
-         "-s: 'test-3.14-subnt' is not a session of this matrix (see `nox -l`); did you mean 'test-3.14-subint'?"),
+        (
+            ["plan", "--backend", "subnt"],
+            "--backend: 'subnt' is not on the backend axis (trio, forkserver, subint); did you mean 'subint'?",
+        ),
+        (
+            ["plan", "-s", "test-3.14-subnt"],
+            "-s: 'test-3.14-subnt' is not a session of this matrix (see `nox -l`); did you mean 'test-3.14-subint'?",
+        ),
         (["plan", "--", "-k", "x"], "arguments after '--' are pytest's, and only `compat run` takes them"),
-        (["run", "-s", "test-3.14-subint", "--python", "3.13"],
-         "no cell matches the selection; `compat plan` with the same options lists them"),
+        (
+            ["run", "-s", "test-3.14-subint", "--python", "3.13"],
+            "no cell matches the selection; `compat plan` with the same options lists them",
+        ),
     ],
 )
 def test_selection_errors_are_one_line_with_exit_2(argv, message):
@@ -85,14 +96,15 @@ def test_selection_errors_are_one_line_with_exit_2(argv, message):
 
 def test_console_script_is_installed():
     script = Path(sys.executable).parent / "compat"
-    proc = subprocess.run([script, "plan", "-s", "matrix"], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run([script, "plan", "-s", "matrix"], capture_output=True, text=True, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "54 cells"
 
 
 def test_split_pytest_args_keeps_everything_after_the_first_separator():
     assert cli.split_pytest_args(["run", "--jobs", "2", "--", "-k", "a -- b", "--", "-x"]) == (
-        ["run", "--jobs", "2"], ["-k", "a -- b", "--", "-x"],
+        ["run", "--jobs", "2"],
+        ["-k", "a -- b", "--", "-x"],
     )
     assert cli.split_pytest_args(["run"]) == (["run"], [])
 
@@ -143,7 +155,10 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
     os.mkfifo(fifo)
     proc = subprocess.Popen(
         [sys.executable, "-m", "compat", "--matrix", str(fifo), "plan"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     writer = _open_writer_when_read(fifo, proc)
     try:
@@ -151,7 +166,7 @@ def test_ctrl_c_exits_130_without_a_traceback(tmp_path):
         # and read() is handled only at the next bytecode, which never comes.
         _wait_until_asleep_in_read(proc)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     finally:
         os.close(writer)
     assert proc.returncode == cli.INTERRUPTED

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from compat.matrix import Cell, Matrix, load
 from compat.errors import ConfigError
+from compat.matrix import Cell, Matrix, load
 
 ROOT = Path(__file__).resolve().parents[2]
 SECONDS = "must be a number of seconds above 0 and at most 86400 (a day)"
@@ -75,7 +75,7 @@ def error_of(path: Path) -> str:
         ('[axes]\npython = ["3.14", "2.7"]\n', "$.axes.python[1]: '2.7' is not a Python version like '3.14'"),
         (
             "[axes]\npython = [3.14]\n",
-            "$.axes.python[0]: Expected `str`, got `float`; quote versions so 3.10 stays 3.10: \"3.14\"",
+            '$.axes.python[0]: Expected `str`, got `float`; quote versions so 3.10 stays 3.10: "3.14"',
         ),
         ("[axes]\ngroup = []\n", "$.axes.group: must list at least one value"),
         ('[axes]\ncapture = ["fd", "fd"]\n', "$.axes.capture[1]: 'fd' is listed twice"),
@@ -83,8 +83,10 @@ def error_of(path: Path) -> str:
             '[axes]\ncapture = ["fdd"]\n',
             "$.axes.capture[0]: 'fdd' is not a pytest --capture mode: fd, sys, no, tee-sys; did you mean 'fd'?",
         ),
-        ('[axes]\ngroup = ["with-dash"]\n', "$.axes.group[0]: 'with-dash' must be lower-case letters, "
-         "digits, '_' and '.' (ids join values with '-')"),
+        (
+            '[axes]\ngroup = ["with-dash"]\n',
+            "$.axes.group[0]: 'with-dash' must be lower-case letters, digits, '_' and '.' (ids join values with '-')",
+        ),
         ("[timeouts]\nper-cell = 0\n", f"$.timeouts.per-cell: {SECONDS}, got 0"),
         ("[timeouts]\nper-test = -1.5\n", f"$.timeouts.per-test: {SECONDS}, got -1.5"),
         ("[timeouts]\nper-cell = inf\n", f"$.timeouts.per-cell: {SECONDS}, got inf"),
@@ -98,28 +100,44 @@ def error_of(path: Path) -> str:
         ('[limits]\nmemory = "2 gigs"\n', "$.limits.memory: '2 gigs' is not a size like '2g' or '512m'"),
         ('[limits]\nmemory = "0"\n', "$.limits.memory: '0' is below the engine's minimum of 6m"),
         ("[limits]\ncpus = 1e9\n", f"$.limits.cpus: must be above 0 and at most this host's {CORES} cores, got 1e+09"),
-        ('[axes]\nbackend = ["trio"]\n[target.backend-map]\ntrio = "-x"\n',
-         "$.target.backend-map.trio: '-x' is not a backend value"),
+        (
+            '[axes]\nbackend = ["trio"]\n[target.backend-map]\ntrio = "-x"\n',
+            "$.target.backend-map.trio: '-x' is not a backend value",
+        ),
         ('[target]\nimport-paths = ["sr\\u0000c"]\n', "$.target.import-paths[0]: contains a NUL byte: 'sr\\x00c'"),
         ('[target]\ntests = ["nope"]\n', "$.target.tests[0]: 'nope' does not exist in the target ({dir})"),
-        ('[target]\npath = "missing"\n',
-         "$.target.path: 'missing' is not a directory (resolved against the matrix file: {dir}/missing)"),
-        ('[[exclude]]\npyhton = "3.13"\n',
-         "$.exclude[0].pyhton: unknown axis 'pyhton'; did you mean 'python'?"),
-        ('[[exclude]]\npython = "3.12"\n',
-         "$.exclude[0].python: '3.12' is not on the python axis: 3.13, 3.14; did you mean '3.14'?"),
-        ('[[exclude]]\nreason = "x"\n', "$.exclude[0]: names no axis; give at least one of python, group, "
-         "backend, capture"),
-        ('[[axes.extra]]\nname = "tpt"\nvalues = ["tcp"]\npytest-args = ["--tpt"]\n',
-         "$.axes.extra[0].pytest-args: must use {value} in at least one argument"),
-        ('[[axes.extra]]\nname = "group"\nvalues = ["tcp"]\npytest-args = ["--t={value}"]\n',
-         "$.axes.extra[0].name: 'group' must be a new axis name (lower-case letters, digits, '_'; "
-         "not one of python, group, backend, capture)"),
+        (
+            '[target]\npath = "missing"\n',
+            "$.target.path: 'missing' is not a directory (resolved against the matrix file: {dir}/missing)",
+        ),
+        ('[[exclude]]\npyhton = "3.13"\n', "$.exclude[0].pyhton: unknown axis 'pyhton'; did you mean 'python'?"),
+        (
+            '[[exclude]]\npython = "3.12"\n',
+            "$.exclude[0].python: '3.12' is not on the python axis: 3.13, 3.14; did you mean '3.14'?",
+        ),
+        (
+            '[[exclude]]\nreason = "x"\n',
+            "$.exclude[0]: names no axis; give at least one of python, group, backend, capture",
+        ),
+        (
+            '[[axes.extra]]\nname = "tpt"\nvalues = ["tcp"]\npytest-args = ["--tpt"]\n',
+            "$.axes.extra[0].pytest-args: must use {value} in at least one argument",
+        ),
+        (
+            '[[axes.extra]]\nname = "group"\nvalues = ["tcp"]\npytest-args = ["--t={value}"]\n',
+            "$.axes.extra[0].name: 'group' must be a new axis name (lower-case letters, digits, '_'; "
+            "not one of python, group, backend, capture)",
+        ),
         ("[limits]\npids = 1.5\n", "$.limits.pids: Expected `int`, got `float`"),
-        ('[target]\nbackend-option = "spawn"\n', "$.target.backend-option: 'spawn' is not a command-line "
-         "option (like '--spawn-backend')"),
-        ('[target]\nunsupported-pattern = ["ok", "(bad"]\n',
-         "$.target.unsupported-pattern[1]: not a regular expression: missing ), unterminated subpattern at position 0"),
+        (
+            '[target]\nbackend-option = "spawn"\n',
+            "$.target.backend-option: 'spawn' is not a command-line option (like '--spawn-backend')",
+        ),
+        (
+            '[target]\nunsupported-pattern = ["ok", "(bad"]\n',
+            "$.target.unsupported-pattern[1]: not a regular expression: "
+            "missing ), unterminated subpattern at position 0",
+        ),
         ("[target]\ntests = []\n", "$.target.tests: must list at least one test path"),
     ],
 )
@@ -156,10 +174,11 @@ def test_compat_exits_with_the_config_code_and_one_line(write_matrix):
     path = write_matrix('[axes]\nbacknd = ["trio"]\n')
     proc = subprocess.run(
         [sys.executable, "-m", "compat", "--matrix", str(path), "plan"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     assert proc.returncode == ConfigError.exit_code == 2
     assert proc.stdout == ""
-    assert proc.stderr == (
-        f"compat: error: {path}: $.axes.backnd: unknown key 'backnd'; did you mean 'backend'?\n"
-    )
+    assert proc.stderr == (f"compat: error: {path}: $.axes.backnd: unknown key 'backnd'; did you mean 'backend'?\n")

@@ -1,7 +1,7 @@
 import pytest
 
-from compat.runners.engine import RUN_LABEL, CellContainer, ContainerSpec, Engine, run_scope
 from compat.errors import EngineError
+from compat.runners.engine import RUN_LABEL, CellContainer, ContainerSpec, Engine, run_scope
 
 # One worker owns the engine: images are built once, not raced.
 pytestmark = pytest.mark.xdist_group("engine")
@@ -47,7 +47,9 @@ def test_cell_container_is_hardened_labelled_and_removed():
 def test_run_scope_removes_the_runs_containers_even_on_error():
     engine = cellsupport.require_engine()
     with pytest.raises(RuntimeError), run_scope(engine, "test-scope"):
-        engine.client.containers.create(cellsupport.image("3.13"), ["sleep", "60"], labels={RUN_LABEL: "test-scope"}).start()
+        engine.client.containers.create(
+            cellsupport.image("3.13"), ["sleep", "60"], labels={RUN_LABEL: "test-scope"}
+        ).start()
         assert engine.run_containers("test-scope")
         raise RuntimeError("boom")
     assert engine.run_containers("test-scope") == []
@@ -56,8 +58,8 @@ def test_run_scope_removes_the_runs_containers_even_on_error():
 def test_doctor_without_engine_names_the_fix(monkeypatch):
     from rich.console import Console
 
-    from compat.matrix import Matrix
     from compat.doctor import run_doctor
+    from compat.matrix import Matrix
 
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     console = Console(record=True, width=200)
@@ -68,8 +70,8 @@ def test_doctor_without_engine_names_the_fix(monkeypatch):
 def test_doctor_passes_on_a_working_engine():
     from rich.console import Console
 
-    from compat.matrix import Matrix
     from compat.doctor import run_doctor
+    from compat.matrix import Matrix
 
     cellsupport.require_engine()
     cellsupport.image("3.13")

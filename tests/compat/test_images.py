@@ -7,8 +7,8 @@ import pytest
 from compat.matrix import Cell, load
 from compat.matrix import ImagesConfig as Images
 from compat.paths import ROOT
-from compat.runners.install import install_for
 from compat.runners.images import base_tag, ensure_images, image_hash, registry_host, registry_reachable
+from compat.runners.install import install_for
 
 # One worker owns the engine: images are built once, not raced.
 pytestmark = pytest.mark.xdist_group("engine")
@@ -71,7 +71,10 @@ def test_the_targets_lock_and_groups_drive_the_install(project):
         "--group", "test", "--group", "compat", "--group", "cffi",
     )  # fmt: skip
     (project / "uv.lock").unlink()  # without a lock, the pyproject is resolved at build time
-    assert install_for(load(project.parent / "matrix.toml"), "base").args[:2] == ("--no-install-project", "--no-default-groups")
+    assert install_for(load(project.parent / "matrix.toml"), "base").args[:2] == (
+        "--no-install-project",
+        "--no-default-groups",
+    )
 
 
 def test_base_tag_follows_its_recipe():
@@ -97,7 +100,9 @@ def test_unchanged_image_is_not_rebuilt():
     before = engine.image_id(tag)
     log: list[str] = []
     started = time.monotonic()
-    again = ensure_images(cellsupport.fixture_matrix(), [Cell("3.13", "base", "trio", "fd")], engine=engine, log=log.append)
+    again = ensure_images(
+        cellsupport.fixture_matrix(), [Cell("3.13", "base", "trio", "fd")], engine=engine, log=log.append
+    )
     elapsed = time.monotonic() - started
     assert again == {("3.13", "base"): tag}
     assert engine.image_id(tag) == before

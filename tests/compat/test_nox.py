@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from compat import cli
-from compat.matrix import sessions as plan
 from compat.matrix import load
+from compat.matrix import sessions as plan
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = ROOT / "matrix.toml"
@@ -21,7 +21,12 @@ MATRIX = ROOT / "matrix.toml"
 def nox(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "nox", "-f", str(ROOT / "noxfile.py"), *argv],
-        capture_output=True, text=True, cwd=ROOT, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env=env,
+        check=False,
     )
 
 
@@ -67,7 +72,7 @@ def test_every_ci_job_session_is_a_nox_session(listing):
 def test_plan_json_equals_the_cells_nox_matrix_runs(noxfile):
     """`compat plan --json` (what CI fans out over) vs the `compat run` that `nox -s matrix` makes."""
     proc = subprocess.run(
-        [sys.executable, "-m", "compat", "plan", "--json"], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-m", "compat", "plan", "--json"], capture_output=True, text=True, cwd=ROOT, check=False
     )
     assert proc.returncode == 0, proc.stderr
     planned = [c["id"] for c in json.loads(proc.stdout)["cells"]]
@@ -81,8 +86,7 @@ def test_plan_json_equals_the_cells_nox_matrix_runs(noxfile):
 
 
 def test_listing_needs_no_engine_and_a_bad_matrix_is_one_line(write_matrix):
-    path = write_matrix('[axes]\npython = ["3.14"]\nbackend = ["subnit"]\n'
-                        '[target.backend-map]\nsubint = "subint"\n')
+    path = write_matrix('[axes]\npython = ["3.14"]\nbackend = ["subnit"]\n[target.backend-map]\nsubint = "subint"\n')
     proc = nox("-l", env={**os.environ, "COMPAT_MATRIX": str(path), "DOCKER_HOST": "unix:///nonexistent"})
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (

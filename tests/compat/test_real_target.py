@@ -53,8 +53,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     matrix = load(FIXTURE / "compat.toml")
     metas = run_cells(matrix, matrix.cells(), out_dir=tmp / "raw", jobs=2, progress=False)
     assert len(metas) == 32
-    build_report(tmp / "raw", tmp / "out", baseline=Path("/dev/null"), summary=None, fail_on_regression=False,
-                 matrix=matrix)
+    build_report(
+        tmp / "raw", tmp / "out", baseline=Path("/dev/null"), summary=None, fail_on_regression=False, matrix=matrix
+    )
     return tmp / "out"
 
 
@@ -107,7 +108,10 @@ def test_module_level_skips_are_skips_and_failures_carry_the_exception(ledger: d
     }
     assert {r["reason"] for r in old.values()} == {"needs the oldonly group"}
     wire = tests["tests/check_basic.py::test_wire"]["py3.13-base-fork-capsys-tcp"]
-    assert (wire["status"], wire["reason"]) == ("failed", "ConnectionError: the fork backend cannot share a tcp listener")
+    assert (wire["status"], wire["reason"]) == (
+        "failed",
+        "ConnectionError: the fork backend cannot share a tcp listener",
+    )
 
 
 def test_a_failed_image_build_fails_only_its_cells(tmp_path: Path) -> None:
@@ -122,7 +126,9 @@ def test_a_failed_image_build_fails_only_its_cells(tmp_path: Path) -> None:
     shutil.copy(FIXTURE / "uv.lock", project / "uv.lock")
     pyproject = (FIXTURE / "pyproject.toml").read_text().split("[tool.pytest.ini_options]")[0]
     pyproject = pyproject.replace('requires-python = ">=3.13"', 'requires-python = ">=3.12"')
-    (project / "pyproject.toml").write_text(pyproject.replace("[dependency-groups]", '[dependency-groups]\nbroken = ["six"]'))
+    (project / "pyproject.toml").write_text(
+        pyproject.replace("[dependency-groups]", '[dependency-groups]\nbroken = ["six"]')
+    )
     (tmp_path / "matrix.toml").write_text(
         '[axes]\npython = ["3.13", "3.12"]\ngroup = ["base", "broken"]\nbackend = ["trio"]\ncapture = ["sys"]\n'
         '[target]\npath = "proj"\ntests = ["tests"]\ntest-groups = ["testing"]\nreaper = ""\n'

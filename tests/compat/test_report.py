@@ -10,13 +10,14 @@ import jsonschema
 import msgspec
 import pytest
 
-from compat.results import ledger as L
-from compat.matrix import AxesConfig as Axes, Matrix
 from compat.errors import RegressionFound, ReportError
+from compat.matrix import AxesConfig as Axes
+from compat.matrix import Matrix
 from compat.report import build_report
 from compat.report.bench import synthetic_matrix, write_cell
 from compat.report.markdown import SUMMARY_LIMIT, render_summary
 from compat.report.view import KnownIssues
+from compat.results import ledger as L
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = Matrix(axes=Axes(python=("3.13", "3.14"), group=("base",), backend=("trio", "subint"), capture=("fd", "sys")))
@@ -35,14 +36,28 @@ def constructed(raw: Path) -> None:
     """A small matrix with one cell of each interesting kind."""
     write_cell(raw, "py3.13-base-trio-capfd", results=[PASS, FAIL, XFAIL, SKIP])
     write_cell(raw, "py3.13-base-trio-capsys", results=[PASS, ok(FAIL["nodeid"]), XFAIL, SKIP])
-    write_cell(raw, "py3.14-base-trio-capfd", outcome="timeout", results=[PASS], running="t.py::test_fd",
-               collected=["t.py::test_pass", "t.py::test_fd", "t.py::test_xfail"],
-               reason="cell exceeded its 600 s bound while t.py::test_fd was running",
-               dumps={"pytest-1.txt": "Thread 0x1:\n  File t.py, line 4 in test_fd\n"})
-    write_cell(raw, "py3.14-base-trio-capsys", results=[PASS, ok(FAIL["nodeid"]), XFAIL, ok(SKIP["nodeid"])],
-               census={"processes": [{"pid": 9, "ppid": 1, "state": "S", "cmdline": "backends[child]"}], "zombies": 0})
-    write_cell(raw, "py3.13-base-subint-capfd", outcome="unsupported",
-               reason="backend 'subint' is unavailable here: needs 3.14")
+    write_cell(
+        raw,
+        "py3.14-base-trio-capfd",
+        outcome="timeout",
+        results=[PASS],
+        running="t.py::test_fd",
+        collected=["t.py::test_pass", "t.py::test_fd", "t.py::test_xfail"],
+        reason="cell exceeded its 600 s bound while t.py::test_fd was running",
+        dumps={"pytest-1.txt": "Thread 0x1:\n  File t.py, line 4 in test_fd\n"},
+    )
+    write_cell(
+        raw,
+        "py3.14-base-trio-capsys",
+        results=[PASS, ok(FAIL["nodeid"]), XFAIL, ok(SKIP["nodeid"])],
+        census={"processes": [{"pid": 9, "ppid": 1, "state": "S", "cmdline": "backends[child]"}], "zombies": 0},
+    )
+    write_cell(
+        raw,
+        "py3.13-base-subint-capfd",
+        outcome="unsupported",
+        reason="backend 'subint' is unavailable here: needs 3.14",
+    )
     write_cell(raw, "py3.13-base-subint-capsys", outcome="unavailable", reason="no python3.13 image")
     write_cell(raw, "py3.14-base-subint-capfd", outcome="error", reason="container engine refused")
     d = write_cell(raw, "py3.14-base-subint-capsys", results=[PASS])
@@ -56,8 +71,15 @@ def report(tmp_path: Path):
     known = tmp_path / "known-issues"
     known.mkdir()
     (known / "capture-fd-hang.md").write_text("# hang under fd\n")
-    build_report(raw, out, baseline=Path("/dev/null"), summary=tmp_path / "summary.md",
-                 fail_on_regression=False, matrix=MATRIX, known_issues=known)
+    build_report(
+        raw,
+        out,
+        baseline=Path("/dev/null"),
+        summary=tmp_path / "summary.md",
+        fail_on_regression=False,
+        matrix=MATRIX,
+        known_issues=known,
+    )
     return out
 
 
@@ -112,7 +134,10 @@ def test_markdown_grid_sections_legend_and_links(report: Path) -> None:
     md = (report / "COMPATIBILITY.md").read_text()
     lines = md.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("| backend |"))
-    assert lines[header] == "| backend | 3.13<br>base<br>fd | 3.13<br>base<br>sys | 3.14<br>base<br>fd | 3.14<br>base<br>sys |"
+    assert (
+        lines[header]
+        == "| backend | 3.13<br>base<br>fd | 3.13<br>base<br>sys | 3.14<br>base<br>fd | 3.14<br>base<br>sys |"
+    )
     trio = lines[header + 2]
     assert trio.startswith("| **trio** | ")
     assert '<span title="failing: 1 passed / 1 xfail / 1 skip / 1 fail' in trio
@@ -141,18 +166,38 @@ def test_summary_is_written_and_bounded(report: Path, tmp_path: Path) -> None:
 
 def test_summary_stays_under_one_mib_for_any_matrix() -> None:
     cells = tuple(
-        L.LedgerCell(id=f"py3.{p}-g{g}-b{b}-capfd", python=f"3.{p}", group=f"g{g}", backend=f"b{b}",
-                     capture="fd", status="failing")
-        for p in range(10) for g in range(10) for b in range(3)
+        L.LedgerCell(
+            id=f"py3.{p}-g{g}-b{b}-capfd",
+            python=f"3.{p}",
+            group=f"g{g}",
+            backend=f"b{b}",
+            capture="fd",
+            status="failing",
+        )
+        for p in range(10)
+        for g in range(10)
+        for b in range(3)
     )
     tests = tuple(
-        L.LedgerTest(nodeid=f"tests/test_{i}.py::test_{'x' * 80}_{i}",
-                     results={c.id: L.LedgerResult(status="failed", reason="E " + "y" * 100) for c in cells[:40]})
+        L.LedgerTest(
+            nodeid=f"tests/test_{i}.py::test_{'x' * 80}_{i}",
+            results={c.id: L.LedgerResult(status="failed", reason="E " + "y" * 100) for c in cells[:40]},
+        )
         for i in range(3000)
     )
-    ledger = L.Ledger(run_id="big", timestamp=0.0, axes=L.axes_of((), None) | {
-        "python": tuple(f"3.{p}" for p in range(10)), "group": tuple(f"g{g}" for g in range(10)),
-        "backend": ("b0", "b1", "b2"), "capture": ("fd",)}, cells=cells, tests=tests)
+    ledger = L.Ledger(
+        run_id="big",
+        timestamp=0.0,
+        axes=L.axes_of((), None)
+        | {
+            "python": tuple(f"3.{p}" for p in range(10)),
+            "group": tuple(f"g{g}" for g in range(10)),
+            "backend": ("b0", "b1", "b2"),
+            "capture": ("fd",),
+        },
+        cells=cells,
+        tests=tests,
+    )
     text = render_summary(ledger, KnownIssues(None), "the index.html artifact")
     assert len(text.encode()) < SUMMARY_LIMIT
     assert "Truncated" in text and "the index.html artifact" in text
@@ -166,18 +211,27 @@ def _rebuild(tmp_path: Path, raw: Path, baseline: Path, fail: bool = False) -> L
 
 def test_baseline_diff_names_every_kind_of_change(report: Path, tmp_path: Path) -> None:
     raw = tmp_path / "raw2"
-    write_cell(raw, "py3.13-base-trio-capfd", results=[
-        {"nodeid": PASS["nodeid"], "outcome": "failed", "message": "E   now broken"},   # new failure
-        ok(FAIL["nodeid"]),                                                             # fixed
-        {**XFAIL, "outcome": "xpassed", "strict": False},                               # xfail now passes
-        SKIP,
-    ])
-    write_cell(raw, "py3.13-base-trio-capsys", results=[
-        {**PASS, "outcome": "skipped", "reason": "disabled"},                           # new skip
-        {"nodeid": FAIL["nodeid"], "outcome": "failed"}, {"nodeid": FAIL["nodeid"], "outcome": "passed"},  # flaky
-        ok(XFAIL["nodeid"]),                                                            # marker gone: fixed
-        SKIP,
-    ])
+    write_cell(
+        raw,
+        "py3.13-base-trio-capfd",
+        results=[
+            {"nodeid": PASS["nodeid"], "outcome": "failed", "message": "E   now broken"},  # new failure
+            ok(FAIL["nodeid"]),  # fixed
+            {**XFAIL, "outcome": "xpassed", "strict": False},  # xfail now passes
+            SKIP,
+        ],
+    )
+    write_cell(
+        raw,
+        "py3.13-base-trio-capsys",
+        results=[
+            {**PASS, "outcome": "skipped", "reason": "disabled"},  # new skip
+            {"nodeid": FAIL["nodeid"], "outcome": "failed"},
+            {"nodeid": FAIL["nodeid"], "outcome": "passed"},  # flaky
+            ok(XFAIL["nodeid"]),  # marker gone: fixed
+            SKIP,
+        ],
+    )
     ledger = _rebuild(tmp_path, raw, report / "compat.json")
     diff = ledger.diff
     assert diff is not None and diff.baseline_run_id == "run-1"
@@ -214,8 +268,12 @@ def test_cells_whose_status_changed(report: Path, tmp_path: Path) -> None:
 def test_no_regression_means_exit_zero_and_a_damaged_baseline_is_reported(report: Path, tmp_path: Path) -> None:
     raw = tmp_path / "raw4"
     constructed(raw)
-    assert build_report(raw, tmp_path / "o", baseline=report / "compat.json", summary=None,
-                        fail_on_regression=True, matrix=MATRIX) == 0
+    assert (
+        build_report(
+            raw, tmp_path / "o", baseline=report / "compat.json", summary=None, fail_on_regression=True, matrix=MATRIX
+        )
+        == 0
+    )
     bad = tmp_path / "bad.json"
     bad.write_text('{"run_id": 5}')
     ledger = _rebuild(tmp_path, raw, bad, fail=True)
@@ -257,8 +315,14 @@ def test_a_full_matrix_reports_in_under_a_second_of_cpu(tmp_path: Path) -> None:
     synthetic_matrix(tmp_path / "raw", tests=100)
     full = Matrix(axes=Axes())
     start = time.process_time()
-    build_report(tmp_path / "raw", tmp_path / "out", baseline=Path("/dev/null"), summary=tmp_path / "s.md",
-                 fail_on_regression=False, matrix=full)
+    build_report(
+        tmp_path / "raw",
+        tmp_path / "out",
+        baseline=Path("/dev/null"),
+        summary=tmp_path / "s.md",
+        fail_on_regression=False,
+        matrix=full,
+    )
     assert time.process_time() - start <= 1.0
     ledger = msgspec.json.decode((tmp_path / "out" / "compat.json").read_bytes())
     assert len(ledger["cells"]) == 54

@@ -14,29 +14,36 @@ from pathlib import Path
 
 import pytest
 
-from compat.results import ledger as L
-from compat.matrix import AxesConfig as Axes, Cell, Matrix, TargetConfig as Target, CellBounds as Timeouts
+from compat.matrix import AxesConfig as Axes
+from compat.matrix import Cell, Matrix
+from compat.matrix import CellBounds as Timeouts
+from compat.matrix import TargetConfig as Target
 from compat.report import build_report
-from compat.triage import run as run_triage
 from compat.report.html import CODE
+from compat.results import ledger as L
+from compat.triage import run as run_triage
 
 FIXTURE = Path(__file__).with_name("fixture_target")
-O, H = "cases/cases_outcomes.py::", "cases/cases_zz_hang.py::"
+OUT, H = "cases/cases_outcomes.py::", "cases/cases_zz_hang.py::"
 
 MATRIX = Matrix(
-    axes=Axes(python=("3.13", "3.14"), group=("base", "greenback"),
-              backend=("trio", "forkserver", "subint"), capture=("fd", "sys", "no")),
+    axes=Axes(
+        python=("3.13", "3.14"),
+        group=("base", "greenback"),
+        backend=("trio", "forkserver", "subint"),
+        capture=("fd", "sys", "no"),
+    ),
     target=Target(path=str(FIXTURE), tests=("cases",), backend_option="--target-backend"),
     timeouts=Timeouts(per_test=5.0, per_cell=10.0),
 )
-A = "py3.13-base-forkserver-capfd"      # runs first: the flaky test's first run is here
+A = "py3.13-base-forkserver-capfd"  # runs first: the flaky test's first run is here
 B = "py3.13-base-trio-capsys"
 C = "py3.13-greenback-trio-capsys"
 D = "py3.13-greenback-trio-capfd"
-E = "py3.13-greenback-trio-capno"       # the leak
+E = "py3.13-greenback-trio-capno"  # the leak
 F = "py3.13-greenback-forkserver-capno"  # the hang
-G = "py3.13-greenback-subint-capsys"    # the availability gate
-U = "py3.14-greenback-trio-capsys"      # no 3.14 on the host, or a normal cell where there is one
+G = "py3.13-greenback-subint-capsys"  # the availability gate
+U = "py3.14-greenback-trio-capsys"  # no 3.14 on the host, or a normal cell where there is one
 
 
 def cells() -> list[Cell]:
@@ -72,38 +79,45 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     known.mkdir()
     (known / "fixture-known-issue.md").write_text("# the fixture's known issue\n")
     out = tmp / "reports"
-    build_report(raw, out, baseline=Path("/dev/null"), summary=tmp / "summary.md", fail_on_regression=False,
-                 matrix=MATRIX, known_issues=known)
+    build_report(
+        raw,
+        out,
+        baseline=Path("/dev/null"),
+        summary=tmp / "summary.md",
+        fail_on_regression=False,
+        matrix=MATRIX,
+        known_issues=known,
+    )
     return out
 
 
 # (test, cell) -> (status, a fragment of the reason); cells not named pass.
 EXPECTED = {
-    (O + "test_fails_only_on_forkserver", A): ("failed", "forkserver"),
-    (O + "test_fails_only_on_forkserver", F): ("failed", "forkserver"),
-    (O + "test_setup_error_under_fd", A): ("error", "fixture cannot start under capture=fd"),
-    (O + "test_setup_error_under_fd", D): ("error", "fixture cannot start under capture=fd"),
-    (O + "test_fails_only_with_capture_fd", A): ("failed", "'fd' != 'fd'"),
-    (O + "test_fails_only_with_capture_fd", D): ("failed", "'fd' != 'fd'"),
-    (O + "test_needs_greenback", A): ("failed", "greenback is not installed"),
-    (O + "test_needs_greenback", B): ("failed", "greenback is not installed"),
-    (O + "test_flaky_first_run_fails", A): ("flaky", "failed, then passed on re-run"),
-    (O + "test_xpasses_strict_on_forkserver", A): ("xpassed", "forkserver was broken"),
-    (O + "test_xpasses_strict_on_forkserver", F): ("xpassed", "forkserver was broken"),
+    (OUT + "test_fails_only_on_forkserver", A): ("failed", "forkserver"),
+    (OUT + "test_fails_only_on_forkserver", F): ("failed", "forkserver"),
+    (OUT + "test_setup_error_under_fd", A): ("error", "fixture cannot start under capture=fd"),
+    (OUT + "test_setup_error_under_fd", D): ("error", "fixture cannot start under capture=fd"),
+    (OUT + "test_fails_only_with_capture_fd", A): ("failed", "'fd' != 'fd'"),
+    (OUT + "test_fails_only_with_capture_fd", D): ("failed", "'fd' != 'fd'"),
+    (OUT + "test_needs_greenback", A): ("failed", "greenback is not installed"),
+    (OUT + "test_needs_greenback", B): ("failed", "greenback is not installed"),
+    (OUT + "test_flaky_first_run_fails", A): ("flaky", "failed, then passed on re-run"),
+    (OUT + "test_xpasses_strict_on_forkserver", A): ("xpassed", "forkserver was broken"),
+    (OUT + "test_xpasses_strict_on_forkserver", F): ("xpassed", "forkserver was broken"),
     (H + "test_hangs_on_forkserver_capture_no", F): ("timeout", "10 s bound"),
     (H + "test_after_the_hang", F): ("not-run", "never reached"),
 }
 EVERYWHERE = {
-    O + "test_xfails_with_reason": ("xfailed", "known: see fixture-known-issue"),
-    O + "test_xpasses_non_strict": ("xpassed", "was broken, now passes"),
-    O + "test_skips_with_reason": ("skipped", "not relevant to this target"),
+    OUT + "test_xfails_with_reason": ("xfailed", "known: see fixture-known-issue"),
+    OUT + "test_xpasses_non_strict": ("xpassed", "was broken, now passes"),
+    OUT + "test_skips_with_reason": ("skipped", "not relevant to this target"),
 }
 WHY = {
-    O + "test_fails_only_on_forkserver": "forkserver-only",
-    O + "test_setup_error_under_fd": "capture-sensitive: fails only with --capture=fd",
-    O + "test_fails_only_with_capture_fd": "capture-sensitive: fails only with --capture=fd",
-    O + "test_needs_greenback": "needs greenback",
-    O + "test_flaky_first_run_fails": "flaky: failed, then passed on re-run",
+    OUT + "test_fails_only_on_forkserver": "forkserver-only",
+    OUT + "test_setup_error_under_fd": "capture-sensitive: fails only with --capture=fd",
+    OUT + "test_fails_only_with_capture_fd": "capture-sensitive: fails only with --capture=fd",
+    OUT + "test_needs_greenback": "needs greenback",
+    OUT + "test_flaky_first_run_fails": "flaky: failed, then passed on re-run",
     H + "test_hangs_on_forkserver_capture_no": "no single axis explains it",
 }
 RAN = (A, B, C, D, E, F)
@@ -136,13 +150,13 @@ def test_every_outcome_lands_in_the_ledger(pipeline: Path) -> None:
             got = test.results[cell]
             assert got.status == want_status, (nodeid, cell, got)
             assert want_reason in got.reason, (nodeid, cell, got.reason)
-    strict = tests[O + "test_xpasses_strict_on_forkserver"].results[A]
-    assert strict.strict is True and tests[O + "test_xpasses_non_strict"].results[A].strict is False
+    strict = tests[OUT + "test_xpasses_strict_on_forkserver"].results[A]
+    assert strict.strict is True and tests[OUT + "test_xpasses_non_strict"].results[A].strict is False
     hang = tests[H + "test_hangs_on_forkserver_capture_no"].results[F]
     assert "test_hangs_on_forkserver_capture_no" in hang.message  # the stack dump
     for nodeid, why in WHY.items():
         assert tests[nodeid].why.startswith(why), (nodeid, tests[nodeid].why)
-    assert G not in tests[O + "test_passes"].results
+    assert G not in tests[OUT + "test_passes"].results
 
 
 def strip_spans(line: str) -> str:
@@ -167,7 +181,9 @@ def test_every_outcome_lands_in_the_markdown(pipeline: Path) -> None:
                 if cell not in RAN:
                     continue
                 status, reason = expected(m.group(1), cell)
-                want = STRICT_XPASS_SYMBOL if (status == "xpassed" and "strict_on" in m.group(1)) else TEST_SYMBOL[status]
+                want = (
+                    STRICT_XPASS_SYMBOL if (status == "xpassed" and "strict_on" in m.group(1)) else TEST_SYMBOL[status]
+                )
                 assert symbols[i] == want, (m.group(1), cell, symbols[i])
                 if reason and status != "passed":
                     assert reason in line, (m.group(1), reason)
@@ -196,4 +212,8 @@ def test_every_outcome_lands_in_the_html(pipeline: Path) -> None:
 
 def test_the_job_summary_carries_the_grid(pipeline: Path) -> None:
     text = (pipeline.parent / "summary.md").read_text()
-    assert "| **forkserver** |" in text and "⏱️" in text and "💧" in text and "🚫" in text
+    # The grid's own rows, not the legend (which names every symbol too).
+    rows = [line for line in text.splitlines() if line.startswith("| **")]
+    assert [row.split("|")[1].strip() for row in rows] == ["**trio**", "**forkserver**", "**subint**"]
+    grid = "\n".join(rows)
+    assert "⏱️" in grid and "💧" in grid and "🚫" in grid

@@ -15,14 +15,22 @@ from pathlib import Path
 
 import pytest
 
-from compat.results import ledger as L
+from compat.report import build_report
 from compat.report.html import PAGE_LIMIT, render_html
 from compat.report.view import KnownIssues
-from compat.report import build_report
+from compat.results import ledger as L
 from tests.compat.test_report import MATRIX, constructed
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium() -> str:
@@ -38,9 +46,19 @@ def browse(page: Path, fragment: str = "", *extra: str) -> str:
     """Load the page in a fresh headless Chromium; return the DOM after its scripts ran."""
     with tempfile.TemporaryDirectory() as profile:
         proc = subprocess.run(
-            [chromium(), *FLAGS, f"--user-data-dir={profile}", *extra, "--dump-dom",
-             page.resolve().as_uri() + (f"#{fragment}" if fragment else "")],
-            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
+            [
+                chromium(),
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                *extra,
+                "--dump-dom",
+                page.resolve().as_uri() + (f"#{fragment}" if fragment else ""),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            check=False,
         )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
@@ -49,9 +67,18 @@ def browse(page: Path, fragment: str = "", *extra: str) -> str:
 def screenshot(page: Path, png: Path, fragment: str = "") -> None:
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
-            [chromium(), *FLAGS, f"--user-data-dir={profile}", "--window-size=1400,1000",
-             f"--screenshot={png}", page.resolve().as_uri() + (f"#{fragment}" if fragment else "")],
-            capture_output=True, timeout=120, stdin=subprocess.DEVNULL, check=True,
+            [
+                chromium(),
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                "--window-size=1400,1000",
+                f"--screenshot={png}",
+                page.resolve().as_uri() + (f"#{fragment}" if fragment else ""),
+            ],
+            capture_output=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+            check=True,
         )
 
 
@@ -87,10 +114,14 @@ def test_grid_and_filters_in_a_browser(page: Path, tmp_path: Path) -> None:
     dom = browse(page)
     grid = dict(re.findall(r'data-cell="([^"]+)" data-status="([^"]+)"', dom))
     assert grid == {
-        "py3.13-base-trio-capfd": "failing", "py3.13-base-trio-capsys": "ok",
-        "py3.14-base-trio-capfd": "timeout", "py3.14-base-trio-capsys": "leaked",
-        "py3.13-base-subint-capfd": "unsupported", "py3.13-base-subint-capsys": "unavailable",
-        "py3.14-base-subint-capfd": "error", "py3.14-base-subint-capsys": "error",
+        "py3.13-base-trio-capfd": "failing",
+        "py3.13-base-trio-capsys": "ok",
+        "py3.14-base-trio-capfd": "timeout",
+        "py3.14-base-trio-capsys": "leaked",
+        "py3.13-base-subint-capfd": "unsupported",
+        "py3.13-base-subint-capsys": "unavailable",
+        "py3.14-base-subint-capfd": "error",
+        "py3.14-base-subint-capsys": "error",
     }
     # Default view hides all-green rows.
     default = rows(dom)
@@ -116,25 +147,38 @@ def test_grid_and_filters_in_a_browser(page: Path, tmp_path: Path) -> None:
 
 
 def big_ledger(n_tests: int = 5000) -> L.Ledger:
-    axes = {"python": ("3.13", "3.14"), "group": ("base", "greenback", "cffi"),
-            "backend": ("trio", "forkserver", "subint"), "capture": ("fd", "sys", "no")}
+    axes = {
+        "python": ("3.13", "3.14"),
+        "group": ("base", "greenback", "cffi"),
+        "backend": ("trio", "forkserver", "subint"),
+        "capture": ("fd", "sys", "no"),
+    }
     cells = tuple(
         L.LedgerCell(id=f"py{p}-{g}-{b}-cap{c}", python=p, group=g, backend=b, capture=c, status="failing")
-        for p in axes["python"] for g in axes["group"] for b in axes["backend"] for c in axes["capture"]
+        for p in axes["python"]
+        for g in axes["group"]
+        for b in axes["backend"]
+        for c in axes["capture"]
     )
     tests = []
     for i in range(n_tests):
         results = {}
         for j, cell in enumerate(cells):
             if i % 10 == 0 and j % 7 == 0:
-                results[cell.id] = L.LedgerResult(status="failed", reason=f"AssertionError {i}",
-                                                  message="Traceback\n" + "frame line\n" * 400)
+                results[cell.id] = L.LedgerResult(
+                    status="failed", reason=f"AssertionError {i}", message="Traceback\n" + "frame line\n" * 400
+                )
             elif i % 13 == 0:
                 results[cell.id] = L.LedgerResult(status="xfailed", reason="known")
             else:
                 results[cell.id] = L.LedgerResult(status="passed")
-        tests.append(L.LedgerTest(nodeid=f"tests/backends/test_mod{i % 40}.py::test_case_{i}[param]",
-                                  results=results, why="capture-sensitive: fails only with --capture=fd" if i % 10 == 0 else ""))
+        tests.append(
+            L.LedgerTest(
+                nodeid=f"tests/backends/test_mod{i % 40}.py::test_case_{i}[param]",
+                results=results,
+                why="capture-sensitive: fails only with --capture=fd" if i % 10 == 0 else "",
+            )
+        )
     return L.Ledger(run_id="big", timestamp=0.0, axes=axes, cells=cells, tests=tuple(tests))
 
 
@@ -142,8 +186,9 @@ def test_five_thousand_tests_fit_under_one_megabyte(tmp_path: Path) -> None:
     ledger = big_ledger()
     html = render_html(ledger, KnownIssues(None))
     backend_of = {c.id: c.backend for c in ledger.cells}
-    not_green = {(t.nodeid, backend_of[cid]) for t in ledger.tests for cid, r in t.results.items()
-                 if r.status != "passed"}
+    not_green = {
+        (t.nodeid, backend_of[cid]) for t in ledger.tests for cid, r in t.results.items() if r.status != "passed"
+    }
     assert len(html.encode()) < PAGE_LIMIT
     assert "clipped; full text in compat.json" in html
     page = tmp_path / "index.html"

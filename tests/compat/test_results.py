@@ -14,14 +14,20 @@ CELL = "py3.14-base-trio-capfd"
 
 ALL_OUTCOMES = [
     {"nodeid": "t.py::test_pass", "outcome": "passed"},
-    {"nodeid": "t.py::test_fail", "outcome": "failed",
-     "message": "def test_fail():\n>       assert 1 == 2\nE       assert 1 == 2\n\nt.py:3: AssertionError"},
-    {"nodeid": "t.py::test_setup", "outcome": "error", "when": "setup",
-     "message": "E   RuntimeError: fixture broke"},
+    {
+        "nodeid": "t.py::test_fail",
+        "outcome": "failed",
+        "message": "def test_fail():\n>       assert 1 == 2\nE       assert 1 == 2\n\nt.py:3: AssertionError",
+    },
+    {"nodeid": "t.py::test_setup", "outcome": "error", "when": "setup", "message": "E   RuntimeError: fixture broke"},
     {"nodeid": "t.py::test_xfail", "outcome": "xfailed", "reason": "known bug #12", "strict": False},
     {"nodeid": "t.py::test_xpass", "outcome": "xpassed", "reason": "fixed?", "strict": False},
-    {"nodeid": "t.py::test_strict", "outcome": "failed", "strict": True,
-     "message": "[XPASS(strict)] should still fail"},
+    {
+        "nodeid": "t.py::test_strict",
+        "outcome": "failed",
+        "strict": True,
+        "message": "[XPASS(strict)] should still fail",
+    },
     {"nodeid": "t.py::test_skip", "outcome": "skipped", "reason": "needs 3.14"},
 ]
 
@@ -50,8 +56,11 @@ def test_every_outcome_is_kept_apart(tmp_path: Path) -> None:
 
 
 def test_declared_outcomes_alone_make_an_ok_cell(tmp_path: Path) -> None:
-    ok = [r for r in ALL_OUTCOMES if r["nodeid"] in ("t.py::test_pass", "t.py::test_xfail", "t.py::test_skip",
-                                                    "t.py::test_xpass")]
+    ok = [
+        r
+        for r in ALL_OUTCOMES
+        if r["nodeid"] in ("t.py::test_pass", "t.py::test_xfail", "t.py::test_skip", "t.py::test_xpass")
+    ]
     cell = read_cell(write_cell(tmp_path, CELL, results=ok))
     assert (cell.status, cell.reason) == ("ok", "")
 
@@ -62,8 +71,10 @@ def test_a_strict_xpass_alone_fails_the_cell(tmp_path: Path) -> None:
 
 
 def test_failed_then_passed_in_the_same_cell_is_flaky(tmp_path: Path) -> None:
-    results = [{"nodeid": "t.py::test_f", "outcome": "failed", "message": "E   boom"},
-               {"nodeid": "t.py::test_f", "outcome": "passed"}]
+    results = [
+        {"nodeid": "t.py::test_f", "outcome": "failed", "message": "E   boom"},
+        {"nodeid": "t.py::test_f", "outcome": "passed"},
+    ]
     cell = read_cell(write_cell(tmp_path, CELL, results=results))
     assert cell.tests["t.py::test_f"].status == "flaky"
     assert "boom" in cell.tests["t.py::test_f"].message
@@ -72,7 +83,11 @@ def test_failed_then_passed_in_the_same_cell_is_flaky(tmp_path: Path) -> None:
 
 def test_the_running_test_of_a_timed_out_cell_gets_the_dump(tmp_path: Path) -> None:
     d = write_cell(
-        tmp_path, CELL, outcome="timeout", results=ALL_OUTCOMES[:1], running="t.py::test_hang",
+        tmp_path,
+        CELL,
+        outcome="timeout",
+        results=ALL_OUTCOMES[:1],
+        running="t.py::test_hang",
         reason="cell exceeded its 30 s bound while t.py::test_hang was running",
         dumps={"pytest-12.txt": 'Thread 0x1 (most recent call first):\n  File "t.py", line 9 in test_hang\n'},
         timeout_s=30,
@@ -146,24 +161,45 @@ def test_unreadable_junit_and_nothing_at_all(tmp_path: Path) -> None:
 
 
 def test_runner_outcomes_become_cell_statuses(tmp_path: Path) -> None:
-    for outcome, reason in [("unsupported", "subint needs 3.14"), ("unavailable", "no python3.14"),
-                            ("error", "image build failed")]:
+    for outcome, reason in [
+        ("unsupported", "subint needs 3.14"),
+        ("unavailable", "no python3.14"),
+        ("error", "image build failed"),
+    ]:
         cell = read_cell(write_cell(tmp_path / outcome, CELL, outcome=outcome, reason=reason))
         assert (cell.status, cell.reason) == (outcome, reason)
 
 
 def test_leaks_from_the_census_and_the_reaper(tmp_path: Path) -> None:
-    census = {"processes": [{"pid": 7, "ppid": 1, "state": "S", "cmdline": "python -m backends._child"},
-                            {"pid": 8, "ppid": 1, "state": "Z", "cmdline": ""}], "zombies": 1}
-    cell = read_cell(write_cell(tmp_path, CELL, results=ALL_OUTCOMES[:1], census=census,
-                                reap={"processes": [], "signalled": 0, "escalated": 0,
-                                      "shm": ["/dev/shm/backends-x"], "uds": []}))
+    census = {
+        "processes": [
+            {"pid": 7, "ppid": 1, "state": "S", "cmdline": "python -m backends._child"},
+            {"pid": 8, "ppid": 1, "state": "Z", "cmdline": ""},
+        ],
+        "zombies": 1,
+    }
+    cell = read_cell(
+        write_cell(
+            tmp_path,
+            CELL,
+            results=ALL_OUTCOMES[:1],
+            census=census,
+            reap={"processes": [], "signalled": 0, "escalated": 0, "shm": ["/dev/shm/backends-x"], "uds": []},
+        )
+    )
     assert cell.status == "leaked"
     assert (cell.leaks.processes, cell.leaks.zombies, cell.leaks.shm) == (1, 1, 1)
     assert "zombie" in cell.reason and "shm" in cell.reason
 
-    clean = read_cell(write_cell(tmp_path / "c", CELL, results=ALL_OUTCOMES[:1],
-                                 census={"processes": [], "zombies": 0}, reap={"processes": [], "shm": [], "uds": []}))
+    clean = read_cell(
+        write_cell(
+            tmp_path / "c",
+            CELL,
+            results=ALL_OUTCOMES[:1],
+            census={"processes": [], "zombies": 0},
+            reap={"processes": [], "shm": [], "uds": []},
+        )
+    )
     assert clean.status == "ok"
 
     d = write_cell(tmp_path / "d", CELL, results=ALL_OUTCOMES[:1])
@@ -172,8 +208,16 @@ def test_leaks_from_the_census_and_the_reaper(tmp_path: Path) -> None:
 
 
 def test_cellmeta_keeps_its_pinned_fields() -> None:
-    meta = CellMeta(cell=CELL, python="3.14", group="base", backend="trio", capture="fd", run_id="r",
-                    runner="local", outcome="completed")
+    meta = CellMeta(
+        cell=CELL,
+        python="3.14",
+        group="base",
+        backend="trio",
+        capture="fd",
+        run_id="r",
+        runner="local",
+        outcome="completed",
+    )
     again = msgspec.json.decode(msgspec.json.encode(meta), type=CellMeta)
     assert again == meta
     assert json.loads(msgspec.json.encode(meta))["version"] == 1

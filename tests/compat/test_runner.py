@@ -106,7 +106,9 @@ def test_ctrl_c_removes_every_container_of_the_run(engine, tmp_path):
     run_id = f"test-ctrl-c-{os.getpid()}"
     script = tmp_path / "run.py"
     script.write_text(
-        INTERRUPTED_RUN.format(root=str(ROOT), tests=str(Path(__file__).parent), run_id=run_id, out=str(tmp_path / "raw"))
+        INTERRUPTED_RUN.format(
+            root=str(ROOT), tests=str(Path(__file__).parent), run_id=run_id, out=str(tmp_path / "raw")
+        )
     )
     proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
     try:
@@ -120,6 +122,7 @@ def test_ctrl_c_removes_every_container_of_the_run(engine, tmp_path):
     finally:
         proc.kill()
         proc.wait()
+        proc.stderr.close()
         left = engine.run_containers(run_id)
         engine.remove_run(run_id)  # a failed run of this test must not leak them
     assert left == []
@@ -137,7 +140,14 @@ def test_a_cell_whose_runner_is_gone_stops_itself(tmp_path):
     out.mkdir()
     matrix = cellsupport.fixture_matrix()
     spec = json.loads(
-        entry_spec(matrix, cell("forkserver"), out=str(out), cwd=str(cellsupport.FIXTURE), extra=("-k", "test_hangs"), fresh_dirs=False)
+        entry_spec(
+            matrix,
+            cell("forkserver"),
+            out=str(out),
+            cwd=str(cellsupport.FIXTURE),
+            extra=("-k", "test_hangs"),
+            fresh_dirs=False,
+        )
     )
     assert spec["expire_after"] > matrix.timeouts.per_cell
     spec.update(expire_after=2.0, per_test_timeout=None)

@@ -5,16 +5,21 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from compat.results import ledger as L
-from compat.matrix import AxesConfig as Axes, Matrix
+from compat.matrix import AxesConfig as Axes
+from compat.matrix import Matrix
 from compat.report import build_report
 from compat.report.bench import write_cell
+from compat.results import ledger as L
 from compat.results.raw import read_cells
 from compat.results.why import Observation, Rerun, TriageIndex, cell_id, explain, write_index
 from compat.results.why import plan_reruns as plan
 
-FULL = {"python": ("3.13", "3.14"), "group": ("base", "greenback", "cffi"),
-        "backend": ("trio", "forkserver", "subint"), "capture": ("fd", "sys", "no")}
+FULL = {
+    "python": ("3.13", "3.14"),
+    "group": ("base", "greenback", "cffi"),
+    "backend": ("trio", "forkserver", "subint"),
+    "capture": ("fd", "sys", "no"),
+}
 ALL = list(itertools.product(*FULL.values()))
 
 
@@ -60,8 +65,11 @@ def raw_with(tmp_path: Path, fails) -> Path:
         failed = fails(p, g, b, c)
         if failed is None:
             continue
-        write_cell(raw, cell_id((p, g, b, c)), results=[
-            {"nodeid": "t.py::test_x", "outcome": "failed" if failed else "passed", "message": "E   x"}])
+        write_cell(
+            raw,
+            cell_id((p, g, b, c)),
+            results=[{"nodeid": "t.py::test_x", "outcome": "failed" if failed else "passed", "message": "E   x"}],
+        )
     return raw
 
 
@@ -73,11 +81,15 @@ def test_plan_is_bounded_and_skips_dead_and_observed_cells(tmp_path: Path) -> No
     wanted = plan(cells, FULL, max_reruns=100)
     assert wanted[0] == ("t.py::test_x", ("3.14", "base", "subint", "fd"), "flaky")
     targets = [a for _, a, p in wanted if p == "neighbour"]
-    assert ("3.13", "base", "subint", "fd") not in targets          # unsupported
-    assert set(targets) == {("3.14", "greenback", "subint", "fd"), ("3.14", "cffi", "subint", "fd"),
-                            ("3.14", "base", "forkserver", "fd"), ("3.14", "base", "trio", "fd"),
-                            ("3.14", "base", "subint", "sys"),
-                            ("3.14", "base", "subint", "no")}
+    assert ("3.13", "base", "subint", "fd") not in targets  # unsupported
+    assert set(targets) == {
+        ("3.14", "greenback", "subint", "fd"),
+        ("3.14", "cffi", "subint", "fd"),
+        ("3.14", "base", "forkserver", "fd"),
+        ("3.14", "base", "trio", "fd"),
+        ("3.14", "base", "subint", "sys"),
+        ("3.14", "base", "subint", "no"),
+    }
     assert len(plan(cells, FULL, max_reruns=3)) == 3
     done = [("t.py::test_x", "py3.14-base-subint-capfd", "flaky")]
     assert all(p != "flaky" for _, _, p in plan(cells, FULL, 100, done))
@@ -89,17 +101,24 @@ def test_a_settled_label_needs_no_reruns(tmp_path: Path) -> None:
     # ...except the flaky check when it rests on a single failing cell.
     one = {("3.14", "base", "subint", "fd"): True, ("3.14", "base", "trio", "fd"): False}
     raw = raw_with(tmp_path / "one", lambda *c: one.get(c))
-    assert plan(read_cells(raw), FULL, max_reruns=100) == [
-        ("t.py::test_x", ("3.14", "base", "subint", "fd"), "flaky")]
+    assert plan(read_cells(raw), FULL, max_reruns=100) == [("t.py::test_x", ("3.14", "base", "subint", "fd"), "flaky")]
 
 
 def test_stored_reruns_settle_the_label_and_mark_flaky(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
-    write_cell(raw, "py3.14-base-subint-capfd", results=[
-        {"nodeid": "t.py::test_x", "outcome": "failed", "message": "E   subint broke"},
-        {"nodeid": "t.py::test_f", "outcome": "failed", "message": "E   once"}])
-    write_cell(raw, "py3.14-base-trio-capsys", results=[
-        {"nodeid": "t.py::test_x", "outcome": "passed"}, {"nodeid": "t.py::test_f", "outcome": "passed"}])
+    write_cell(
+        raw,
+        "py3.14-base-subint-capfd",
+        results=[
+            {"nodeid": "t.py::test_x", "outcome": "failed", "message": "E   subint broke"},
+            {"nodeid": "t.py::test_f", "outcome": "failed", "message": "E   once"},
+        ],
+    )
+    write_cell(
+        raw,
+        "py3.14-base-trio-capsys",
+        results=[{"nodeid": "t.py::test_x", "outcome": "passed"}, {"nodeid": "t.py::test_f", "outcome": "passed"}],
+    )
     matrix = Matrix(axes=Axes(python=("3.14",), group=("base",), backend=("trio", "subint"), capture=("fd", "sys")))
     out = tmp_path / "out"
     build_report(raw, out, baseline=Path("/dev/null"), summary=None, fail_on_regression=False, matrix=matrix)
@@ -108,17 +127,37 @@ def test_stored_reruns_settle_the_label_and_mark_flaky(tmp_path: Path) -> None:
 
     tri = raw / "_triage"
     write_cell(tri / "0000", "py3.14-base-trio-capfd", results=[{"nodeid": "t.py::test_x", "outcome": "passed"}])
-    write_cell(tri / "0000", "py3.14-base-subint-capsys", results=[
-        {"nodeid": "t.py::test_x", "outcome": "failed", "message": "E   subint broke"}])
+    write_cell(
+        tri / "0000",
+        "py3.14-base-subint-capsys",
+        results=[{"nodeid": "t.py::test_x", "outcome": "failed", "message": "E   subint broke"}],
+    )
     write_cell(tri / "0001", "py3.14-base-subint-capfd", results=[{"nodeid": "t.py::test_f", "outcome": "passed"}])
-    write_index(raw, TriageIndex(reruns=[
-        Rerun(nodeid="t.py::test_x", cell="py3.14-base-trio-capfd", dir="0000/py3.14-base-trio-capfd",
-              purpose="neighbour"),
-        Rerun(nodeid="t.py::test_x", cell="py3.14-base-subint-capsys", dir="0000/py3.14-base-subint-capsys",
-              purpose="neighbour"),
-        Rerun(nodeid="t.py::test_f", cell="py3.14-base-subint-capfd", dir="0001/py3.14-base-subint-capfd",
-              purpose="flaky"),
-    ]))
+    write_index(
+        raw,
+        TriageIndex(
+            reruns=[
+                Rerun(
+                    nodeid="t.py::test_x",
+                    cell="py3.14-base-trio-capfd",
+                    dir="0000/py3.14-base-trio-capfd",
+                    purpose="neighbour",
+                ),
+                Rerun(
+                    nodeid="t.py::test_x",
+                    cell="py3.14-base-subint-capsys",
+                    dir="0000/py3.14-base-subint-capsys",
+                    purpose="neighbour",
+                ),
+                Rerun(
+                    nodeid="t.py::test_f",
+                    cell="py3.14-base-subint-capfd",
+                    dir="0001/py3.14-base-subint-capfd",
+                    purpose="flaky",
+                ),
+            ]
+        ),
+    )
     build_report(raw, out, baseline=Path("/dev/null"), summary=None, fail_on_regression=False, matrix=matrix)
     ledger = L.decode((out / "compat.json").read_bytes())
     tests = {t.nodeid: t for t in ledger.tests}

@@ -13,9 +13,9 @@ from ruamel.yaml import YAML
 
 from compat import cli
 from compat.ci import workflow
-from compat.matrix import sessions as plan
-from compat.matrix import load
 from compat.errors import WorkflowStale
+from compat.matrix import load
+from compat.matrix import sessions as plan
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = ROOT / "matrix.toml"
@@ -39,9 +39,7 @@ def test_check_fails_on_a_stale_or_missing_file_with_one_line(tmp_path, capsys):
     )
     missing = tmp_path / "none.yml"
     assert cli.main(["workflow", "--check", "--output", str(missing)]) == WorkflowStale.exit_code
-    assert capsys.readouterr().err == (
-        f"compat: error: {missing} is missing; run `compat workflow` to write it\n"
-    )
+    assert capsys.readouterr().err == (f"compat: error: {missing} is missing; run `compat workflow` to write it\n")
 
 
 def test_generator_is_deterministic_and_follows_the_matrix(write_matrix):
@@ -55,16 +53,20 @@ def test_generator_is_deterministic_and_follows_the_matrix(write_matrix):
 def test_workflow_passes_the_vendored_schemas(schema):
     proc = subprocess.run(
         [BIN / "check-jsonschema", "--builtin-schema", schema, str(COMMITTED)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_zizmor_finds_nothing_of_medium_severity_or_above():
     proc = subprocess.run(
-        [BIN / "zizmor", "--offline", "--format", "json", "--min-severity", "medium",
-         str(COMMITTED.parent)],
-        capture_output=True, text=True, cwd=ROOT,
+        [BIN / "zizmor", "--offline", "--format", "json", "--min-severity", "medium", str(COMMITTED.parent)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     findings = json.loads(proc.stdout)
     assert findings == [], json.dumps(findings, indent=1)[:4000]
@@ -92,8 +94,30 @@ def test_emitted_yaml_reads_back_as_the_workflow_data():
 
 @pytest.mark.parametrize(
     "value",
-    ["3.13", "true", "on", "null", "- x", "a: b", "x #y", "#x", "'q'", '"q"', "{x}", "*a", "é", "",
-     " lead", "tab\there", "two\nlines", "ends\n\n", "\nstarts", "back\\slash", "${{ x }}: y", "1e3"],
+    [
+        "3.13",
+        "true",
+        "on",
+        "null",
+        "- x",
+        "a: b",
+        "x #y",
+        "#x",
+        "'q'",
+        '"q"',
+        "{x}",
+        "*a",
+        "é",
+        "",
+        " lead",
+        "tab\there",
+        "two\nlines",
+        "ends\n\n",
+        "\nstarts",
+        "back\\slash",
+        "${{ x }}: y",
+        "1e3",
+    ],
 )
 def test_emitter_keeps_awkward_strings_strings(value):
     text = "".join(workflow._emit({"k": value, "l": [value]}, 0))

@@ -6,6 +6,7 @@ conftest below the rootdir is a collection error in pytest 9).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -76,10 +77,8 @@ def kill_tree(pid: int) -> None:
     except psutil.NoSuchProcess:
         return
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(procs, timeout=5)
 
 
@@ -91,12 +90,13 @@ def spawned() -> Iterator[list[subprocess.Popen]]:
     for proc in procs:
         kill_tree(proc.pid)
         proc.wait(timeout=5)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def start_actor(script: str, *args: str) -> tuple[subprocess.Popen, list[int]]:
-    proc = subprocess.Popen(
-        [sys.executable, script, *args], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
-    )
+    proc = subprocess.Popen([sys.executable, script, *args], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     return proc, [int(x) for x in proc.stdout.readline().split()]
 
 

@@ -7,25 +7,35 @@ import subprocess
 import sys
 
 RESULT_KEYS = {
-    "spawn_p50_ms", "spawn_p90_ms", "spawn_back_to_back_p50_ms", "teardown_p50_ms",
-    "rpc_p50_us", "rpc_p90_us", "stream_msgs_per_s",
+    "spawn_p50_ms",
+    "spawn_p90_ms",
+    "spawn_back_to_back_p50_ms",
+    "teardown_p50_ms",
+    "rpc_p50_us",
+    "rpc_p90_us",
+    "stream_msgs_per_s",
 }
 BASELINE_KEYS = {
-    "python_startup_p50_ms", "import_runtime_p50_ms", "mp_spawn_p50_ms",
-    "mp_forkserver_p50_ms", "uds_pingpong_p50_us",
+    "python_startup_p50_ms",
+    "import_runtime_p50_ms",
+    "mp_spawn_p50_ms",
+    "mp_forkserver_p50_ms",
+    "uds_pingpong_p50_us",
 }
 
 
 def bench(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "backends.bench", *args],
-        capture_output=True, text=True, timeout=240,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
 
 
 def test_json_report_has_the_documented_shape():
-    done = bench("--json", "--backends", "forkserver,subint", "-n", "1",
-                 "--rpc-calls", "20", "--stream-msgs", "200")
+    done = bench("--json", "--backends", "forkserver,subint", "-n", "1", "--rpc-calls", "20", "--stream-msgs", "200")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["python"] == ".".join(map(str, sys.version_info[:3]))

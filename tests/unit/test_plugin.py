@@ -82,14 +82,16 @@ def test_unavailable_backend_is_a_usage_error_with_the_reason(inner):
 
 
 def test_single_backend_keeps_node_ids_and_sets_the_environment(inner):
-    inner.makepyfile(test_one="""
+    inner.makepyfile(
+        test_one="""
         import os
         def test_fixture(spawn_backend):
             assert spawn_backend == "trio"
             assert os.environ["BACKENDS_SPAWN_BACKEND"] == "trio"
         def test_no_fixture():
             assert os.environ["BACKENDS_SPAWN_BACKEND"] == "trio"
-    """)
+    """
+    )
     result = run(inner, "-v")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*test_one.py::test_fixture PASSED*"])
@@ -98,13 +100,15 @@ def test_single_backend_keeps_node_ids_and_sets_the_environment(inner):
 
 @pytest.mark.skipif(len(AVAILABLE) < 2, reason="needs two available backends")
 def test_all_parametrises_over_available_backends_and_lists_the_rest(inner):
-    inner.makepyfile(test_all="""
+    inner.makepyfile(
+        test_all="""
         import os
         import backends
         def test_env(spawn_backend):
             assert os.environ["BACKENDS_SPAWN_BACKEND"] == spawn_backend
             assert backends.spawn.resolve(None) == spawn_backend
-    """)
+    """
+    )
     result = run(inner, "-v", "--spawn-backend=all")
     result.assert_outcomes(passed=len(AVAILABLE))
     result.stdout.fnmatch_lines([f"*test_env[[]{n}[]] PASSED*" for n in AVAILABLE])
@@ -115,10 +119,12 @@ def test_all_parametrises_over_available_backends_and_lists_the_rest(inner):
 
 @pytest.mark.skipif(len(AVAILABLE) < 2, reason="needs two available backends")
 def test_comma_list(inner):
-    inner.makepyfile(test_list="""
+    inner.makepyfile(
+        test_list="""
         def test_it(spawn_backend):
             pass
-    """)
+    """
+    )
     listed = ",".join(reversed(AVAILABLE[:2]))
     result = run(inner, "-v", f"--spawn-backend={listed}")
     result.assert_outcomes(passed=2)
@@ -129,7 +135,8 @@ def test_comma_list(inner):
 
 
 def test_markers_at_every_level(inner):
-    inner.makepyfile(test_marks="""
+    inner.makepyfile(
+        test_marks="""
         import pytest
         pytestmark = pytest.mark.skipon_spawn_backend("trio", reason="module says no")
 
@@ -139,8 +146,10 @@ def test_markers_at_every_level(inner):
         @pytest.mark.skipon_spawn_backend("forkserver", reason="not here")
         def test_other_backend_named(spawn_backend):
             raise AssertionError("function mark names another backend; module mark applies")
-    """)
-    inner.makepyfile(test_marks2="""
+    """
+    )
+    inner.makepyfile(
+        test_marks2="""
         import pytest
 
         @pytest.mark.skipon_spawn_backend("trio", reason="class says no")
@@ -163,35 +172,42 @@ def test_markers_at_every_level(inner):
         @pytest.mark.xfailon_spawn_backend("forkserver", reason="other backend")
         def test_not_marked_here(spawn_backend):
             pass
-    """)
+    """
+    )
     result = run(inner, "-rsxX", "--spawn-backend=trio")
     result.assert_outcomes(skipped=3, xfailed=1, failed=1, xpassed=1, passed=1)
-    result.stdout.fnmatch_lines([
-        "*XPASS(strict)*strict by default*",
-        "*module says no*", "*class says no*", "*known bug*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*XPASS(strict)*strict by default*",
+            "*module says no*",
+            "*class says no*",
+            "*known bug*",
+        ]
+    )
 
 
 def test_unknown_backend_in_a_marker_is_a_collection_error(inner):
-    inner.makepyfile(test_typo="""
+    inner.makepyfile(
+        test_typo="""
         import pytest
         @pytest.mark.skipon_spawn_backend("trio", "forksrever", reason="typo")
         def test_it():
             pass
         def test_other():
             pass
-    """)
+    """
+    )
     result = run(inner)
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*ERROR collecting test_typo.py*",
-                                 "*unknown spawn backend 'forksrever'*"])
+    result.stdout.fnmatch_lines(["*ERROR collecting test_typo.py*", "*unknown spawn backend 'forksrever'*"])
 
 
 # --- the leak check -----------------------------------------------------------------------
 
 
 def test_leaked_process_fails_the_test_and_is_reaped(inner):
-    inner.makepyfile(test_leak="""
+    inner.makepyfile(
+        test_leak="""
         from leaker import record, titled
         def test_leaks(spawn_backend):
             record(titled("backends[leaky]").pid)
@@ -200,12 +216,13 @@ def test_leaked_process_fails_the_test_and_is_reaped(inner):
             p.kill(); p.wait()
         def test_no_fixture_is_not_checked():
             record(titled("backends[unchecked]").pid)
-    """)
+    """
+    )
     result = run(inner, "-rfE", "--backends-leak-wait=0.5")
     result.assert_outcomes(passed=3, errors=1)
-    result.stdout.fnmatch_lines(["*ERROR at teardown of test_leaks*",
-                                 "test leaked (now reaped):",
-                                 "*backends[[]leaky[]]*running*"])
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_leaks*", "test leaked (now reaped):", "*backends[[]leaky[]]*running*"]
+    )
     # The session reaper took the unchecked one at the end, and said so.
     result.stdout.fnmatch_lines(["*backends reaper*", "*backends[[]unchecked[]]*"])
     pids = [int(x) for x in Path(os.environ["PIDS_FILE"]).read_text().split()]
@@ -213,7 +230,8 @@ def test_leaked_process_fails_the_test_and_is_reaped(inner):
 
 
 def test_a_leak_that_goes_away_by_itself_is_waited_for(inner):
-    inner.makepyfile(test_slow="""
+    inner.makepyfile(
+        test_slow="""
         import subprocess, sys
         def test_slow_exit(spawn_backend):
             code = ("import setproctitle, time; setproctitle.setproctitle('backends[slow]');"
@@ -223,14 +241,16 @@ def test_a_leak_that_goes_away_by_itself_is_waited_for(inner):
                 "import subprocess, sys; subprocess.run([sys.executable, '-c', sys.argv[1]])",
                 code], stdout=subprocess.PIPE)
             assert middle.stdout.readline() == b"up\\n"
-    """)
+    """
+    )
     result = run(inner, "--backends-leak-wait=10")
     result.assert_outcomes(passed=1)
 
 
 def test_leaked_shm_and_socket_files_fail_the_test(inner, tmp_path):
     token = secrets.token_hex(4)
-    inner.makepyfile(test_files=f"""
+    inner.makepyfile(
+        test_files=f"""
         import os, socket
         from pathlib import Path
         def test_shm(spawn_backend):
@@ -247,15 +267,14 @@ def test_leaked_shm_and_socket_files_fail_the_test(inner, tmp_path):
             # Named for pid 1, which is alive and not below this pytest: not ours.
             fd = os.open("/dev/shm/backends-{token}-1-0", os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
-    """)
+    """
+    )
     try:
         result = run(inner, "-rE", "--backends-leak-wait=0.3")
         result.assert_outcomes(passed=3, errors=2)
         result.stdout.fnmatch_lines([f"*shm segment /dev/shm/backends-{token}-*-0*"])
         result.stdout.fnmatch_lines([f"*socket path */run-*-{token}*"])
-        assert [p.name for p in Path("/dev/shm").glob(f"backends-{token}-*")] == [
-            f"backends-{token}-1-0"
-        ]
+        assert [p.name for p in Path("/dev/shm").glob(f"backends-{token}-*")] == [f"backends-{token}-1-0"]
         assert list((tmp_path / "rt").iterdir()) == []
     finally:
         for path in Path("/dev/shm").glob(f"backends-{token}-*"):
@@ -263,11 +282,13 @@ def test_leaked_shm_and_socket_files_fail_the_test(inner, tmp_path):
 
 
 def test_no_leak_check_leaves_it_to_the_session_reaper_and_the_report(inner, tmp_path):
-    inner.makepyfile(test_leak="""
+    inner.makepyfile(
+        test_leak="""
         from leaker import record, titled
         def test_leaks(spawn_backend):
             record(titled("backends[for-the-reaper]").pid)
-    """)
+    """
+    )
     report_path = tmp_path / "out" / "leaks.json"
     result = run(inner, "--no-backends-leak-check", f"--backends-leak-report={report_path}")
     result.assert_outcomes(passed=1)
@@ -285,7 +306,8 @@ def test_no_leak_check_leaves_it_to_the_session_reaper_and_the_report(inner, tmp
 @pytest.mark.parametrize("capture", ["fd", "sys", "no"])
 def test_dump_dir_gets_the_pytest_process_stacks(inner, tmp_path, capture):
     dumps = tmp_path / "dumps"
-    inner.makepyfile(test_dump="""
+    inner.makepyfile(
+        test_dump="""
         import os, signal
         from pathlib import Path
         def test_dump():
@@ -293,7 +315,8 @@ def test_dump_dir_gets_the_pytest_process_stacks(inner, tmp_path, capture):
             os.kill(os.getpid(), signal.SIGUSR1)
             text = (directory / f"pytest-{os.getpid()}.txt").read_text()
             assert "test_dump" in text and "Current thread" in text
-    """)
+    """
+    )
     result = run(inner, f"--capture={capture}", f"--backends-dump-dir={dumps}")
     result.assert_outcomes(passed=1)
     assert [p.name.split("-")[0] for p in dumps.iterdir()] == ["pytest"]
@@ -314,7 +337,8 @@ def test_xdist_workers_check_only_their_own_descendants(inner, tmp_path):
             if item.name == "test_b":
                 Path({str(sync)!r}, "b-done").touch()
     """)
-    inner.makepyfile(test_pair=f"""
+    inner.makepyfile(
+        test_pair=f"""
         import time
         from pathlib import Path
         from leaker import record, titled
@@ -334,32 +358,38 @@ def test_xdist_workers_check_only_their_own_descendants(inner, tmp_path):
             wait_for("a-up")
         def test_c_leaks(spawn_backend):
             record(titled("backends[leak-in-worker]").pid)
-    """)
+    """
+    )
     report_path = tmp_path / "leaks.json"
-    result = run(inner, "-n", "2", "--dist", "load", "-rE", "--backends-leak-wait=0.3",
-                 f"--backends-leak-report={report_path}")
+    result = run(
+        inner, "-n", "2", "--dist", "load", "-rE", "--backends-leak-wait=0.3", f"--backends-leak-report={report_path}"
+    )
     result.assert_outcomes(passed=3, errors=1)
-    result.stdout.fnmatch_lines(["*ERROR at teardown of test_c_leaks*", "*",
-                                 "test leaked (now reaped):",
-                                 "*backends[[]leak-in-worker[]]*running*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_c_leaks*",
+            "*",
+            "test leaked (now reaped):",
+            "*backends[[]leak-in-worker[]]*running*",
+        ]
+    )
     report = json.loads(report_path.read_text())
     assert [p["title"] for p in report["processes"]] == ["backends[leak-in-worker]"]
 
 
 def test_xdist_session_reaper_collects_from_workers(inner, tmp_path):
-    inner.makepyfile(test_leak="""
+    inner.makepyfile(
+        test_leak="""
         from leaker import record, titled
         def test_one(spawn_backend):
             record(titled("backends[worker-leak-1]").pid)
         def test_two(spawn_backend):
             record(titled("backends[worker-leak-2]").pid)
-    """)
+    """
+    )
     report_path = tmp_path / "leaks.json"
-    result = run(inner, "-n", "2", "--no-backends-leak-check",
-                 f"--backends-leak-report={report_path}")
+    result = run(inner, "-n", "2", "--no-backends-leak-check", f"--backends-leak-report={report_path}")
     result.assert_outcomes(passed=2)
     report = json.loads(report_path.read_text())
-    assert sorted(p["title"] for p in report["processes"]) == [
-        "backends[worker-leak-1]", "backends[worker-leak-2]"
-    ]
+    assert sorted(p["title"] for p in report["processes"]) == ["backends[worker-leak-1]", "backends[worker-leak-2]"]
     result.stdout.fnmatch_lines(["*backends reaper*"])

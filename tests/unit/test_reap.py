@@ -31,8 +31,9 @@ REPORT_KEYS = {"processes", "signalled", "escalated", "shm", "uds"}
 
 
 def run_reap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*REAP, *args], check=False, capture_output=True, text=True, timeout=60,
-                          env=env or python_env())
+    return subprocess.run(
+        [*REAP, *args], check=False, capture_output=True, text=True, timeout=60, env=env or python_env()
+    )
 
 
 # --- _paths ----------------------------------------------------------------------
@@ -70,7 +71,7 @@ def test_runtime_base_precedence(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "args, needle",
+    ("args", "needle"),
     [
         (["--grace", "-1"], "--grace"),
         (["--grace", "nan"], "--grace"),
@@ -114,8 +115,7 @@ def test_parent_mode_reaps_our_subtrees_and_nothing_else(actor_script, spawned):
         "print('|'.join(p.stdout.readline().decode().strip() for p in out), flush=True)\n"
         "sys.stdin.read()\n"
     )
-    middle = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                              stdin=subprocess.PIPE)
+    middle = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stdin=subprocess.PIPE)
     spawned.append(middle)
     (ours1,), (ours2, grandchild), (innocent,) = (
         [int(x) for x in part.split()] for part in middle.stdout.readline().decode().split("|")
@@ -126,7 +126,9 @@ def test_parent_mode_reaps_our_subtrees_and_nothing_else(actor_script, spawned):
     report = json.loads(dry.stdout)
     assert set(report) == REPORT_KEYS
     assert {p["pid"]: p["outcome"] for p in report["processes"]} == {
-        ours1: "would-signal", ours2: "would-signal", grandchild: "would-signal"
+        ours1: "would-signal",
+        ours2: "would-signal",
+        grandchild: "would-signal",
     }
     assert report["signalled"] == report["escalated"] == 0
     assert not any(gone(p) for p in (ours1, ours2, grandchild, innocent))
@@ -255,10 +257,12 @@ def pidns(actor_script, tmp_path):
     scenario = tmp_path / "scenario.py"
     scenario.write_text(SCENARIO)
     proc = subprocess.Popen(
-        [*prefix, sys.executable, str(scenario), actor_script, str(tmp_path / "orphaner.py"),
-         str(base)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env=python_env(BACKENDS_RUNTIME_DIR=str(base)), cwd=Path(__file__).parents[2],
+        [*prefix, sys.executable, str(scenario), actor_script, str(tmp_path / "orphaner.py"), str(base)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=python_env(BACKENDS_RUNTIME_DIR=str(base)),
+        cwd=Path(__file__).parents[2],
     )
     ns = PidNamespace(proc)
     try:
@@ -270,6 +274,8 @@ def pidns(actor_script, tmp_path):
         proc.kill()
         proc.wait(timeout=10)
         ns.sel.close()
+        proc.stdin.close()
+        proc.stdout.close()
 
 
 def test_orphan_mode_dry_run_then_reap_with_escalation(pidns):
@@ -284,8 +290,12 @@ def test_orphan_mode_dry_run_then_reap_with_escalation(pidns):
     assert set(report) == REPORT_KEYS
     caller = int(dry["err"].split()[0])
     outcomes = {p["pid"]: p["outcome"] for p in report["processes"]}
-    assert outcomes == {r["a"]: "would-signal", r["stub"]: "would-signal",
-                        r["stub_child"]: "would-signal", r["zombie"]: "zombie"}
+    assert outcomes == {
+        r["a"]: "would-signal",
+        r["stub"]: "would-signal",
+        r["stub_child"]: "would-signal",
+        r["zombie"]: "zombie",
+    }
     assert caller not in outcomes
     after = pidns.states(*targets, *bystanders)
     assert all(after[p] not in (None, "Z") for p in targets - {r["zombie"]}), after
@@ -295,8 +305,7 @@ def test_orphan_mode_dry_run_then_reap_with_escalation(pidns):
     report = json.loads(real["out"])
     outcomes = {p["pid"]: p["outcome"] for p in report["processes"]}
     # The stubborn actor's child inherited SIG_IGN for SIGINT across exec.
-    assert outcomes == {r["a"]: "exited", r["stub"]: "killed",
-                        r["stub_child"]: "killed", r["zombie"]: "zombie"}
+    assert outcomes == {r["a"]: "exited", r["stub"]: "killed", r["stub_child"]: "killed", r["zombie"]: "zombie"}
     assert report["signalled"] == 3 and report["escalated"] == 2
     assert report["shm"] == [] and report["uds"] == []
     after = pidns.states(*targets, *bystanders)
@@ -314,12 +323,14 @@ def test_orphan_mode_dry_run_then_reap_with_escalation(pidns):
 def test_protected_roots_are_never_expanded(pidns):
     # Inside the namespace: if this regressed, only the namespace would suffer.
     r = pidns.roles
-    result = pidns.ask(api=(
-        "import os\n"
-        "from backends import reap\n"
-        "report = reap.reap([os.getpid(), os.getppid(), 1], grace=0.1)\n"
-        "print(report.to_json().decode())\n"
-    ))
+    result = pidns.ask(
+        api=(
+            "import os\n"
+            "from backends import reap\n"
+            "report = reap.reap([os.getpid(), os.getppid(), 1], grace=0.1)\n"
+            "print(report.to_json().decode())\n"
+        )
+    )
     assert result["rc"] == 0, result["err"]
     report = json.loads(result["out"])
     assert report["processes"] == [] and report["signalled"] == 0
@@ -364,8 +375,12 @@ def test_shm_sweep_keeps_segments_in_use_and_foreign_ones(shm_token, spawned):
     mapped = _segment(f"{prefix}{os.getpid()}-2")
     not_ours = _segment(f"other-{shm_token}-0")
     foreign_owner = _segment(f"{prefix}{os.getpid()}-3", uid=65534) if os.geteuid() == 0 else None
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(held_open), str(mapped)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(held_open), str(mapped)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     spawned.append(holder)
     assert holder.stdout.readline() == "ready\n"
 
@@ -461,16 +476,19 @@ def test_uds_sweep_removes_dead_actors_and_dead_roots_only(short_dir, actor_scri
 
 
 def test_descendants_can_stop_at_processes_that_are_not_ours(actor_script, spawned):
-    # parent -> foreign middle -> ours: an xdist controller must leave it to the worker.
-    outer, (outer_pid, middle_pid) = start_actor(actor_script, "-", "wait", "-")
+    # me -> foreign outer -> ours: an xdist controller must leave it to the worker.
+    outer, (outer_pid, inner_pid) = start_actor(actor_script, "-", "wait", "backends[reaptest-inner]")
     spawned.append(outer)
     direct, (direct_pid,) = start_actor(actor_script, "backends[reaptest-direct]", "wait")
     spawned.append(direct)
     me = os.getpid()
     table = reap.process_table()
-    assert direct_pid in reap.find_descendants(me, table, through_foreign=False)
-    assert middle_pid not in reap.find_descendants(me, table)
-    assert reap.is_ours(table[direct_pid]) and not reap.is_ours(table[outer_pid])
+    assert reap.is_ours(table[inner_pid]) and reap.is_ours(table[direct_pid]) and not reap.is_ours(table[outer_pid])
+    stopping = reap.find_descendants(me, table, through_foreign=False)
+    assert direct_pid in stopping and inner_pid not in stopping
+    # Through foreign processes (the default), ours below them are found; the foreign one never is.
+    through = reap.find_descendants(me, table)
+    assert {direct_pid, inner_pid} <= set(through) and outer_pid not in through
 
 
 def test_child_module_marker_and_comm_identify_ours(spawned):
@@ -506,9 +524,13 @@ def test_dump_install_writes_stacks_on_sigusr1(tmp_path):
         "sys.stdin.readline()\n"
         "print('alive', flush=True)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True,
-                            env=python_env(BACKENDS_DUMP_DIR=str(dumps)))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=python_env(BACKENDS_DUMP_DIR=str(dumps)),
+    )
     try:
         path = Path(proc.stdout.readline().strip())
         assert path == dumps / f"backends_w_x_-{proc.pid}.txt"
@@ -521,6 +543,8 @@ def test_dump_install_writes_stacks_on_sigusr1(tmp_path):
     finally:
         kill_tree(proc.pid)
         proc.wait(timeout=5)
+        proc.stdin.close()
+        proc.stdout.close()
 
 
 def test_dump_install_is_a_no_op_without_the_variable(monkeypatch):

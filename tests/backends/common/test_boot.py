@@ -34,7 +34,9 @@ async def test_child_that_cannot_reach_its_parent_dies_in_boot(spawn_backend):
         err = info.value
         assert err.actor == "stranded"
         assert err.exitcode not in (None, 0), err
-        assert any(word in err.stderr_tail for word in ("FileNotFoundError", "ConnectionRefused", "No such file")), err.stderr_tail
+        assert any(word in err.stderr_tail for word in ("FileNotFoundError", "ConnectionRefused", "No such file")), (
+            err.stderr_tail
+        )
         # The failed spawn is that call's error; the established child is unaffected.
         assert await survivor.run(_actors.add, 1, 2) == 3
         await survivor.cancel_actor()

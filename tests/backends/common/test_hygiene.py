@@ -33,7 +33,13 @@ def _env() -> dict[str, str]:
 def _python(code: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, timeout=20, env=_env(), cwd=REPO, **kwargs,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=_env(),
+        cwd=REPO,
+        **kwargs,
+        check=False,
     )
 
 
@@ -82,7 +88,10 @@ time.sleep(3600)
 async def test_pdeathsig_takes_a_stuck_child_down_with_its_parent():
     parent = await trio.lowlevel.open_process(
         [sys.executable, "-c", _PARENT, _STUCK_CHILD],
-        stdout=subprocess.PIPE, env=_env(), cwd=REPO, start_new_session=True,
+        stdout=subprocess.PIPE,
+        env=_env(),
+        cwd=REPO,
+        start_new_session=True,
     )
     child = None
     try:
@@ -154,7 +163,12 @@ print(json.dumps({"adopted": adopted, "reaped": reaped, "own_code": own.wait(),
 def test_subreaper_adopts_orphans_and_reap_adopted_collects_only_ours():
     result = subprocess.run(
         [sys.executable, "-c", _ROOT, _MIDDLE, _GRANDCHILD],
-        capture_output=True, text=True, timeout=30, env=_env(), cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=_env(),
+        cwd=REPO,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import socket
+import sys
 import threading
 
 import pytest
@@ -140,13 +140,9 @@ async def test_a_spawn_cancelled_during_boot_stops_the_child_without_the_bounds(
 
 # -- the teardown ladder ---------------------------------------------------------
 @PROCESS_ONLY
-@pytest.mark.parametrize(
-    ("ignore_sigterm", "exitcode"), [(False, -signal.SIGTERM), (True, -signal.SIGKILL)]
-)
+@pytest.mark.parametrize(("ignore_sigterm", "exitcode"), [(False, -signal.SIGTERM), (True, -signal.SIGKILL)])
 @trio_test(timeout=20)
-async def test_ladder_escalates_past_a_child_that_ignores_cancel(
-    spawn_backend, ignore_sigterm, exitcode
-):
+async def test_ladder_escalates_past_a_child_that_ignores_cancel(spawn_backend, ignore_sigterm, exitcode):
     timeouts = backends.Timeouts(cancel=0.3, terminate=0.3, kill=2.0)
     with Beacon() as beacon:
         async with backends.open_nursery(timeouts=timeouts) as an:
@@ -168,15 +164,15 @@ async def test_subint_that_will_not_stop_is_abandoned_in_bounded_time(spawn_back
     from backends.spawn import subint
 
     timeouts = backends.Timeouts(subint=0.5)
-    with Beacon() as beacon:
-        with pytest.warns(RuntimeWarning, match="abandoned"):
-            async with backends.open_nursery(timeouts=timeouts) as an:
-                portal = await an.start_actor("wedged")
-                async with trio.open_nursery() as n:
-                    n.start_soon(expect_cancelled, portal, stuck, beacon.address, False)
-                    await beacon.expect("stuck")
-                    with trio.fail_after(5):
-                        await portal.cancel_actor()
+    # The warning comes from the nursery's exit, so the whole nursery is the block.
+    with Beacon() as beacon, pytest.warns(RuntimeWarning, match="abandoned"):  # noqa: PT031
+        async with backends.open_nursery(timeouts=timeouts) as an:
+            portal = await an.start_actor("wedged")
+            async with trio.open_nursery() as n:
+                n.start_soon(expect_cancelled, portal, stuck, beacon.address, False)
+                await beacon.expect("stuck")
+                with trio.fail_after(5):
+                    await portal.cancel_actor()
     # Closing the beacon makes the abandoned loop's next send fail, so it ends.
     assert "wedged" in subint.abandoned()
 
@@ -260,9 +256,7 @@ async def test_piped_stdio_reaches_the_parents_sys_stderr(spawn_backend, capsys)
 
 @PROCESS_ONLY
 @trio_test(timeout=15)
-async def test_a_childs_sys_stderr_is_its_own_fd_2_whatever_the_parents_is(
-    spawn_backend, monkeypatch, tmp_path
-):
+async def test_a_childs_sys_stderr_is_its_own_fd_2_whatever_the_parents_is(spawn_backend, monkeypatch, tmp_path):
     # Like pytest's capture: the parent's sys.stderr writes to another fd, which a
     # fork child closes; its next socket would reuse the number.
     with open(tmp_path / "captured", "w") as captured:

@@ -15,7 +15,6 @@ from tests.backends._beacon import Beacon
 from tests.backends._harness import trio_test, wait_gone
 
 
-
 def _segment(name: str) -> Path:
     return Path("/dev/shm") / name
 
@@ -48,7 +47,7 @@ async def test_parent_writes_children_read(spawn_backend):
         for portal in portals:
             await portal.cancel_actor()
     assert child_segment.startswith("backends-")
-    assert [n for n in names + [child_segment] if _segment(n).exists()] == []
+    assert [n for n in [*names, child_segment] if _segment(n).exists()] == []
 
 
 @trio_test(timeout=20)

@@ -24,7 +24,7 @@ TREES = {
 
 
 async def _start(beacon: Beacon, root, tree: str) -> list[int]:
-    kinds, ready, parents = TREES[tree]
+    _kinds, ready, parents = TREES[tree]
     await root.expect("READY")
     pids = await beacon.expect_pids("ready", ready)
     pids += await beacon.expect_pids("parent", parents)

@@ -26,19 +26,23 @@ def _assert_remote_assertions(exc: BaseException) -> list[backends.RemoteActorEr
 @trio_test(timeout=20)
 async def test_two_failing_children_raise_a_group(spawn_backend, tmp_path):
     barrier = tmp_path / "barrier"
-    with Beacon() as beacon:
-        with pytest.raises(BaseExceptionGroup) as info:
-            async with backends.open_nursery() as an:
-                async with trio.open_nursery() as tn:
-                    for name in ("left", "right"):
-                        tn.start_soon(
-                            functools.partial(
-                                an.run_in_actor, _actors.fail_at_barrier, beacon.address,
-                                str(barrier), name=name,
-                            )
-                        )
-                    await beacon.expect_pids("armed", 2)
-                    barrier.touch()
+    with (
+        Beacon() as beacon,
+        pytest.RaisesGroup(backends.RemoteActorError, backends.RemoteActorError, flatten_subgroups=True) as info,
+    ):
+        async with backends.open_nursery() as an, trio.open_nursery() as tn:
+            for name in ("left", "right"):
+                tn.start_soon(
+                    functools.partial(
+                        an.run_in_actor,
+                        _actors.fail_at_barrier,
+                        beacon.address,
+                        str(barrier),
+                        name=name,
+                    )
+                )
+            await beacon.expect_pids("armed", 2)
+            barrier.touch()
     errors = _assert_remote_assertions(info.value)
     assert sorted(e.actor for e in errors) == ["left", "right"]
 
@@ -49,16 +53,17 @@ async def test_25_children_failing_fast_while_siblings_still_spawn(spawn_backend
 
     abandoned = subint.abandoned()
     with Beacon() as beacon:
-        with pytest.raises(BaseException) as info:
-            async with backends.open_nursery() as an:
-                async with trio.open_nursery() as tn:
-                    for i in range(25):
-                        tn.start_soon(
-                            functools.partial(
-                                an.run_in_actor, _actors.born_then_fail, beacon.address,
-                                name=f"fast-{i}",
-                            )
+        with pytest.raises((BaseExceptionGroup, backends.RemoteActorError)) as info:
+            async with backends.open_nursery() as an, trio.open_nursery() as tn:
+                for i in range(25):
+                    tn.start_soon(
+                        functools.partial(
+                            an.run_in_actor,
+                            _actors.born_then_fail,
+                            beacon.address,
+                            name=f"fast-{i}",
                         )
+                    )
         errors = _assert_remote_assertions(info.value)
         assert 1 <= len(errors) <= 25
         beacon.discard("none")  # pull in every report that arrived
@@ -73,14 +78,13 @@ async def test_25_children_failing_fast_while_siblings_still_spawn(spawn_backend
 @trio_test(timeout=20)
 async def test_one_failing_child_cancels_its_siblings(spawn_backend):
     with Beacon() as beacon:
-        with pytest.raises(BaseException) as info:
-            async with backends.open_nursery() as an:
-                async with trio.open_nursery() as tn:
-                    for i in range(2):
-                        portal = await an.start_actor(f"idle-{i}")
-                        tn.start_soon(portal.run, _actors.sleep_forever_marked, beacon.address, f"idle-{i}")
-                    pids = await beacon.expect_pids("ready", 2)
-                    await an.run_in_actor(_actors.raise_assertion, "first error wins", name="failer")
+        with pytest.RaisesGroup(backends.RemoteActorError, allow_unwrapped=True, flatten_subgroups=True) as info:
+            async with backends.open_nursery() as an, trio.open_nursery() as tn:
+                for i in range(2):
+                    portal = await an.start_actor(f"idle-{i}")
+                    tn.start_soon(portal.run, _actors.sleep_forever_marked, beacon.address, f"idle-{i}")
+                pids = await beacon.expect_pids("ready", 2)
+                await an.run_in_actor(_actors.raise_assertion, "first error wins", name="failer")
         # Only the failure itself comes out (our own trio nursery may wrap it in a group):
         # the siblings' cancellation is not reported as an error.
         (error,) = _assert_remote_assertions(info.value)
@@ -95,7 +99,7 @@ async def test_one_failing_child_cancels_its_siblings(spawn_backend):
 @trio_test(timeout=20)
 async def test_an_error_in_the_body_cancels_every_child(spawn_backend):
     with Beacon() as beacon:
-        with pytest.raises(BaseException) as info:
+        with pytest.RaisesGroup(KeyError, allow_unwrapped=True, flatten_subgroups=True) as info:
             async with backends.open_nursery() as an:
                 portal = await an.start_actor("idle")
                 async with trio.open_nursery() as tn:
@@ -111,18 +115,18 @@ async def test_an_error_in_the_body_cancels_every_child(spawn_backend):
 @trio_test(timeout=20)
 async def test_nursery_cancel_returns_and_stops_every_child(spawn_backend):
     with Beacon() as beacon:
+
         async def park(portal, tag):
             # A call still running in an actor that gets cancelled ends as "actor gone".
             with pytest.raises(backends.TransportClosed):
                 await portal.run(_actors.sleep_forever_marked, beacon.address, tag)
 
-        async with backends.open_nursery() as an:
-            async with trio.open_nursery() as tn:
-                for i in range(2):
-                    tn.start_soon(park, await an.start_actor(f"idle-{i}"), f"idle-{i}")
-                pids = await beacon.expect_pids("ready", 2)
-                with trio.fail_after(5):
-                    await an.cancel()
+        async with backends.open_nursery() as an, trio.open_nursery() as tn:
+            for i in range(2):
+                tn.start_soon(park, await an.start_actor(f"idle-{i}"), f"idle-{i}")
+            pids = await beacon.expect_pids("ready", 2)
+            with trio.fail_after(5):
+                await an.cancel()
         with trio.fail_after(3):
             assert {await beacon.expect("cleanup"), await beacon.expect("cleanup")} == {"idle-0", "idle-1"}
     assert await wait_gone(pids, within=5) == []
@@ -134,7 +138,7 @@ async def test_nursery_cancel_returns_and_stops_every_child(spawn_backend):
 @trio_test(timeout=20)
 async def test_a_child_dying_abruptly_fails_the_nursery(spawn_backend):
     with Beacon() as beacon:
-        with pytest.raises(BaseException) as info:
+        with pytest.raises((BaseExceptionGroup, backends.TransportClosed)) as info:
             async with backends.open_nursery() as an:
                 idle = await an.start_actor("idle")
                 async with trio.open_nursery() as tn:
@@ -154,15 +158,10 @@ async def test_a_child_dying_abruptly_fails_the_nursery(spawn_backend):
 @trio_test(timeout=40)
 async def test_nested_trees_fail_upward(spawn_backend, depth):
     # Two subtrees under the root; each nests `depth` spawner levels above two failing leaves.
-    with pytest.raises(BaseException) as info:
-        async with backends.open_nursery() as an:
-            async with trio.open_nursery() as tn:
-                for i in range(2):
-                    tn.start_soon(
-                        functools.partial(
-                            an.run_in_actor, _actors.failing_tree, depth, 2, name=f"top-{i}"
-                        )
-                    )
+    with pytest.raises((BaseExceptionGroup, backends.RemoteActorError)) as info:
+        async with backends.open_nursery() as an, trio.open_nursery() as tn:
+            for i in range(2):
+                tn.start_soon(functools.partial(an.run_in_actor, _actors.failing_tree, depth, 2, name=f"top-{i}"))
     found = leaves(info.value)
     for leaf in found:
         assert isinstance(leaf, backends.RemoteActorError), repr(leaf)

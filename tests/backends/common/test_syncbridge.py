@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.lowlevel
 
 import backends
 from backends import syncbridge
@@ -51,7 +52,7 @@ def test_prepare_task_gives_the_task_a_portal():
     greenback = pytest.importorskip("greenback")
 
     async def value():
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         return "awaited"
 
     async def main():

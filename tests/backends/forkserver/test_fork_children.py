@@ -11,9 +11,7 @@ import backends
 from tests.backends import _actors
 from tests.backends._harness import trio_test
 
-pytestmark = pytest.mark.skipon_spawn_backend(
-    "trio", "subint", reason="forkserver-backend suite: forked children only"
-)
+pytestmark = pytest.mark.skipon_spawn_backend("trio", "subint", reason="forkserver-backend suite: forked children only")
 
 
 @trio_test(timeout=15)

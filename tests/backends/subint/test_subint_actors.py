@@ -56,21 +56,20 @@ async def test_a_stuck_sub_interpreter_is_abandoned_within_the_bound(spawn_backe
 
     timeouts = backends.Timeouts(subint=0.3)
     abandoned_before = len(subint.abandoned())
-    with Beacon() as beacon:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            async with backends.open_nursery(timeouts=timeouts) as an:
-                portal = await an.start_actor("wedged")
-                async with trio.open_nursery() as tn:
+    with Beacon() as beacon, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with backends.open_nursery(timeouts=timeouts) as an:
+            portal = await an.start_actor("wedged")
+            async with trio.open_nursery() as tn:
 
-                    async def park():
-                        with pytest.raises(backends.TransportClosed):
-                            await portal.run(_actors.sync_sleep_loop, beacon.address)
+                async def park():
+                    with pytest.raises(backends.TransportClosed):
+                        await portal.run(_actors.sync_sleep_loop, beacon.address)
 
-                    tn.start_soon(park)
-                    await beacon.expect("ready")
-                    with trio.fail_after(5):
-                        await portal.cancel_actor()
+                tn.start_soon(park)
+                await beacon.expect("ready")
+                with trio.fail_after(5):
+                    await portal.cancel_actor()
     # Leaving the beacon block closed the socket; the abandoned loop ends on its next tick.
     assert subint.abandoned()[abandoned_before:] == ["wedged"]
     assert any("abandoned" in str(w.message) for w in caught), [str(w.message) for w in caught]

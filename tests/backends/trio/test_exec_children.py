@@ -10,9 +10,7 @@ import backends
 from tests.backends import _actors
 from tests.backends._harness import trio_test
 
-pytestmark = pytest.mark.skipon_spawn_backend(
-    "forkserver", "subint", reason="trio-backend suite: exec'd children only"
-)
+pytestmark = pytest.mark.skipon_spawn_backend("forkserver", "subint", reason="trio-backend suite: exec'd children only")
 
 
 @trio_test(timeout=15)
