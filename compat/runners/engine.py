@@ -93,9 +93,7 @@ def _probe_unix_socket(where: str, timeout: float) -> None:
             sock.settimeout(timeout)
             sock.connect(where.removeprefix("unix://"))
     except OSError as exc:
-        raise EngineError(
-            f"no container engine answers at {where} ({exc.strerror or exc}); {PROVISION_HINT}"
-        ) from None
+        raise EngineError(f"no container engine answers at {where} ({exc.strerror or exc}); {PROVISION_HINT}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
