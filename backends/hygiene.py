@@ -31,6 +31,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from . import _proc
 from ._paths import TITLE_PREFIX, interpreter_id
 
 PR_SET_PDEATHSIG = 1
@@ -117,14 +118,8 @@ def _children_of(pid: int) -> set[int]:
 
 
 def _stat(pid: int) -> tuple[str, int]:
-    """(state, ppid) from /proc/<pid>/stat, or ("", 0) when it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except (FileNotFoundError, ProcessLookupError):
-        return "", 0
-    # comm may contain spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rfind(b")") + 2 :].split()
-    return fields[0].decode(), int(fields[1])
+    """(state, ppid), or ("", 0) when it is gone."""
+    return _proc.stat(pid) or ("", 0)
 
 
 def _is_ours(pid: int) -> bool:

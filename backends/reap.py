@@ -33,6 +33,7 @@ from typing import Literal, NoReturn
 import msgspec
 import psutil
 
+from . import _proc
 from ._paths import (
     CHILD_MODULE,
     SHM_PREFIX,
@@ -104,22 +105,22 @@ class ReapReport(msgspec.Struct):
 
 def _read_proc(pid: int) -> ProcInfo | None:
     base = f"/proc/{pid}"
+    found = _proc.stat(pid)
+    if found is None:
+        return None
+    state, ppid = found
     try:
-        with open(f"{base}/stat", "rb") as f:
-            raw = f.read().decode(errors="replace")
         with open(f"{base}/cmdline", "rb") as f:
             cmdline = f.read()
         with open(f"{base}/comm", "rb") as f:
             comm = f.read().decode(errors="replace").rstrip("\n")
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    # comm inside stat may hold spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rindex(")") + 2 :].split()
     argv = tuple(a.decode(errors="replace") for a in cmdline.rstrip(b"\0").split(b"\0") if a)
     # setproctitle may pad the title with spaces inside one argv slot.
     if len(argv) == 1:
         argv = (argv[0].rstrip(),)
-    return ProcInfo(pid=pid, ppid=int(fields[1]), state=fields[0], comm=comm, argv=argv)
+    return ProcInfo(pid=pid, ppid=ppid, state=state, comm=comm, argv=argv)
 
 
 def process_table() -> dict[int, ProcInfo]:

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
+from backends import _proc
+
 # A process that plays an actor: retitles itself (cmdline and comm), reports
 # its pid (and its child's) on stdout, then waits for a signal.
 #   actor.py TITLE MODE [CHILD_TITLE]
@@ -110,12 +112,8 @@ def wait_until(predicate, timeout: float = 10.0, what: str = "condition") -> Non
 
 def state(pid: int) -> str | None:
     """The /proc state letter, or None when the pid is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        return None
-    return raw[raw.rindex(")") + 2]
+    found = _proc.stat(pid)
+    return found[0] if found is not None else None
 
 
 def gone(pid: int) -> bool:

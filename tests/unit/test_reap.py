@@ -168,11 +168,9 @@ def orphans(*specs):
     return [[int(x) for x in part.split()] for part in out.decode().strip().split("|")]
 
 def state(pid):
-    try:
-        raw = open(f"/proc/{pid}/stat").read()
-    except FileNotFoundError:
-        return None
-    return raw[raw.rindex(")") + 2]
+    from backends._proc import stat
+    found = stat(pid)
+    return found[0] if found is not None else None
 
 (a,), (stub, stub_child), (zombie,), (innocent,) = orphans(
     "backends[reaptest-a]:wait",

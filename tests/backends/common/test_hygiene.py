@@ -132,15 +132,12 @@ print(g.stdout.readline().strip(), flush=True)
 
 _ROOT = """
 import json, os, subprocess, sys, time
-from backends import hygiene
+from backends import _proc, hygiene
 assert hygiene.apply_root()
 
 def state(pid):
-    try:
-        raw = open(f"/proc/{pid}/stat", "rb").read()
-    except FileNotFoundError:
-        return "gone"
-    return raw[raw.rfind(b")") + 2 :].split()[0].decode()
+    found = _proc.stat(pid)
+    return found[0] if found is not None else "gone"
 
 def wait_zombie(pid):
     deadline = time.monotonic() + 10
