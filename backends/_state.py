@@ -60,7 +60,6 @@ class _Pending:
     def __init__(self) -> None:
         self.event = trio.Event()
         self.chan: Channel | None = None
-        self.hello: Hello | None = None
 
 
 class Listener:
@@ -115,7 +114,7 @@ class Listener:
                 msg = None
             if type(msg) is Hello and (pending := self._pending.pop(msg.uid, None)):
                 chan.peer = f"actor {msg.name!r}"
-                pending.chan, pending.hello = chan, msg
+                pending.chan = chan
                 pending.event.set()
                 return
         with trio.CancelScope(shield=True):

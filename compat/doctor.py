@@ -13,11 +13,10 @@ from rich.table import Table
 
 from .errors import CompatError
 from .matrix import Matrix
-from .runners.engine import RUN_LABEL, Engine
+from .runners.engine import PROVISION, RUN_LABEL, Engine
 from .runners.images import base_tag, ca_bundle_from_env, registry_reachable
 
 MIN_FREE_GIB = 5.0
-PROVISION = "sudo containers/provision-engine"
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,9 @@ RUN_LABEL = "spawn-compat.run"
 CELL_LABEL = "spawn-compat.cell"
 KEEP_ENV = "COMPAT_KEEP_CONTAINERS"
 API_VERSION = "1.41"
-PROVISION_HINT = "run `sudo containers/provision-engine` (or start your docker engine)"
+# Root hosts (CI runners, containers) often have no sudo at all.
+PROVISION = ("" if os.geteuid() == 0 else "sudo ") + "containers/provision-engine"
+PROVISION_HINT = f"run `{PROVISION}` (or start your docker engine)"
 
 
 def keep_containers() -> bool:
@@ -187,14 +189,6 @@ class CellContainer:
         except docker.errors.APIError as exc:
             return -1, _short(exc)
         return code, out.decode(errors="replace")
-
-    def top_pids(self) -> list[tuple[int, str]]:
-        """(host pid, command) of every process in the container."""
-        try:
-            top = self.container.top(ps_args="-eo pid,args")
-        except docker.errors.APIError:
-            return []
-        return [(int(p[0]), p[1]) for p in top.get("Processes") or []]
 
     def kill(self) -> None:
         with contextlib.suppress(docker.errors.APIError):

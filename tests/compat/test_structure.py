@@ -1,0 +1,50 @@
+"""The shape the code promises: what runs in a cell imports only the standard library."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+import compat.cell
+
+CELL = Path(compat.cell.__file__).parent
+# The target's environment brings pytest (the plugin is a pytest plugin); nothing else is ours to assume.
+ALLOWED = set(sys.stdlib_module_names) | {"pytest", "compat"}
+
+
+def imported_roots(path: Path) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.level > 0:
+            # Relative imports must stay inside compat.cell.
+            assert node.level == 1, f"{path.name} reaches outside compat.cell: {'.' * node.level}{node.module}"
+    return roots
+
+
+def test_the_cell_package_imports_only_the_standard_library():
+    modules = sorted(CELL.glob("*.py"))
+    assert {p.name for p in modules} >= {"__init__.py", "entry.py", "plugin.py", "protocol.py"}
+    for path in modules:
+        outside = imported_roots(path) - ALLOWED
+        assert not outside, f"{path.name} imports {sorted(outside)}"
+    # compat.* imports from inside the package are relative only.
+    for path in modules:
+        tree = ast.parse(path.read_text())
+        absolute = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0]
+        assert not [m for m in absolute if m and m.startswith("compat")], path.name
+
+
+def test_the_check_catches_a_third_party_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import msgspec\nfrom docker import errors\nfrom .. import runners\n")
+    with pytest.raises(AssertionError, match=r"reaches outside compat\.cell"):
+        imported_roots(bad)
+    bad.write_text("import msgspec\nfrom docker import errors\n")
+    assert imported_roots(bad) - ALLOWED == {"msgspec", "docker"}
