@@ -33,6 +33,12 @@ class PythonUnavailable(ImageBuildError):
     """No image can provide this Python: its cells are `unavailable`, not errors."""
 
 
+class OutputBusy(CompatError):
+    """Another run is writing into the same results directory."""
+
+    exit_code = 10
+
+
 class ReportError(CompatError):
     """Results could not be turned into a report."""
 

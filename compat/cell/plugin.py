@@ -176,13 +176,28 @@ class CellPlugin:
             self._overtime_mark = self._overtime.tell()
             self._overtime.write(f"--- {nodeid} ran past its {self.per_test:g} s per-test bound\n")
             self._overtime.flush()
-            faulthandler.dump_traceback_later(self.per_test, file=self._overtime)
+            try:
+                faulthandler.dump_traceback_later(self.per_test, file=self._overtime)
+            except RuntimeError as exc:  # no thread to be had: the pids limit is exhausted
+                self._watchdog_lost(nodeid, exc)
+
+    def _watchdog_lost(self, nodeid: str, exc: RuntimeError) -> None:
+        """Degrade to the cell's outer bound, and say so once, instead of an INTERNALERROR."""
+        self.per_test = None
+        if self._overtime is not None:
+            self._overtime.truncate(self._overtime_mark)
+            self._overtime.seek(self._overtime_mark)
+        self.events.emit(
+            "note",
+            t=time.time(),
+            message=f"per-test watchdog unavailable from {nodeid} on ({exc}); only the cell's bound applies",
+        )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.setdefault(report.nodeid, []).append(report)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
-        if self.per_test and self.dump_dir:
+        if self.dump_dir:
             faulthandler.cancel_dump_traceback_later()
         reports = self.reports.pop(nodeid, [])
         if not reports:

@@ -8,6 +8,9 @@ test that could still be read is kept.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Literal
@@ -46,6 +49,7 @@ FAILING: frozenset[str] = frozenset({"failed", "error", "timeout"})
 PASSING: frozenset[str] = frozenset({"passed"})
 
 MESSAGE_LIMIT = 4096
+RAW_LIMIT = 256 * 1024 * 1024  # no raw file of a real cell comes near this
 DUMP_LIMIT = 16384
 
 
@@ -126,6 +130,8 @@ class CellResult(msgspec.Struct, frozen=True, kw_only=True):
     leaks: Leaks = Leaks()
     source: Literal["events", "junit", "none"] = "none"
     notes: tuple[str, ...] = ()
+    # The damage that makes the cell an error (also among the notes), if any.
+    problem: str | None = None
 
 
 # --------------------------------------------------------------------------
@@ -158,6 +164,13 @@ class _Result(msgspec.Struct, tag_field="event", tag="result"):
     lineno: int | None = None
 
 
+class _Note(msgspec.Struct, tag_field="event", tag="note"):
+    """Something the plugin had to give up on, for the cell's notes."""
+
+    message: str = ""
+    t: float | None = None
+
+
 class _Collected(msgspec.Struct, tag_field="event", tag="collected"):
     nodeids: list[str] = []
     t: float | None = None
@@ -168,7 +181,7 @@ class _Finish(msgspec.Struct, tag_field="event", tag="finish"):
     t: float | None = None
 
 
-_Event = _Session | _Start | _Result | _Finish | _Collected
+_Event = _Session | _Start | _Result | _Finish | _Collected | _Note
 _event_decoder = msgspec.json.Decoder(_Event)
 
 
@@ -178,6 +191,7 @@ class _Events(msgspec.Struct):
     finished: bool
     damage: str | None
     collected: list[str] | None = None
+    notes: list[str] = []
 
 
 def parse_events(data: bytes) -> _Events:
@@ -189,6 +203,7 @@ def parse_events(data: bytes) -> _Events:
     results: dict[str, list[_Result]] = {}
     started: list[str] = []
     collected: list[str] | None = None
+    notes: list[str] = []
     finished = False
     damage = None
     lines = data.split(b"\n")
@@ -197,7 +212,7 @@ def parse_events(data: bytes) -> _Events:
             continue
         try:
             event = _event_decoder.decode(line)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             if number == len(lines) and line.startswith(b'{"event"'):
                 continue
             damage = damage or f"events.jsonl line {number}: {exc}"
@@ -211,9 +226,11 @@ def parse_events(data: bytes) -> _Events:
                 finished = True
             case _Collected(nodeids=nodeids):
                 collected = nodeids
+            case _Note(message=message):
+                notes.append(message)
             case _Session():
                 pass
-    return _Events(results, started, finished, damage, collected)
+    return _Events(results, started, finished, damage, collected, notes)
 
 
 _STRICT_XPASS = "[XPASS(strict)]"
@@ -390,21 +407,36 @@ def read_leaks(cell_dir: Path) -> tuple[Leaks, str | None]:
     if reap is not None:
         try:
             fields.update(parse_reap(reap))
-        except (msgspec.DecodeError, ValueError, TypeError) as exc:
+        except (msgspec.DecodeError, ValueError, TypeError, RecursionError) as exc:
             damage = f"reap.json: {exc}"
     census = _read_optional(cell_dir / P.CENSUS)
     if census is not None:
         try:
             fields["processes"], fields["zombies"], cmdlines = parse_census(census)
             details.extend(cmdlines[:20])
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
             damage = damage or f"census.json: {exc}"
     return Leaks(**fields, details=tuple(details)), damage
 
 
+def read_raw(path: Path, limit: int = RAW_LIMIT) -> bytes:
+    """A raw file's bytes: regular files only (a FIFO would block for ever), at most ``limit``.
+
+    Raises FileNotFoundError when absent, OSError (with the reason) otherwise.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > limit:
+            raise OSError(errno.EFBIG, f"{info.st_size} bytes, over the {limit}-byte limit")
+        return f.read(limit + 1)
+
+
 def _read_optional(path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
+        return read_raw(path)
     except FileNotFoundError:
         return None
     except OSError:
@@ -425,7 +457,7 @@ def read_dumps(cell_dir: Path, limit: int = DUMP_LIMIT) -> str:
     parts = []
     for path in files:
         try:
-            text = path.read_text(errors="replace")
+            text = read_raw(path).decode(errors="replace")
         except OSError:
             continue
         if text.strip():
@@ -446,14 +478,14 @@ def axes_from_id(cell_id: str) -> dict[str, str]:
 
 def read_meta(cell_dir: Path) -> tuple[CellMeta | None, str | None]:
     try:
-        data = (cell_dir / P.META).read_bytes()
+        data = read_raw(cell_dir / P.META)
     except FileNotFoundError:
         return None, "meta.json is missing (the runner never finished this cell)"
     except OSError as exc:
         return None, f"meta.json unreadable: {exc.strerror}"
     try:
         return msgspec.json.decode(data, type=CellMeta), None
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         return None, f"meta.json is damaged: {exc}"
 
 
@@ -465,6 +497,7 @@ class _Tests(msgspec.Struct):
     # What pytest collected in this cell (None: it never got that far, or JUnit).
     collected: list[str] | None = None
     finished: bool = True
+    notes: list[str] = []
 
 
 def read_tests(cell_dir: Path) -> _Tests:
@@ -478,13 +511,13 @@ def read_tests(cell_dir: Path) -> _Tests:
         tests = {nodeid: _result_from_events(r) for nodeid, r in events.results.items()}
         running = [n for n in events.started if n not in tests]
         if tests or running or events.collected is not None:
-            return _Tests(tests, running, "events", events.damage, events.collected, events.finished)
+            return _Tests(tests, running, "events", events.damage, events.collected, events.finished, events.notes)
         events_damage = events.damage
     junit_bytes = _read_optional(cell_dir / P.JUNIT)
     if junit_bytes is not None:
         try:
             return _Tests(parse_junit(junit_bytes), [], "junit", events_damage)
-        except ET.ParseError as exc:
+        except (ET.ParseError, RecursionError) as exc:
             return _Tests({}, [], "none", f"{P.JUNIT} is damaged: {exc}")
     if events_bytes is not None:
         return _Tests({}, [], "events", events_damage, finished=False)
@@ -511,10 +544,10 @@ def read_cell(cell_dir: Path) -> CellResult:
         extra = dict(meta.extra)
     else:
         axes, extra = axes_from_id(cell_id), {}
-    notes = tuple(n for n in (meta_problem, found.damage, leak_damage, cut_short) if n)
+    notes = tuple(n for n in (meta_problem, found.damage, leak_damage, cut_short, *found.notes) if n)
     return CellResult(
         cell=cell_id, **axes, extra=extra, status=status, reason=reason, meta=meta,
-        tests=tests, leaks=leaks, source=found.source, notes=notes,
+        tests=tests, leaks=leaks, source=found.source, notes=notes, problem=problem,
     )  # fmt: skip
 
 
@@ -629,6 +662,5 @@ def read_cells(raw_dir: Path) -> list[CellResult]:
 
 def with_tests(cell: CellResult, tests: dict[str, TestResult]) -> CellResult:
     """The cell with its tests replaced and its status decided again."""
-    problem = next((n for n in cell.notes), None)
-    status, reason = cell_status(cell.meta, tests, cell.leaks, cell.source, problem)
+    status, reason = cell_status(cell.meta, tests, cell.leaks, cell.source, cell.problem)
     return msgspec.structs.replace(cell, tests=tests, status=status, reason=reason)

@@ -11,6 +11,7 @@ goes on; only an interrupt interrupts).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ CTR_OUT, CTR_TARGET, CTR_PLUGIN = "/out", "/target", "/opt/compat/plugin"
 DEFAULT_TARGET_ARGS = ("-p", "backends.testing.plugin", "--backends-dump-dir={dumps}")
 _TAG = re.compile(r"^(" + "|".join(P.TAGS) + r") (.*)$", re.M)
 REFUSAL_LINES = 6
+STAGE_PREFIX = "spawn-compat-plugin-"
 
 RunnerKind = Literal["docker", "local"]
 
@@ -96,7 +98,7 @@ def stage_plugin() -> Path:
     Only the in-cell package goes in, so a cell never imports the service
     (docker, rich) and a ``compat`` directory of the target's is shadowed.
     """
-    stage = Path(tempfile.mkdtemp(prefix="spawn-compat-plugin-"))
+    stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-"))
     pkg = stage / "compat"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -106,6 +108,17 @@ def stage_plugin() -> Path:
     for path in (stage, *stage.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return stage
+
+
+def remove_orphan_stages() -> list[str]:
+    """Staged plugin directories whose runner (the pid in their name) is gone."""
+    removed = []
+    for stage in Path(tempfile.gettempdir()).glob(f"{STAGE_PREFIX}*"):
+        pid = stage.name.removeprefix(STAGE_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stage, ignore_errors=True)
+            removed.append(str(stage))
+    return removed
 
 
 def prepare_out(out: Path) -> Path:

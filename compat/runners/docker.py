@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from .base import (
     prepare_out,
     python_path,
     record,
+    remove_orphan_stages,
     stage_plugin,
     static_meta,
     wait_for_dumps,
@@ -38,6 +40,11 @@ class DockerRunner:
 
     def __init__(self, matrix: Matrix, run_id: str, pytest_args: Sequence[str]) -> None:
         self.engine = Engine.connect()
+        # A runner that was SIGKILLed left its containers and staged plugin behind.
+        for gone in self.engine.remove_orphans():
+            print(f"compat: removed a container of a runner that is gone: {gone}", file=sys.stderr)
+        for stage in remove_orphan_stages():
+            print(f"compat: removed the staged plugin of a runner that is gone: {stage}", file=sys.stderr)
         self.matrix = matrix
         self.run_id = run_id
         self.pytest_args = tuple(pytest_args)

@@ -25,6 +25,25 @@ from ..errors import EngineError
 
 RUN_LABEL = "spawn-compat.run"
 CELL_LABEL = "spawn-compat.cell"
+# "<host>:<pid>" of the runner that made a container: a container whose runner
+# is gone (SIGKILLed, OOM) can be told apart from one of a live run.
+RUNNER_LABEL = "spawn-compat.runner"
+
+
+def runner_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 KEEP_ENV = "COMPAT_KEEP_CONTAINERS"
 API_VERSION = "1.41"
 # Root hosts (CI runners, containers) often have no sudo at all.
@@ -73,6 +92,19 @@ class Engine:
     def run_containers(self, run_id: str) -> list[Any]:
         return list(self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}))
 
+    def remove_orphans(self) -> list[str]:
+        """Remove containers whose runner on this host is gone; return what was removed."""
+        host = socket.gethostname()
+        removed = []
+        for container in self.client.containers.list(all=True, filters={"label": RUNNER_LABEL}):
+            owner_host, _, pid = (container.labels.get(RUNNER_LABEL) or "").rpartition(":")
+            if owner_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+                continue
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+                removed.append(f"{container.labels.get(CELL_LABEL, '?')} of run {container.labels.get(RUN_LABEL, '?')}")
+        return removed
+
     def remove_run(self, run_id: str) -> int:
         """Force-remove every container labelled with ``run_id``; returns how many."""
         removed = 0
@@ -119,7 +151,7 @@ class ContainerSpec:
         kwargs: dict[str, Any] = {
             "image": self.image,
             "command": list(self.command),
-            "labels": {RUN_LABEL: self.run_id, CELL_LABEL: self.cell_id},
+            "labels": {RUN_LABEL: self.run_id, CELL_LABEL: self.cell_id, RUNNER_LABEL: runner_identity()},
             "environment": dict(self.env),
             # Mounts, not binds: a missing host path is an error, never a new root-owned directory.
             "mounts": [
@@ -243,5 +275,6 @@ def _sigterm_as_interrupt() -> Any:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1][:300] if text else type(exc).__name__
+    """The engine's whole message on one line: its cause is often at the end."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

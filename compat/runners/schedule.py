@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
-from ..errors import CompatError, EngineError
+from ..errors import CompatError, EngineError, OutputBusy
 from ..matrix import Cell, Matrix, new_run_id
 from ..matrix.sessions import not_applicable
 from ..results.raw import CellMeta, CellOutcome
@@ -46,6 +49,20 @@ def run_cells(
     progress: bool = True,
 ) -> list[CellMeta]:
     run_id = run_id or new_run_id()
+    with own_output(out_dir, run_id):
+        return _run(matrix, cells, run_id, runner, out_dir, jobs, pytest_args, progress)
+
+
+def _run(
+    matrix: Matrix,
+    cells: Sequence[Cell],
+    run_id: str,
+    runner: str,
+    out_dir: Path,
+    jobs: int,
+    pytest_args: Sequence[str],
+    progress: bool,
+) -> list[CellMeta]:
     chosen = choose_runner(runner, matrix, run_id, pytest_args)
     try:
         decided = {c: reason for c in cells if (reason := not_applicable(matrix, c)) is not None}
@@ -58,6 +75,33 @@ def run_cells(
         return _schedule(matrix, chosen, cells, decided, out_dir, jobs, None)
     finally:
         chosen.close()
+
+
+LOCK_NAME = ".compat-run.lock"
+
+
+@contextlib.contextmanager
+def own_output(out_dir: Path, run_id: str) -> Iterator[None]:
+    """Hold ``out_dir`` for this run: a second run into it refuses, naming the holder.
+
+    Two runs writing one directory would leave cells holding one run's
+    events and the other's meta. The lock is the kernel's (flock), so it
+    goes with the process, however it dies.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another run"
+            raise OutputBusy(f"{out_dir}: {holder} is writing its results here; wait for it or give --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"run {run_id} (pid {os.getpid()})".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def record_not_applicable(matrix: Matrix, cell: Cell, reason: str, run_id: str, runner: str, out: Path) -> CellMeta:

@@ -94,3 +94,14 @@ def test_a_missing_mount_source_is_an_error_and_creates_nothing(tmp_path):
         pass
     assert not missing.exists()
     assert engine.run_containers("test-mount") == []
+
+
+def test_the_engines_error_is_kept_whole():
+    engine = cellsupport.require_engine()
+    image = "spawn-compat-missing/" + "a" * 60 + "/" + "b" * 60 + "/" + "c" * 60 + ":" + "t" * 100
+    spec = ContainerSpec(image=image, command=["true"], run_id="test-error", cell_id="error")
+    with pytest.raises(EngineError) as info, CellContainer(engine, spec=spec):
+        pass
+    message = str(info.value)
+    assert len(message) > 300 and image in message, message
+    assert engine.run_containers("test-error") == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import msgspec
@@ -221,3 +223,44 @@ def test_cellmeta_keeps_its_pinned_fields() -> None:
     again = msgspec.json.decode(msgspec.json.encode(meta), type=CellMeta)
     assert again == meta
     assert json.loads(msgspec.json.encode(meta))["version"] == 1
+
+
+def test_damaged_raw_files_become_the_cells_error_and_never_hang_or_crash(tmp_path):
+    deep = b"[" * 200_000 + b"]" * 200_000
+    # Deep nesting where JSON is expected: RecursionError is damage, not a crash.
+    d = write_cell(tmp_path, "py3.14-base-trio-capfd", results=[{"nodeid": "t.py::test_a", "outcome": "passed"}])
+    (d / "reap.json").write_bytes(deep)
+    cell = read_cell(d)
+    assert cell.status == "error" and cell.reason.startswith("reap.json: maximum recursion depth")
+    assert cell.tests["t.py::test_a"].status == "passed"  # what could be read is kept
+    d = write_cell(tmp_path, "py3.14-base-trio-capsys", results=[{"nodeid": "t.py::test_a", "outcome": "passed"}])
+    (d / "meta.json").write_bytes(b'{"cell":' * 100_000)
+    assert read_cell(d).status == "error"
+    # A FIFO where a raw file should be: read without blocking, reported as unreadable.
+    d = write_cell(tmp_path, "py3.14-base-trio-capno", events=False, junit=None)
+    os.mkfifo(d / "events.jsonl")
+    cell = read_cell(d)
+    assert cell.status == "error" and "events.jsonl unreadable" in cell.reason
+
+
+def test_a_cell_cut_short_or_misfiled_is_an_error_naming_why(tmp_path):
+    results = [{"nodeid": "t.py::test_a", "outcome": "passed"}]
+    # Completed, but events.jsonl stops before pytest's finish event.
+    d = write_cell(tmp_path, "py3.14-base-trio-capfd", results=results)
+    events = (d / "events.jsonl").read_text().splitlines()
+    (d / "events.jsonl").write_text("\n".join(events[:-1]) + "\n")
+    cell = read_cell(d)
+    assert (cell.status, cell.reason) == (
+        "error",
+        "events.jsonl ends before pytest's finish event: results after that are missing",
+    )
+    # A meta.json copied from another cell (a .bak directory, a copy by hand).
+    src = write_cell(tmp_path, "py3.14-base-trio-capsys", results=results)
+    bak = tmp_path / "py3.14-base-trio-capsys.bak"
+    shutil.copytree(src, bak)
+    cell = read_cell(bak)
+    assert cell.status == "error"
+    assert (
+        cell.reason
+        == "meta.json names cell py3.14-base-trio-capsys, but it is in the directory of py3.14-base-trio-capsys.bak"
+    )

@@ -7,14 +7,15 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from compat.matrix import Cell
-from compat.results.raw import CellMeta
+from compat.matrix import Cell, Matrix, load
+from compat.results.raw import CellMeta, read_cell
 from compat.runners.schedule import run_cells
 
 # One worker owns the engine: images are built once, not raced.
@@ -181,3 +182,162 @@ def test_local_runner_same_outputs_and_unavailable_python(tmp_path):
     assert any(p["cmdline"].startswith("actor[") for p in signals["signalled"])
     assert missing.outcome == "unavailable" and "3.99" in missing.reason
     assert (tmp_path / missing.cell / "meta.json").is_file()
+
+
+def test_a_second_run_into_the_same_directory_refuses_naming_the_holder(tmp_path):
+    from compat.errors import OutputBusy
+    from compat.runners.schedule import own_output
+
+    matrix = cellsupport.fixture_matrix()
+    with own_output(tmp_path, "first-run"):
+        with pytest.raises(OutputBusy) as info:
+            run_cells(matrix, [cell("trio")], run_id="second-run", runner="local", out_dir=tmp_path, progress=False)
+        assert str(info.value) == (
+            f"{tmp_path}: run first-run (pid {os.getpid()}) is writing its results here; wait for it or give --out"
+        )
+        assert not (tmp_path / cell("trio").id).exists()  # nothing of the second run was written
+    # Released with its holder: the next run may write.
+    with own_output(tmp_path, "third-run"):
+        pass
+
+
+def test_the_next_run_removes_what_a_killed_runner_left(engine, tmp_path, capfd):
+    import socket
+    import tempfile
+
+    from compat.runners.base import STAGE_PREFIX
+    from compat.runners.docker import DockerRunner
+    from compat.runners.engine import CELL_LABEL, RUN_LABEL, RUNNER_LABEL
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    image = cellsupport.image("3.13")
+
+    def leftover(pid: int, name: str):
+        labels = {RUN_LABEL: "killed-run", CELL_LABEL: name, RUNNER_LABEL: f"{host}:{pid}"}
+        return engine.client.containers.create(image, ["true"], labels=labels)
+
+    leftover(dead.pid, "orphan-cell")
+    alive = leftover(os.getpid(), "live-cell")
+    stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{dead.pid}-"))
+    try:
+        DockerRunner(cellsupport.fixture_matrix(), "next-run", ()).close()
+        left = {c.id for c in engine.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}=killed-run"})}
+        assert left == {alive.id}  # a live runner's container is not ours to take
+        assert not stage.exists()
+        err = capfd.readouterr().err
+        assert "removed a container of a runner that is gone: orphan-cell of run killed-run" in err
+        assert f"removed the staged plugin of a runner that is gone: {stage}" in err
+    finally:
+        engine.remove_run("killed-run")
+
+
+def _bare_target(tmp_path: Path, test_body: str, *, memory: str = "2g") -> Matrix:
+    """A bare test tree (no pyproject: it runs in this project's own test image)."""
+    target = tmp_path / "target"
+    (target / "tests").mkdir(parents=True)
+    (target / "tests" / "conftest.py").write_text(
+        'def pytest_addoption(parser):\n    parser.addoption("--spawn-backend")\n'
+    )
+    (target / "tests" / "test_it.py").write_text(test_body)
+    (tmp_path / "matrix.toml").write_text(
+        '[axes]\npython = ["3.13"]\ngroup = ["base"]\nbackend = ["trio"]\ncapture = ["fd"]\n'
+        f'[target]\npath = "target"\ntests = ["tests"]\nreaper = ""\n[limits]\nmemory = "{memory}"\n'
+    )
+    return load(tmp_path / "matrix.toml")
+
+
+def test_a_memory_kill_is_named(engine, tmp_path):
+    matrix = _bare_target(
+        tmp_path, "def test_hungry():\n    blocks = [bytearray(2**20) for _ in range(1024)]\n", memory="96m"
+    )
+    [meta] = run_cells(matrix, matrix.cells(), out_dir=tmp_path / "raw", progress=False)
+    assert (meta.outcome, meta.reason) == ("error", "killed: memory limit 96m reached")
+
+
+def test_one_cells_machinery_failure_is_that_cells_error_and_the_run_goes_on(engine, tmp_path):
+    from compat.runners.docker import DockerRunner
+
+    matrix = _bare_target(tmp_path, "def test_ok():\n    pass\n")
+    [good] = matrix.cells()
+    runner = DockerRunner(matrix, "machinery", ())
+    try:
+        runner.prepare([good])
+        # The engine refuses this one cell: its image vanished after it was prepared.
+        runner.images[("3.12", "base")] = "spawn-compat:vanished-image"
+        stop = threading.Event()
+        failed = runner.run_cell(Cell("3.12", "base", "trio", "sys"), tmp_path / "raw" / "bad", stop)
+        passed = runner.run_cell(good, tmp_path / "raw" / good.id, stop)
+    finally:
+        runner.close()
+    assert failed.outcome == "error" and "EngineError" in failed.reason and "vanished-image" in failed.reason
+    assert (passed.outcome, passed.exit_code) == ("completed", 0)
+    assert read_meta(tmp_path / "raw" / "bad").outcome == "error"
+
+
+EXHAUST = """
+import conftest
+
+
+def test_a_fills_the_pids_limit():
+    conftest.fill()
+    assert conftest.KEPT, "the pids limit never bit"
+
+
+def test_b_runs_with_no_thread_to_spare():
+    assert conftest.KEPT
+
+
+def test_c_frees_them():
+    for proc in conftest.KEPT:
+        proc.kill()
+        proc.wait()
+"""
+
+# After test_a, the plugin's per-test watchdog thread exits (asynchronously);
+# this hook runs after the plugin's, waits for that, and takes the freed pid
+# too, so test_b starts with none to spare, every time.
+EXHAUST_CONFTEST = """
+import os, subprocess, time
+import pytest
+
+KEPT = []
+
+
+def pytest_addoption(parser):
+    parser.addoption("--spawn-backend")
+
+
+def fill():
+    while True:
+        try:
+            KEPT.append(subprocess.Popen(["sleep", "60"]))
+        except OSError:
+            return
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logfinish(nodeid):
+    if nodeid.endswith("test_a_fills_the_pids_limit"):
+        deadline = time.monotonic() + 10
+        while len(os.listdir("/proc/self/task")) > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        fill()
+"""
+
+
+def test_an_exhausted_pids_limit_degrades_the_watchdog_instead_of_crashing(engine, tmp_path):
+    matrix = _bare_target(tmp_path, EXHAUST)
+    (tmp_path / "target" / "tests" / "conftest.py").write_text(EXHAUST_CONFTEST)
+    matrix = msgspec.structs.replace(matrix, limits=msgspec.structs.replace(matrix.limits, pids=32))
+    [meta] = run_cells(matrix, matrix.cells(), out_dir=tmp_path / "raw", progress=False)
+    assert (meta.outcome, meta.exit_code) == ("completed", 0), (tmp_path / "raw" / meta.cell / "output.log").read_text()
+    cell = read_cell(tmp_path / "raw" / meta.cell)
+    assert {t.status for t in cell.tests.values()} == {"passed"} and len(cell.tests) == 3
+    assert cell.status == "ok"
+    [note] = [n for n in cell.notes if "watchdog" in n]
+    assert note == (
+        "per-test watchdog unavailable from tests/test_it.py::test_b_runs_with_no_thread_to_spare on "
+        "(unable to start watchdog thread); only the cell's bound applies"
+    )
