@@ -318,13 +318,15 @@ def _bad_name(value: str) -> str:
 def _project_or_none(matrix: Matrix) -> TargetProject | None:
     try:
         return matrix.project()
-    except ConfigError:
+    except (ConfigError, ValueError, OSError):  # reported by _target_problems, with its key
         return None
 
 
 def _target_problems(matrix: Matrix) -> Problems:
     target = matrix.target
-    yield from _path_problems("$.target.path", target.path)
+    if "\0" in target.path:
+        yield from _path_problems("$.target.path", target.path)
+        return
     target_dir = matrix.target_dir
     if not target_dir.is_dir():
         yield "$.target.path", f"'{target.path}' is not a directory (resolved against the matrix file: {target_dir})"

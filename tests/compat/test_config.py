@@ -182,3 +182,15 @@ def test_compat_exits_with_the_config_code_and_one_line(write_matrix):
     assert proc.returncode == ConfigError.exit_code == 2
     assert proc.stdout == ""
     assert proc.stderr == (f"compat: error: {path}: $.axes.backnd: unknown key 'backnd'; did you mean 'backend'?\n")
+
+
+def test_a_nul_byte_or_a_non_utf8_target_project_is_one_line(write_matrix, tmp_path):
+    path = write_matrix('[target]\npath = "ta\\u0000rget"\n')
+    assert error_of(path).startswith(f"{path}: $.target.path: contains a NUL byte: ")
+    target = tmp_path / "latin1"
+    (target / "tests" / "backends").mkdir(parents=True)
+    (target / "pyproject.toml").write_bytes(b'[project]\nname = "caf\xe9"\n')
+    path = write_matrix('[target]\npath = "latin1"\n')
+    assert error_of(path) == (
+        f"{path}: $.target.path: {target / 'pyproject.toml'}: not UTF-8 text (invalid continuation byte at byte 21)"
+    )
