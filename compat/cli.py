@@ -23,8 +23,8 @@ from .matrix import sessions as planning
 # Outcomes that say the cell ran as well as it could here; `unsupported` and
 # `unavailable` are results for the table, not failures of the run.
 _FINE_OUTCOMES = {"unsupported", "unavailable", "excluded"}
-# pytest: 0 all passed, 5 nothing collected (e.g. `-k` matched nothing).
-_FINE_PYTEST_CODES = {0, 5}
+# pytest: 0 all passed. 5 (nothing collected: a `-k` typo) is a failed selection.
+_FINE_PYTEST_CODES = {0}
 INTERRUPTED = 130
 
 

@@ -130,6 +130,8 @@ class Matrix(_Base, frozen=True):
     exclude: tuple[dict[str, str | tuple[str, ...]], ...] = ()
     # Where the file was read from; every relative path is resolved against it.
     base_dir: str = "."
+    # The file itself, as the user named it ("" when built in code).
+    source: str = ""
 
     def cells(self) -> list[Cell]:
         a = self.axes
@@ -184,9 +186,11 @@ def decode(raw: bytes | str, *, source: str, base_dir: Path | str = ".") -> Matr
         data = tomllib.loads(raw.decode() if isinstance(raw, bytes) else raw)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    if "base-dir" in data:
-        raise ConfigError(f"{source}: $.base-dir: unknown key 'base-dir'")
+    for internal in ("base-dir", "source"):
+        if internal in data:
+            raise ConfigError(f"{source}: $.{internal}: unknown key '{internal}'")
     data["base-dir"] = str(base_dir)
+    data["source"] = source
     try:
         return msgspec.convert(data, Matrix)
     except msgspec.ValidationError as exc:
@@ -238,7 +242,7 @@ def _type_at(path: str) -> object:
 
 def _field_names(node: object) -> list[str]:
     if isinstance(node, type) and issubclass(node, msgspec.Struct):
-        return [f.encode_name for f in msgspec.structs.fields(node) if f.encode_name != "base-dir"]
+        return [f.encode_name for f in msgspec.structs.fields(node) if f.encode_name not in ("base-dir", "source")]
     return []
 
 

@@ -37,6 +37,7 @@ DEFAULT_TARGET_ARGS = ("-p", "backends.testing.plugin", "--backends-dump-dir={du
 _TAG = re.compile(r"^(" + "|".join(P.TAGS) + r") (.*)$", re.M)
 REFUSAL_LINES = 6
 STAGE_PREFIX = "spawn-compat-plugin-"
+NO_TESTS = 5  # pytest's exit code when nothing was collected
 
 RunnerKind = Literal["docker", "local"]
 
@@ -219,7 +220,13 @@ def classify(run: CellRun, matrix: Matrix) -> tuple[CellOutcome, str, str | None
         reason = refusal_reason(run.out, matrix.target.unsupported_patterns)
         if reason is not None:
             return "unsupported", reason, None
-    if pytest_exit in (0, 1, 5):
+    if pytest_exit == NO_TESTS:
+        return (
+            "error",
+            "pytest collected no tests (exit 5): the selection (-k, -m, node ids, test paths) matched nothing",
+            None,
+        )
+    if pytest_exit in (0, 1):
         return "completed", "", None
     return "error", f"pytest exited with {pytest_exit}: {log_tail(run.out)}", None
 

@@ -1,71 +1,199 @@
-"""A live view of a run's cells: queued, running (with elapsed time), done."""
+"""What a run shows where it runs: a live board on a terminal, plain lines elsewhere.
+
+Both read each finished cell back through ``results.raw`` (the one reader of
+raw results), so a cell with failing tests is reported as failing, with the
+failing tests and pytest's one-line reasons, whatever pytest's exit code was.
+Inside GitHub Actions the plain log also folds each cell's output into a
+``::group::`` and annotates every failing test with ``::error``.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ..cell import protocol as P
 from ..matrix import Cell
-from ..results.raw import CellMeta
+from ..results.raw import FAILING, CellMeta, CellResult, read_cell
 
 STYLE = {
-    "completed": "green",
+    "ok": "green",
+    "failing": "bold red",
     "timeout": "bold red",
-    "unsupported": "yellow",
-    "unavailable": "yellow",
+    "leaked": "yellow",
     "error": "bold red",
+    "unsupported": "dim",
+    "unavailable": "dim",
+    "excluded": "dim",
 }
 MAX_ROWS = 12
+SHOWN_FAILURES = 10
+OUTPUT_TAIL = 60
+COUNT_ORDER = ("passed", "failed", "error", "timeout", "xfailed", "xpassed", "skipped", "not-run", "flaky")
 
 
-class ProgressBoard:
-    def __init__(self, cells: Sequence[Cell], *, run_id: str, runner: str) -> None:
-        self.run_id = run_id
-        self.runner = runner
-        self.queued = list(cells)
-        self.running: dict[Cell, float] = {}
-        self.done: list[tuple[Cell, CellMeta]] = []
+@dataclass(frozen=True)
+class Finished:
+    cell: Cell
+    result: CellResult
+    duration_s: float
+
+    @property
+    def counts(self) -> str:
+        counts: dict[str, int] = {}
+        for t in self.result.tests.values():
+            counts[t.status] = counts.get(t.status, 0) + 1
+        return ", ".join(f"{counts[k]} {k}" for k in COUNT_ORDER if counts.get(k))
+
+    def failures(self) -> list[tuple[str, str]]:
+        return sorted((n, t.reason) for n, t in self.result.tests.items() if t.status in FAILING)
+
+
+def finished(cell: Cell, meta: CellMeta, out_dir: Path) -> Finished:
+    return Finished(cell, read_cell(out_dir / cell.id), meta.duration_s or 0.0)
+
+
+def status_line(done: Finished) -> str:
+    r = done.result
+    detail = done.counts or r.reason
+    if done.counts and r.status not in ("ok", "failing"):
+        detail += f"; {r.reason}"
+    return f"{r.status:<11} {done.cell.id}  {detail} ({done.duration_s:.1f} s)"
+
+
+class PlainLog:
+    """Plain lines as cells start and finish: for pipes, CI logs and --no-progress."""
+
+    def __init__(self, cells: Sequence[Cell], out_dir: Path, *, stream: TextIO | None = None) -> None:
+        self.total = len(cells)
+        self.out_dir = out_dir
+        self.stream = stream or sys.stderr
+        self.github = os.environ.get("GITHUB_ACTIONS") == "true"
+        self.finished: list[Finished] = []
+        self._started = 0
         self._lock = threading.Lock()
 
     def __call__(self, event: str, cell: Cell, meta: CellMeta | None) -> None:
         with self._lock:
             if event == "start":
-                self.queued.remove(cell)
+                self._started += 1
+                self._print(f"[{self._started}/{self.total}] start       {cell.id}")
+            elif event == "done" and meta is not None:
+                done = finished(cell, meta, self.out_dir)
+                self.finished.append(done)
+                self._print(f"[{len(self.finished)}/{self.total}] {status_line(done)}")
+                self._details(done)
+
+    def _details(self, done: Finished) -> None:
+        failures = done.failures()
+        for nodeid, reason in failures[:SHOWN_FAILURES]:
+            self._print(f"    FAILED {nodeid} - {reason}" if reason else f"    FAILED {nodeid}")
+        if len(failures) > SHOWN_FAILURES:
+            self._print(f"    ... and {len(failures) - SHOWN_FAILURES} more (see the report)")
+        if not self.github:
+            return
+        if done.result.status not in ("ok", "unsupported", "unavailable", "excluded"):
+            self._print(f"::group::{done.cell.id}: pytest output (last {OUTPUT_TAIL} lines)")
+            self._print(_tail(self.out_dir / done.cell.id / P.OUTPUT, OUTPUT_TAIL))
+            self._print("::endgroup::")
+        for nodeid, reason in failures:
+            where = nodeid.split("::", 1)[0]
+            title = f"{done.cell.id}: {nodeid}"
+            self._print(f"::error file={_gh(where)},title={_gh(title)}::{_gh(reason or 'failed')}")
+
+    def _print(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
+
+def print_summary(done: Sequence[Finished], out_dir: Path, matrix_file: str = "", stream: TextIO | None = None) -> None:
+    """The table at the end of a run, and what to do next."""
+    stream = stream or sys.stderr
+    compat = "uv run compat" + (f" --matrix {matrix_file}" if matrix_file and matrix_file != "matrix.toml" else "")
+    bad = [d for d in done if d.result.status not in ("ok", "unsupported", "unavailable", "excluded")]
+    counts: dict[str, int] = {}
+    for d in done:
+        counts[d.result.status] = counts.get(d.result.status, 0) + 1
+    lines = ["", f"{len(done)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
+    lines += [f"  {status_line(d)}" for d in bad]
+    lines.append(f"next: {compat} report --raw {out_dir}   (the table, with every failure's reason)")
+    if bad:
+        ids = " ".join(d.cell.id for d in bad[:3])
+        lines.append(f"      {compat} run {ids}{' ...' if len(bad) > 3 else ''}   (run those cells again)")
+    print("\n".join(lines), file=stream, flush=True)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no output.log)"
+    return "\n".join(text[-lines:])
+
+
+def _gh(text: str) -> str:
+    """Escape a GitHub workflow-command value (data and properties)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A").replace(":", "%3A").replace(",", "%2C")
+
+
+class ProgressBoard:
+    """The live view: progress M/N, running cells with their elapsed time, the last finished."""
+
+    def __init__(self, cells: Sequence[Cell], out_dir: Path, *, run_id: str, runner: str) -> None:
+        self.run_id = run_id
+        self.runner = runner
+        self.out_dir = out_dir
+        self.total = len(cells)
+        self.running: dict[Cell, float] = {}
+        self.done: list[Finished] = []
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+
+    def __call__(self, event: str, cell: Cell, meta: CellMeta | None) -> None:
+        with self._lock:
+            if event == "start":
                 self.running[cell] = time.monotonic()
             elif event == "done" and meta is not None:
                 self.running.pop(cell, None)
-                self.done.append((cell, meta))
+                self.done.append(finished(cell, meta, self.out_dir))
 
     def __rich__(self) -> Group:
         with self._lock:
+            elapsed = time.monotonic() - self.started
             head = Text.assemble(
                 (f"run {self.run_id} ", "bold"),
                 f"({self.runner})  ",
-                (f"queued {len(self.queued)}  ", "dim"),
+                (f"{len(self.done)}/{self.total} done  ", "bold"),
                 (f"running {len(self.running)}  ", "cyan"),
-                (f"done {len(self.done)}", "green"),
+                f"{elapsed:.0f} s",
             )
             table = Table(box=None, show_header=False, padding=(0, 1))
             now = time.monotonic()
             for cell, since in self.running.items():
-                table.add_row(Text("running", "cyan"), cell.id, f"{now - since:5.1f} s")
-            for cell, meta in self.done[-MAX_ROWS:]:
-                style = STYLE.get(meta.outcome, "")
-                detail = meta.reason or (f"pytest exit {meta.exit_code}" if meta.exit_code is not None else "")
-                table.add_row(Text(meta.outcome, style), cell.id, f"{meta.duration_s or 0:5.1f} s", detail[:70])
+                table.add_row(Text("running", "cyan"), cell.id, f"{now - since:5.1f} s", "")
+            for done in self.done[-MAX_ROWS:]:
+                status = done.result.status
+                detail = done.counts or done.result.reason
+                table.add_row(
+                    Text(status, STYLE.get(status, "")), done.cell.id, f"{done.duration_s:5.1f} s", detail[:80]
+                )
             return Group(head, table)
 
 
 @contextlib.contextmanager
-def live_progress(cells: Sequence[Cell], *, run_id: str, runner: str) -> Iterator[ProgressBoard]:
-    board = ProgressBoard(cells, run_id=run_id, runner=runner)
+def live_progress(cells: Sequence[Cell], out_dir: Path, *, run_id: str, runner: str) -> Iterator[ProgressBoard]:
+    board = ProgressBoard(cells, out_dir, run_id=run_id, runner=runner)
     console = Console(stderr=True)
     with Live(board, console=console, refresh_per_second=4, transient=False):
         yield board

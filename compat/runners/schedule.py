@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -67,12 +68,17 @@ def _run(
     try:
         decided = {c: reason for c in cells if (reason := not_applicable(matrix, c)) is not None}
         chosen.prepare([c for c in cells if c not in decided])
-        if progress:
-            from .progress import live_progress
+        from .progress import PlainLog, live_progress, print_summary
 
-            with live_progress(cells, run_id=run_id, runner=chosen.kind) as observe:
-                return _schedule(matrix, chosen, cells, decided, out_dir, jobs, observe)
-        return _schedule(matrix, chosen, cells, decided, out_dir, jobs, None)
+        if progress and sys.stderr.isatty():
+            with live_progress(cells, out_dir, run_id=run_id, runner=chosen.kind) as board:
+                metas = _schedule(matrix, chosen, cells, decided, out_dir, jobs, board)
+            print_summary(board.done, out_dir, matrix.source)
+            return metas
+        log = PlainLog(cells, out_dir)
+        metas = _schedule(matrix, chosen, cells, decided, out_dir, jobs, log)
+        print_summary(log.finished, out_dir, matrix.source)
+        return metas
     finally:
         chosen.close()
 

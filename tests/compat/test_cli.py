@@ -132,7 +132,7 @@ def test_nox_posargs_reach_pytest_last(noxfile):
     ("outcome", "exit_code", "fine"),
     [
         ("completed", 0, True),
-        ("completed", 5, True),  # -k matched nothing
+        ("completed", 5, False),  # -k matched nothing: a failed selection, not a success
         ("completed", 1, False),
         ("unsupported", 4, True),
         ("unavailable", None, True),

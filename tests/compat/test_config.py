@@ -42,7 +42,7 @@ def test_matrix_is_frozen():
 
 def test_an_empty_file_means_the_defaults(write_matrix):
     path = write_matrix("")
-    assert load(path) == Matrix(base_dir=str(path.parent))
+    assert load(path) == Matrix(base_dir=str(path.parent), source=str(path))
 
 
 def error_of(path: Path) -> str:

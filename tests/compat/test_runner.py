@@ -341,3 +341,33 @@ def test_an_exhausted_pids_limit_degrades_the_watchdog_instead_of_crashing(engin
         "per-test watchdog unavailable from tests/test_it.py::test_b_runs_with_no_thread_to_spare on "
         "(unable to start watchdog thread); only the cell's bound applies"
     )
+
+
+def test_a_selection_that_matches_nothing_is_a_failed_cell(engine, tmp_path):
+    [meta] = run_cells(
+        cellsupport.fixture_matrix(), [cell("trio")], out_dir=tmp_path, progress=False, pytest_args=("-k", "typo_xyz")
+    )
+    assert (meta.outcome, meta.exit_code) == ("error", 5)
+    assert meta.reason.startswith("pytest collected no tests (exit 5)")
+
+
+def test_the_plain_log_names_each_cells_failures_and_annotates_them_on_github(engine, tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    matrix = cellsupport.fixture_matrix()
+    run_cells(matrix, [cell("trio"), cell("subint")], out_dir=tmp_path, progress=False)
+    err = capfd.readouterr().err.splitlines()
+    assert "[1/2] start       py3.13-base-trio-capfd" in err or "[1/2] start       py3.13-base-subint-capfd" in err
+    [line] = [x for x in err if x.startswith("[") and "failing" in x]
+    assert line.split()[1:3] == ["failing", "py3.13-base-trio-capfd"]
+    assert "1 failed" in line and "passed" in line and "xfailed" in line
+    [failed] = [x for x in err if x.startswith("    FAILED")]
+    assert failed.startswith("    FAILED tests/cases_cells.py::test_fails - AssertionError: assert 'left' == 'right'")
+    assert "::group::py3.13-base-trio-capfd: pytest output (last 60 lines)" in err and "::endgroup::" in err
+    [annotation] = [x for x in err if x.startswith("::error ")]
+    assert annotation.startswith(
+        "::error file=tests/cases_cells.py,title=py3.13-base-trio-capfd%3A tests/cases_cells.py%3A%3Atest_fails::"
+    )
+    [unsupported] = [x for x in err if x.startswith("[") and "unsupported" in x]
+    assert unsupported.endswith("the fixture has no such thing (0.0 s)") or "no such thing" in unsupported
+    assert "2 cells: 1 failing, 1 unsupported" in err
+    assert any(x.startswith("next: uv run compat report --raw ") for x in err)
