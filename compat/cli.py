@@ -9,6 +9,7 @@ talk to an engine are imported inside the commands that need them, so
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 from collections.abc import Sequence
@@ -63,11 +64,42 @@ def split_pytest_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 # -- argument parsing ---------------------------------------------------------
 
 
+EXIT_CODES = """exit codes:
+  0  every cell ran as well as it can here (ok, n/a, unsupported, unavailable)
+  2  bad matrix.toml or arguments (one line names the file and key)
+  3  no container engine      4  an image could not be built (compat images)
+  6  the report failed        7  a regression (--fail-on-regression)
+  8  some cell is not clean (failing tests, timeout, error)
+  9  the committed workflow is stale (compat workflow --check)
+  10 another run holds the results directory     130 interrupted (Ctrl-C)"""
+
+EXAMPLES = """examples:
+  compat plan                                  every cell id and its nox session
+  compat run py3.14-base-subint-capfd          one cell, by the id the table shows
+  compat run 'py3.14-*-subint-*' -j 2 -- -k cancel
+  compat run --backend subint --capture fd     cells by axis values
+  compat --matrix docs/targets/tractor/matrix.toml plan"""
+
+
+EPILOG = f"{EXAMPLES}\n\n{EXIT_CODES}"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("spawn-compat")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="compat",
-        description="Run the spawn-backend compatibility matrix described by matrix.toml.",
+        description="Run the spawn-backend compatibility matrix described by matrix.toml: one container per cell "
+        "(python x group x backend x capture, plus a target's own axes), and the table they make.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--matrix", type=Path, default=Path("matrix.toml"), help="default: %(default)s")
     # Accept --matrix after the subcommand too, without overriding an earlier one.
     common = argparse.ArgumentParser(add_help=False)
@@ -75,7 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     select = _selection_parser()
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("plan", parents=[common, select], help="list the cells (--json for the workflow)")
+    p = sub.add_parser(
+        "plan",
+        parents=[common, select],
+        help="list the cells (--json for the workflow)",
+        description="List the selected cells, their nox sessions, and why any is n/a.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--json", action="store_true", help="cells and CI jobs as JSON")
     p.add_argument(
         "--record-na", type=Path, metavar="DIR",
@@ -83,7 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.set_defaults(func=cmd_plan)
 
-    p = sub.add_parser("run", parents=[common, select], help="run cells (pytest args after --)")
+    p = sub.add_parser(
+        "run",
+        parents=[common, select],
+        help="run cells (pytest args after --)",
+        description="Run the selected cells, each in its own container; arguments after -- reach pytest.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--jobs", "-j", type=_positive_int, default=1, help="cells at once (default 1)")
     p.add_argument("--runner", choices=("auto", "docker", "local"), default="auto")
     p.add_argument("--run-id", default=os.environ.get("COMPAT_RUN_ID"), help="default: $COMPAT_RUN_ID or new")
@@ -125,7 +171,10 @@ def _selection_parser() -> argparse.ArgumentParser:
         help="cell ids as `compat plan` shows them, or globs: py3.14-base-subint-capfd, 'py3.14-*-subint-*'",
     )  # fmt: skip
     for axis in AXES:
-        group.add_argument(f"--{axis}", action="append", type=_comma_list, default=[], metavar="V")
+        group.add_argument(
+            f"--{axis}", action="append", type=_comma_list, default=[], metavar="V",
+            help=f"{axis} values (of matrix.toml's [axes] {axis}: `compat plan` lists them)",
+        )  # fmt: skip
     group.add_argument(
         "--axis",
         dest="extra_axes",

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from ..cell import protocol as P
 from ..matrix import Cell
-from ..results.raw import FAILING, CellMeta, CellResult, read_cell
+from ..results.raw import FAILING, CellMeta, CellResult, parse_events, read_cell, read_meta, read_raw
 
 STYLE = {
     "ok": "green",
@@ -147,41 +147,79 @@ def _gh(text: str) -> str:
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A").replace(":", "%3A").replace(",", "%2C")
 
 
-class ProgressBoard:
-    """The live view: progress M/N, running cells with their elapsed time, the last finished."""
+def previous_durations(cells: Sequence[Cell], out_dir: Path) -> dict[Cell, float]:
+    """How long each cell took last time it ran into ``out_dir`` (read before it is replaced)."""
+    found = {}
+    for cell in cells:
+        meta, _ = read_meta(out_dir / cell.id)
+        if meta is not None and meta.outcome in ("completed", "timeout") and meta.duration_s:
+            found[cell] = meta.duration_s
+    return found
 
-    def __init__(self, cells: Sequence[Cell], out_dir: Path, *, run_id: str, runner: str) -> None:
+
+def running_status(cell_dir: Path) -> str:
+    """A running cell's counts so far and its current test, from the events it has streamed."""
+    try:
+        events = parse_events(read_raw(cell_dir / P.EVENTS))
+    except OSError:
+        return ""
+    results = [r[-1].outcome for r in events.results.values()]
+    current = next((n for n in reversed(events.started) if n not in events.results), None)
+    failed = sum(o in ("failed", "error") for o in results)
+    text = f"{len(results)} done" + (f", {failed} failing" if failed else "")
+    return f"{text} · {current}" if current else text
+
+
+class ProgressBoard:
+    """The live view: progress M/N with an ETA, running cells with their current test, the last finished."""
+
+    def __init__(self, cells: Sequence[Cell], out_dir: Path, *, run_id: str, runner: str, jobs: int = 1) -> None:
         self.run_id = run_id
         self.runner = runner
         self.out_dir = out_dir
         self.total = len(cells)
+        self.jobs = max(1, jobs)
+        self.expected = previous_durations(cells, out_dir)
+        self.pending = set(cells)
         self.running: dict[Cell, float] = {}
         self.done: list[Finished] = []
         self.started = time.monotonic()
         self._lock = threading.Lock()
 
+    def eta(self, now: float) -> float | None:
+        """Seconds left, from the cells' durations in the previous run; None when none are known."""
+        if not self.expected:
+            return None
+        typical = sum(self.expected.values()) / len(self.expected)
+        left = sum(self.expected.get(c, typical) for c in self.pending)
+        left += sum(max(0.0, self.expected.get(c, typical) - (now - t)) for c, t in self.running.items())
+        return left / self.jobs
+
     def __call__(self, event: str, cell: Cell, meta: CellMeta | None) -> None:
         with self._lock:
             if event == "start":
+                self.pending.discard(cell)
                 self.running[cell] = time.monotonic()
             elif event == "done" and meta is not None:
+                self.pending.discard(cell)
                 self.running.pop(cell, None)
                 self.done.append(finished(cell, meta, self.out_dir))
 
     def __rich__(self) -> Group:
         with self._lock:
-            elapsed = time.monotonic() - self.started
+            now = time.monotonic()
+            eta = self.eta(now)
             head = Text.assemble(
                 (f"run {self.run_id} ", "bold"),
                 f"({self.runner})  ",
                 (f"{len(self.done)}/{self.total} done  ", "bold"),
                 (f"running {len(self.running)}  ", "cyan"),
-                f"{elapsed:.0f} s",
+                f"{now - self.started:.0f} s" + (f", about {eta:.0f} s left" if eta is not None else ""),
             )
             table = Table(box=None, show_header=False, padding=(0, 1))
-            now = time.monotonic()
             for cell, since in self.running.items():
-                table.add_row(Text("running", "cyan"), cell.id, f"{now - since:5.1f} s", "")
+                status = running_status(self.out_dir / cell.id)
+                table.add_row(Text("running", "cyan"), cell.id, f"{now - since:5.1f} s", status[:100])
             for done in self.done[-MAX_ROWS:]:
                 status = done.result.status
                 detail = done.counts or done.result.reason
@@ -192,8 +230,10 @@ class ProgressBoard:
 
 
 @contextlib.contextmanager
-def live_progress(cells: Sequence[Cell], out_dir: Path, *, run_id: str, runner: str) -> Iterator[ProgressBoard]:
-    board = ProgressBoard(cells, out_dir, run_id=run_id, runner=runner)
+def live_progress(
+    cells: Sequence[Cell], out_dir: Path, *, run_id: str, runner: str, jobs: int = 1
+) -> Iterator[ProgressBoard]:
+    board = ProgressBoard(cells, out_dir, run_id=run_id, runner=runner, jobs=jobs)
     console = Console(stderr=True)
     with Live(board, console=console, refresh_per_second=4, transient=False):
         yield board

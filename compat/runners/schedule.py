@@ -71,7 +71,7 @@ def _run(
         from .progress import PlainLog, live_progress, print_summary
 
         if progress and sys.stderr.isatty():
-            with live_progress(cells, out_dir, run_id=run_id, runner=chosen.kind) as board:
+            with live_progress(cells, out_dir, run_id=run_id, runner=chosen.kind, jobs=jobs) as board:
                 metas = _schedule(matrix, chosen, cells, decided, out_dir, jobs, board)
             print_summary(board.done, out_dir, matrix.source)
             return metas

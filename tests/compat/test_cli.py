@@ -234,3 +234,23 @@ def test_an_unknown_cell_id_is_one_line_with_a_hint(capsys):
         "compat: error: 'py3.14-base-subnt-capfd' matches no cell id of this matrix (see `compat plan`); "
         "did you mean 'py3.14-base-subint-capfd'?\n"
     )
+
+
+def test_version_and_help_name_every_exit_code(capsys):
+    import compat.errors
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.startswith("compat 0.")
+    codes = {
+        cls.exit_code
+        for cls in vars(compat.errors).values()
+        if isinstance(cls, type) and issubclass(cls, compat.errors.CompatError) and cls.exit_code > 1
+    }
+    listed = {int(word) for line in cli.EXIT_CODES.splitlines()[1:] for word in line.split() if word.isdigit()}
+    assert codes | {0, cli.INTERRUPTED} <= listed
+
+
+def test_bare_nox_runs_the_main_job(noxfile):
+    assert noxfile.nox.options.sessions == ["matrix", "report"]

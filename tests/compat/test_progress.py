@@ -1,0 +1,70 @@
+"""The live board and the plain log, on raw cell directories written as the runner writes them."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from compat.matrix import parse_cell_id
+from compat.matrix.cells import Cell
+from compat.report.bench import event_lines, write_cell
+from compat.results.raw import read_meta
+from compat.runners.progress import PlainLog, ProgressBoard, print_summary
+
+IDS = ["py3.14-base-trio-capfd", "py3.14-base-trio-capsys", "py3.14-base-subint-capfd"]
+
+
+def cell_of(cell_id: str) -> Cell:
+    p = parse_cell_id(cell_id)
+    assert p is not None
+    return Cell(p.python, p.group, p.backend, p.capture)
+
+
+def render(board: ProgressBoard) -> str:
+    console = Console(record=True, width=200, file=io.StringIO())
+    console.print(board)
+    return console.export_text()
+
+
+def test_the_board_shows_progress_an_eta_and_what_each_running_cell_is_doing(tmp_path: Path) -> None:
+    # The previous run's cells took 10 s each (write_cell's meta says so).
+    for cid in IDS:
+        write_cell(tmp_path, cid, results=[{"nodeid": "t.py::test_a", "outcome": "passed"}])
+    cells = [cell_of(c) for c in IDS]
+    board = ProgressBoard(cells, tmp_path, run_id="r1", runner="docker", jobs=1)
+    assert set(board.expected.values()) == {10.0}
+    board("start", cells[0], None)
+    # The running cell has streamed one failure and is inside its second test.
+    events = event_lines([{"nodeid": "t.py::test_a", "outcome": "failed"}], running="t.py::test_b", finished=False)
+    (tmp_path / IDS[0] / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    text = render(board)
+    assert "0/3 done" in text and "running 1" in text
+    assert "s left" in text
+    assert "1 done, 1 failing · t.py::test_b" in text
+    # Two cells not started (10 s each) and one just started: at most 30 s left, at least 20.
+    start = board.running[cells[0]]
+    assert board.eta(start) == 30.0
+    assert board.eta(start + 4) == 26.0
+
+
+def test_a_cell_with_failing_tests_is_never_reported_as_fine(tmp_path: Path) -> None:
+    write_cell(tmp_path, IDS[0], results=[{"nodeid": "t.py::test_a", "outcome": "failed", "crash": "ValueError: x"}])
+    cell = cell_of(IDS[0])
+    meta, _ = read_meta(tmp_path / IDS[0])
+    assert meta is not None and meta.outcome == "completed"  # the runner's word: pytest completed
+    out = io.StringIO()
+    log = PlainLog([cell], tmp_path, stream=out)
+    log("start", cell, None)
+    log("done", cell, meta)
+    board = ProgressBoard([cell], tmp_path, run_id="r1", runner="docker")
+    board("done", cell, meta)
+    assert "failing" in render(board)
+    lines = out.getvalue().splitlines()
+    assert lines[1].startswith("[1/1] failing     py3.14-base-trio-capfd  1 failed")
+    assert lines[2] == "    FAILED t.py::test_a - ValueError: x"
+    summary = io.StringIO()
+    print_summary(log.finished, tmp_path, "other.toml", stream=summary)
+    assert "uv run compat --matrix other.toml run py3.14-base-trio-capfd" in summary.getvalue()
