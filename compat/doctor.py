@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +15,9 @@ from rich.table import Table
 
 from .errors import CompatError
 from .matrix import Matrix
+from .matrix.sessions import not_applicable
 from .runners.engine import PROVISION, RUN_LABEL, Engine
-from .runners.images import base_tag, ca_bundle_from_env, registry_reachable
+from .runners.images import ImageBuilder, base_tag, ca_bundle_from_env, registry_reachable
 
 MIN_FREE_GIB = 5.0
 
@@ -41,6 +44,10 @@ class Doctor:
             self.check_container_limits,
             self.check_python_314,
             self.check_ca_bundle,
+            self.check_images,
+            self.check_uv,
+            self.check_host_python,
+            self.check_chromium,
             self.check_disk,
             self.check_leftovers,
         ]
@@ -151,6 +158,44 @@ class Doctor:
             "export SSL_CERT_FILE=<your proxy's CA bundle>, then nox -s images",
             required=False,
         )
+
+    def check_images(self) -> Check:
+        """Every (python, group) image the matrix needs: built, or buildable on first use."""
+        pairs = sorted({(c.python, c.group) for c in self.matrix.cells() if not_applicable(self.matrix, c) is None})
+        if self.engine is None or self.probe_image is None:
+            return Check("images", False, f"{len(pairs)} needed; no engine or base image to build them on", PROVISION)
+        try:
+            builder = ImageBuilder(self.engine, self.matrix, base=self.probe_image, ca_bundle=ca_bundle_from_env())
+            missing = [f"py{p}-{g}" for p, g in pairs if self.engine.image_id(builder.tag(p, g)) is None]
+        except CompatError as exc:
+            return Check("images", False, str(exc), "uv run nox -s images")
+        if not missing:
+            return Check("images", True, f"all {len(pairs)} built and current")
+        detail = f"{len(missing)} of {len(pairs)} not built or out of date ({', '.join(missing[:4])}"
+        detail += ", ...)" if len(missing) > 4 else ")"
+        return Check("images", True, detail + "; built on first use", "uv run nox -s images", required=False)
+
+    def check_uv(self) -> Check:
+        uv = shutil.which("uv")
+        if uv is None:
+            return Check("uv", False, "not on PATH (the local runner and the README's commands use it)",
+                         "python3 -m pip install uv")  # fmt: skip
+        proc = subprocess.run([uv, "--version"], capture_output=True, text=True, check=False, timeout=30)
+        return Check("uv", proc.returncode == 0, proc.stdout.strip() or proc.stderr.strip())
+
+    def check_host_python(self) -> Check:
+        ok = sys.version_info >= (3, 13)
+        return Check(
+            "host Python", ok, f"{sys.version.split()[0]} at {sys.executable}",
+            "install a CPython 3.13+ and export UV_PYTHON=/path/to/python3.13",
+        )  # fmt: skip
+
+    def check_chromium(self) -> Check:
+        found = shutil.which("chromium") or shutil.which("chromium-browser")
+        if found is None:
+            return Check("chromium", False, "missing: the report page's browser test cannot run",
+                         "apt-get install -y chromium", required=False)  # fmt: skip
+        return Check("chromium", True, found, required=False)
 
     def check_disk(self) -> Check:
         root = "/var/lib/docker"

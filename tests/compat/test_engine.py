@@ -81,6 +81,9 @@ def test_doctor_passes_on_a_working_engine():
     cellsupport.image("3.13")
     console = Console(record=True, width=200)
     assert run_doctor(Matrix(), console=console) == 0, console.export_text()
+    rows = {line.split("│")[1].strip(): line for line in console.export_text().splitlines() if line.count("│") > 3}
+    assert {"engine", "images", "uv", "host Python", "chromium", "free disk"} <= set(rows)
+    assert "uv " in rows["uv"] and "3.1" in rows["host Python"]
 
 
 def test_a_missing_mount_source_is_an_error_and_creates_nothing(tmp_path):
