@@ -48,3 +48,50 @@ def test_the_check_catches_a_third_party_import(tmp_path):
         imported_roots(bad)
     bad.write_text("import msgspec\nfrom docker import errors\n")
     assert imported_roots(bad) - ALLOWED == {"msgspec", "docker"}
+
+
+def _compat_imports() -> dict[str, set[str]]:
+    """compat module -> the compat modules it imports, at module level or inside functions."""
+    root = CELL.parent
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        package = ".".join(parts[:-1])
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+                found.add(target)
+                # `from pkg import name` may import a submodule: count it when it is one.
+                found.update(f"{target}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+        graph[module] = {m for m in found if m.startswith("compat")}
+    return graph
+
+
+def _resolve(name: str, graph: dict[str, set[str]]) -> str | None:
+    return name if name in graph else None
+
+
+def test_compat_has_no_import_cycles():
+    graph = _compat_imports()
+    assert {"compat.cli", "compat.runners.docker", "compat.results.raw", "compat.cell.entry"} <= set(graph)
+    edges = {m: {r for t in targets if (r := _resolve(t, graph)) and r != m} for m, targets in graph.items()}
+    # A package's __init__ re-exporting its own modules is not a cycle of the flow.
+    edges = {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in edges.items()}
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for nxt in sorted(edges.get(module, ())):
+            assert state.get(nxt) != 1, "import cycle: " + " -> ".join([*path, module, nxt])
+            if nxt not in state:
+                visit(nxt, [*path, module])
+        state[module] = 2
+
+    for module in sorted(edges):
+        if module not in state:
+            visit(module, [])
