@@ -32,9 +32,16 @@ def nox(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 @pytest.fixture(scope="module")
 def listing() -> list[dict]:
-    proc = nox("-l", "--json")
+    # Every session: a bare `nox -l --json` lists only the default ones (the main job).
+    proc = nox("-l", "--json", "-k", "not no_session_has_this_name")
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def test_a_bare_listing_selects_the_main_job():
+    proc = nox("-l", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [s["session"] for s in json.loads(proc.stdout)] == ["matrix", "report"]
 
 
 def test_one_session_per_pair_parametrised_over_group_and_capture(listing):
