@@ -34,8 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         before, pytest_extra = split_pytest_args(args_list)
         args = build_parser().parse_args(before)
-        if pytest_extra and args.command != "run":
-            raise ConfigError("arguments after '--' are pytest's, and only `compat run` takes them")
+        if pytest_extra and args.command not in ("run", "repro"):
+            raise ConfigError("arguments after '--' are pytest's, and only `compat run` and `compat repro` take them")
         args.pytest_args = pytest_extra
         code: int = args.func(args)
         return code
@@ -76,6 +76,7 @@ EXIT_CODES = """exit codes:
 EXAMPLES = """examples:
   compat plan                                  every cell id and its nox session
   compat run py3.14-base-subint-capfd          one cell, by the id the table shows
+  compat repro py3.14-base-subint-capfd NODE_ID -- --pdb   that cell, on your terminal
   compat run 'py3.14-*-subint-*' -j 2 -- -k cancel
   compat run --backend subint --capture fd     cells by axis values
   compat --matrix docs/targets/tractor/matrix.toml plan"""
@@ -136,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("reports/raw"), help="raw results (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="plain log, no live view")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "repro", parents=[common], help="one cell attached to your terminal (--pdb works)",
+        description="Run one cell's exact pytest command in a container of the same image, mounts, limits and "
+        "environment, attached to your terminal; node ids narrow it, arguments after -- reach pytest.",
+        epilog="examples:\n  compat repro py3.14-base-subint-capfd tests/backends/common/test_rpc.py::test_x -- --pdb\n"
+        "  compat repro py3.14-base-subint-capfd --shell",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("cell", metavar="CELL", help="a cell id as `compat plan` shows it")
+    p.add_argument("nodeids", nargs="*", metavar="NODE_ID", help="pytest node ids to run instead of the target's tests")
+    p.add_argument("--shell", action="store_true", help="a shell in the cell instead of pytest")
+    p.set_defaults(func=cmd_repro)
 
     p = sub.add_parser("images", parents=[common, select], help="build (or find) the images the cells need")
     p.set_defaults(func=cmd_images)
@@ -281,6 +295,12 @@ def cell_is_fine(outcome: str, exit_code: int | None) -> bool:
 
 def _why(outcome: str, exit_code: int | None) -> str:
     return f"pytest exit {exit_code}" if outcome == "completed" else outcome
+
+
+def cmd_repro(args: argparse.Namespace) -> int:
+    from .repro import repro
+
+    return repro(load(args.matrix), args.cell, args.nodeids, tuple(args.pytest_args), shell=args.shell)
 
 
 def cmd_images(args: argparse.Namespace) -> int:

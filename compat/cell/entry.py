@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import protocol as P
 
@@ -222,10 +222,28 @@ def run(spec: dict[str, Any]) -> int:
     return code
 
 
+def exec_in_cell(spec: dict[str, Any], shell: bool) -> NoReturn:
+    """Become the cell's pytest (or a shell) with its environment, attached to the caller's terminal."""
+    out = Path(spec["out"])
+    (out / P.DUMPS).mkdir(parents=True, exist_ok=True)
+    env = cell_env(spec, out)
+    os.chdir(spec["cwd"])
+    if shell:
+        argv = ["bash"] if Path("/bin/bash").exists() else ["sh"]
+        print(f"cell shell; pytest would run: python -m pytest {' '.join(spec['pytest'])}", flush=True)
+    else:
+        argv = [sys.executable, "-m", "pytest", *spec["pytest"]]
+    os.execvpe(argv[0], argv, env)
+
+
 def main(argv: list[str]) -> int:
     match argv:
         case ["run", spec]:
             return run(json.loads(spec))
+        case ["exec", spec]:
+            return exec_in_cell(json.loads(spec), shell=False)
+        case ["shell", spec]:
+            return exec_in_cell(json.loads(spec), shell=True)
         case ["dump"]:
             print(json.dumps(dump_stacks()), flush=True)
             return 0
@@ -233,7 +251,7 @@ def main(argv: list[str]) -> int:
             print(json.dumps(dump_stacks(int(session))), flush=True)
             return 0
         case _:
-            print(f"usage: python -m {P.ENTRY_MODULE} run SPEC_JSON | dump [SESSION_ID]", file=sys.stderr)
+            print(f"usage: python -m {P.ENTRY_MODULE} run|exec|shell SPEC_JSON | dump [SESSION_ID]", file=sys.stderr)
             return 2
 
 

@@ -176,6 +176,35 @@ class ContainerSpec:
         return kwargs
 
 
+def cli_args(spec: ContainerSpec, *, tty: bool) -> list[str]:
+    """``docker run`` for the same container ``spec`` describes, attached to this terminal.
+
+    For `compat repro`: an interactive session needs the CLI's terminal
+    handling, which docker-py does not offer. Every hardening option is the
+    one ``create_kwargs`` gives the engine.
+    """
+    kw = spec.create_kwargs()
+    args = ["docker", "run", "--rm", "-i", *(["-t"] if tty else []), "--init", "--network", "none", "--read-only"]
+    for path, options in kw["tmpfs"].items():
+        args += ["--tmpfs", f"{path}:{options}"]
+    for mount in kw["mounts"]:
+        ro = ",readonly" if mount["ReadOnly"] else ""
+        args += ["--mount", f"type=bind,source={mount['Source']},target={mount['Target']}{ro}"]
+    for key, value in kw["labels"].items():
+        args += ["--label", f"{key}={value}"]
+    for key, value in kw["environment"].items():
+        args += ["-e", f"{key}={value}"]
+    args += ["--pids-limit", str(kw["pids_limit"]), "--memory", str(kw["mem_limit"])]
+    if "nano_cpus" in kw:
+        args += ["--cpus", str(spec.cpus)]
+    for opt in kw["security_opt"]:
+        args += ["--security-opt", opt]
+    for cap in kw["cap_drop"]:
+        args += ["--cap-drop", cap]
+    args += ["--user", kw["user"], "--workdir", kw["working_dir"], kw["image"], *kw["command"]]
+    return args
+
+
 class CellContainer:
     """One container from creation to removal.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 import threading
 import time
@@ -131,6 +132,11 @@ def print_summary(done: Sequence[Finished], out_dir: Path, matrix_file: str = ""
     if bad:
         ids = " ".join(d.cell.id for d in bad[:3])
         lines.append(f"      {compat} run {ids}{' ...' if len(bad) > 3 else ''}   (run those cells again)")
+        first = next(((d, n) for d in bad for n, _ in d.failures()), None)
+        if first is not None:
+            lines.append(
+                f"      {compat} repro {first[0].cell.id} {shlex.quote(first[1])} -- --pdb   (debug a failure)"
+            )
     print("\n".join(lines), file=stream, flush=True)
 
 

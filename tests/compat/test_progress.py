@@ -68,3 +68,4 @@ def test_a_cell_with_failing_tests_is_never_reported_as_fine(tmp_path: Path) -> 
     summary = io.StringIO()
     print_summary(log.finished, tmp_path, "other.toml", stream=summary)
     assert "uv run compat --matrix other.toml run py3.14-base-trio-capfd" in summary.getvalue()
+    assert "uv run compat --matrix other.toml repro py3.14-base-trio-capfd t.py::test_a -- --pdb" in summary.getvalue()

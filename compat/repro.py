@@ -1,0 +1,103 @@
+"""``compat repro CELL [NODE_ID ...] [-- PYTEST_ARGS]``: one cell, attached to your terminal.
+
+The same image, mounts, limits, user, environment and pytest arguments as the
+cell had in the matrix, but pytest (or, with ``--shell``, a shell) runs in the
+foreground with your stdin and terminal, so ``--pdb`` and ``breakpoint()``
+work. Node ids narrow the run the way triage's re-runs do.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from .cell import protocol as P
+from .errors import ConfigError, PythonUnavailable
+from .matrix import Cell, Matrix, match_ids
+from .matrix.sessions import not_applicable
+from .runners.base import CTR_OUT, CTR_PLUGIN, CTR_TARGET, entry_spec, prepare_out, python_path, stage_plugin
+from .runners.engine import ContainerSpec, Engine, cli_args
+from .runners.images import builder_for
+
+
+def find_cell(matrix: Matrix, cell_id: str) -> Cell:
+    cells = matrix.cells()
+    found = match_ids([cell_id], cells)
+    if len(found) != 1:
+        ids = [c.id for c in cells]
+        from .hints import did_you_mean
+
+        what = "matches no cell" if not found else f"matches {len(found)} cells; name one"
+        raise ConfigError(f"repro: '{cell_id}' {what} (see `compat plan`)" + did_you_mean(cell_id, ids))
+    [cell] = found
+    if (reason := not_applicable(matrix, cell)) is not None:
+        raise ConfigError(f"repro: {cell.id} is n/a here: {reason}")
+    return cell
+
+
+def command(
+    matrix: Matrix, cell: Cell, image: str, *, stage: Path, out: Path, nodeids: Sequence[str],
+    pytest_args: Sequence[str], shell: bool, tty: bool,
+) -> list[str]:  # fmt: skip
+    """The ``docker run`` that reproduces ``cell``."""
+    narrowed = matrix
+    if nodeids:
+        narrowed = msgspec.structs.replace(matrix, target=msgspec.structs.replace(matrix.target, tests=tuple(nodeids)))
+    spec = entry_spec(narrowed, cell, out=CTR_OUT, cwd=CTR_TARGET, extra=pytest_args, fresh_dirs=True)
+    limits = matrix.limits
+    container = ContainerSpec(
+        image=image,
+        command=["python", "-m", P.ENTRY_MODULE, "shell" if shell else "exec", spec],
+        run_id=f"repro-{cell.id}",
+        cell_id=cell.id,
+        mounts={
+            str(matrix.target_dir): (CTR_TARGET, "ro"),
+            str(stage): (CTR_PLUGIN, "ro"),
+            str(out.resolve()): (CTR_OUT, "rw"),
+        },
+        env={"PYTHONPATH": ":".join([CTR_PLUGIN, *python_path(matrix, CTR_TARGET)]), P.ENV_SCOPE: "all"},
+        working_dir=CTR_TARGET,
+        pids=limits.pids,
+        memory=limits.memory,
+        cpus=limits.cpus,
+    )
+    return cli_args(container, tty=tty)
+
+
+def repro(matrix: Matrix, cell_id: str, nodeids: Sequence[str], pytest_args: Sequence[str], *, shell: bool) -> int:
+    cell = find_cell(matrix, cell_id)
+    if shutil.which("docker") is None:
+        raise ConfigError("repro: the docker command-line client is needed to attach a terminal")
+    engine = Engine.connect()
+    try:
+        try:
+            image = builder_for(engine, matrix).ensure(cell.python, cell.group)
+        except PythonUnavailable as exc:
+            raise ConfigError(f"repro: {cell.id} is unavailable here: {exc}") from None
+    finally:
+        engine.close()
+    stage = stage_plugin()
+    out = prepare_out(Path(tempfile.mkdtemp(prefix=f"compat-repro-{cell.id}-")))
+    try:
+        argv = command(
+            matrix, cell, image, stage=stage, out=out, nodeids=nodeids, pytest_args=pytest_args,
+            shell=shell, tty=sys.stdin.isatty() and sys.stdout.isatty(),
+        )  # fmt: skip
+        print(f"compat repro: {cell.id} in {image}: {shlex.join(argv[:3])} ...", file=sys.stderr, flush=True)
+        print(f"compat repro: its junit.xml and dumps go to {out}", file=sys.stderr, flush=True)
+        return subprocess.call(argv)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def repro_command(matrix_file: str, cell_id: str, nodeid: str = "") -> str:
+    """What the report and the summary print next to a failure."""
+    compat = "uv run compat" + (f" --matrix {matrix_file}" if matrix_file and matrix_file != "matrix.toml" else "")
+    return f"{compat} repro {cell_id}" + (f" {shlex.quote(nodeid)}" if nodeid else "")

@@ -1,0 +1,64 @@
+"""`compat repro`: one cell's exact command in the same container, attached to the caller."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+try:
+    from tests.compat import cellsupport
+except ImportError:
+    import cellsupport
+
+pytestmark = pytest.mark.xdist_group("engine")
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "compat" / "fixture_project" / "compat.toml"
+CELL = "py3.13-base-fork-capsys-tcp"
+
+
+def repro(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "compat", "--matrix", str(FIXTURE), "repro", *args],
+        input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_repro_runs_the_cells_pytest_narrowed_to_a_node_id():
+    cellsupport.require_engine()
+    failing = repro(CELL, "tests/check_basic.py::test_wire", "--", "-q")
+    assert failing.returncode == 1, failing.stderr
+    assert "ConnectionError: the fork backend cannot share a tcp listener" in failing.stdout
+    assert "1 failed" in failing.stdout
+    # The cell's own axis values reach pytest: on uds the same test passes.
+    passing = repro("py3.13-base-fork-capsys-uds", "tests/check_basic.py::test_wire", "--", "-q")
+    assert passing.returncode == 0 and "1 passed" in passing.stdout, passing.stdout + passing.stderr
+
+
+def test_repro_shell_is_the_cells_user_and_environment():
+    cellsupport.require_engine()
+    done = repro(
+        CELL, "--shell", stdin='id -u; echo "$HOME|$WIREKIT_STATE"; touch "$HOME/x" && echo writable; exit 3\n'
+    )
+    assert done.returncode == 3, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("cell shell; pytest would run: python -m pytest tests --runtime-backend=fork")
+    assert lines[1] == "1000"
+    home, state = lines[2].split("|")
+    assert home.startswith("/tmp/cell-") and state == f"{home}/wirekit"
+    assert lines[3] == "writable"
+
+
+def test_repro_of_an_unknown_or_na_cell_is_one_line():
+    missing = repro("py3.13-base-fork-capsys-tpc")
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        "compat: error: repro: 'py3.13-base-fork-capsys-tpc' matches no cell (see `compat plan`); "
+        "did you mean 'py3.13-base-fork-capsys-tcp'?\n"
+    )
+    excluded = repro("py3.13-base-plain-capsys-uds")
+    assert excluded.returncode == 2
+    assert "is n/a here: excluded by matrix rule" in excluded.stderr
