@@ -81,7 +81,10 @@ def test_matrix_option_works_after_the_subcommand(write_matrix, capsys):
             ["plan", "-s", "test-3.14-subnt"],
             "-s: 'test-3.14-subnt' is not a session of this matrix (see `nox -l`); did you mean 'test-3.14-subint'?",
         ),
-        (["plan", "--", "-k", "x"], "arguments after '--' are pytest's, and only `compat run` takes them"),
+        (
+            ["plan", "--", "-k", "x"],
+            "arguments after '--' are pytest's, and only `compat run` and `compat repro` take them",
+        ),
         (
             ["run", "-s", "test-3.14-subint", "--python", "3.13"],
             "no cell matches the selection; `compat plan` with the same options lists them",
