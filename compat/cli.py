@@ -149,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cell", metavar="CELL", help="a cell id as `compat plan` shows it")
     p.add_argument("nodeids", nargs="*", metavar="NODE_ID", help="pytest node ids to run instead of the target's tests")
     p.add_argument("--shell", action="store_true", help="a shell in the cell instead of pytest")
+    p.add_argument("--out", type=Path, default=None, help="where its junit.xml and dumps go (default: a new temp dir)")
     p.set_defaults(func=cmd_repro)
 
     p = sub.add_parser("images", parents=[common, select], help="build (or find) the images the cells need")
@@ -300,7 +301,7 @@ def _why(outcome: str, exit_code: int | None) -> str:
 def cmd_repro(args: argparse.Namespace) -> int:
     from .repro import repro
 
-    return repro(load(args.matrix), args.cell, args.nodeids, tuple(args.pytest_args), shell=args.shell)
+    return repro(load(args.matrix), args.cell, args.nodeids, tuple(args.pytest_args), shell=args.shell, out=args.out)
 
 
 def cmd_images(args: argparse.Namespace) -> int:

@@ -71,7 +71,16 @@ def command(
     return cli_args(container, tty=tty)
 
 
-def repro(matrix: Matrix, cell_id: str, nodeids: Sequence[str], pytest_args: Sequence[str], *, shell: bool) -> int:
+def repro(
+    matrix: Matrix,
+    cell_id: str,
+    nodeids: Sequence[str],
+    pytest_args: Sequence[str],
+    *,
+    shell: bool,
+    out: Path | None = None,
+) -> int:
+    """Run it; the cell's junit.xml and dumps are kept in ``out`` (a new temporary directory by default)."""
     cell = find_cell(matrix, cell_id)
     if shutil.which("docker") is None:
         raise ConfigError("repro: the docker command-line client is needed to attach a terminal")
@@ -84,7 +93,7 @@ def repro(matrix: Matrix, cell_id: str, nodeids: Sequence[str], pytest_args: Seq
     finally:
         engine.close()
     stage = stage_plugin()
-    out = prepare_out(Path(tempfile.mkdtemp(prefix=f"compat-repro-{cell.id}-")))
+    out = prepare_out(out if out is not None else Path(tempfile.mkdtemp(prefix=f"compat-repro-{cell.id}-")))
     try:
         argv = command(
             matrix, cell, image, stage=stage, out=out, nodeids=nodeids, pytest_args=pytest_args,

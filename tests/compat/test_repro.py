@@ -20,29 +20,35 @@ FIXTURE = ROOT / "tests" / "compat" / "fixture_project" / "compat.toml"
 CELL = "py3.13-base-fork-capsys-tcp"
 
 
-def repro(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "repro-out"
+
+
+def repro(*args: str, stdin: str = "", out: Path | None = None) -> subprocess.CompletedProcess[str]:
+    where = ["--out", str(out)] if out is not None else []
     return subprocess.run(
-        [sys.executable, "-m", "compat", "--matrix", str(FIXTURE), "repro", *args],
+        [sys.executable, "-m", "compat", "--matrix", str(FIXTURE), "repro", *where, *args],
         input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
     )  # fmt: skip
 
 
-def test_repro_runs_the_cells_pytest_narrowed_to_a_node_id():
+def test_repro_runs_the_cells_pytest_narrowed_to_a_node_id(out):
     cellsupport.require_engine()
-    failing = repro(CELL, "tests/check_basic.py::test_wire", "--", "-q")
+    failing = repro(CELL, "tests/check_basic.py::test_wire", "--", "-q", out=out)
     assert failing.returncode == 1, failing.stderr
+    assert "test_wire" in (out / "junit.xml").read_text()  # the cell's own arguments: junit into --out
     assert "ConnectionError: the fork backend cannot share a tcp listener" in failing.stdout
     assert "1 failed" in failing.stdout
     # The cell's own axis values reach pytest: on uds the same test passes.
-    passing = repro("py3.13-base-fork-capsys-uds", "tests/check_basic.py::test_wire", "--", "-q")
+    passing = repro("py3.13-base-fork-capsys-uds", "tests/check_basic.py::test_wire", "--", "-q", out=out)
     assert passing.returncode == 0 and "1 passed" in passing.stdout, passing.stdout + passing.stderr
 
 
-def test_repro_shell_is_the_cells_user_and_environment():
+def test_repro_shell_is_the_cells_user_and_environment(out):
     cellsupport.require_engine()
-    done = repro(
-        CELL, "--shell", stdin='id -u; echo "$HOME|$WIREKIT_STATE"; touch "$HOME/x" && echo writable; exit 3\n'
-    )
+    script = 'id -u; echo "$HOME|$WIREKIT_STATE"; touch "$HOME/x" && echo writable; exit 3\n'
+    done = repro(CELL, "--shell", stdin=script, out=out)
     assert done.returncode == 3, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("cell shell; pytest would run: python -m pytest tests --runtime-backend=fork")
