@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 
 from .errors import CellsFailed, CompatError, ConfigError
-from .matrix import AXES, Cell, Matrix, load
+from .matrix import AXES, Cell, Matrix, load, new_run_id
 from .matrix import sessions as planning
 
 # Outcomes that say the cell ran as well as it could here; `unsupported` and
@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", default=os.environ.get("COMPAT_RUN_ID"), help="default: $COMPAT_RUN_ID or new")
     p.add_argument("--out", type=Path, default=Path("reports/raw"), help="raw results (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="plain log, no live view")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--failed", action="store_true", help="only the cells that were not ok in --out's last results")
+    again.add_argument(
+        "--failed-tests", action="store_true",
+        help="like --failed, and in each such cell only its failing, timed-out and not-run tests",
+    )  # fmt: skip
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -271,16 +277,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     cells = selected_cells(args, matrix)
     if not cells:
         raise ConfigError("no cell matches the selection; `compat plan` with the same options lists them")
-    metas = run_cells(
-        matrix,
-        cells,
-        run_id=args.run_id,
-        runner=args.runner,
-        out_dir=args.out,
-        jobs=args.jobs,
-        pytest_args=tuple(args.pytest_args),
-        progress=args.progress,
-    )
+    # One set of tests per group of cells: the whole target, or (--failed-tests) each cell's failures.
+    batches: dict[tuple[str, ...], list[Cell]] = {(): cells}
+    if args.failed or args.failed_tests:
+        from .results.raw import failed_cells
+
+        previous = failed_cells(args.out)
+        cells = [c for c in cells if c.id in previous]
+        if not cells:
+            print(f"compat: no selected cell was failing in {args.out}; nothing to run", file=sys.stderr)
+            return 0
+        batches = {(): cells}
+        if args.failed_tests:
+            batches = {}
+            for cell in cells:
+                batches.setdefault(previous[cell.id], []).append(cell)
+    run_id = args.run_id or new_run_id()
+    metas = []
+    for tests, batch in batches.items():
+        target = msgspec.structs.replace(matrix.target, tests=tests) if tests else matrix.target
+        metas += run_cells(
+            msgspec.structs.replace(matrix, target=target),
+            batch,
+            run_id=run_id,
+            runner=args.runner,
+            out_dir=args.out,
+            jobs=args.jobs,
+            pytest_args=tuple(args.pytest_args),
+            progress=args.progress,
+        )
     failed = [m for m in metas if not cell_is_fine(m.outcome, m.exit_code)]
     if failed:
         names = ", ".join(f"{m.cell} ({_why(m.outcome, m.exit_code)})" for m in failed)

@@ -660,6 +660,23 @@ def read_cells(raw_dir: Path) -> list[CellResult]:
     return [read_cell(p) for p in cell_dirs(raw_dir)]
 
 
+NOT_OK = frozenset({"failing", "timeout", "leaked", "error"})
+
+
+def failed_cells(raw_dir: Path) -> dict[str, tuple[str, ...]]:
+    """Cells that were not ok in ``raw_dir``, each with the tests to run again there.
+
+    The tests are the failing, timed-out and not-run ones; none when the cell
+    failed as a whole (an error before any test, a leak): then it all runs again.
+    """
+    again = {"failed", "error", "timeout", "not-run"}
+    return {
+        cell.cell: tuple(sorted(n for n, t in cell.tests.items() if t.status in again and "::" in n))
+        for cell in read_cells(raw_dir)
+        if cell.status in NOT_OK
+    }
+
+
 def with_tests(cell: CellResult, tests: dict[str, TestResult]) -> CellResult:
     """The cell with its tests replaced and its status decided again."""
     status, reason = cell_status(cell.meta, tests, cell.leaks, cell.source, cell.problem)

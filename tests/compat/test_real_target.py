@@ -143,3 +143,27 @@ def test_a_failed_image_build_fails_only_its_cells(tmp_path: Path) -> None:
     for group in ("base", "broken"):
         missing = metas[f"py3.12-{group}-trio-capsys"]
         assert (missing.outcome, missing.reason) == ("unavailable", "Debian has no python3.12 (trixie nor sid)")
+
+
+def test_failed_and_failed_tests_run_only_what_was_not_ok(report: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from compat import cli
+    from compat.results.raw import read_cell
+
+    raw = report.parent / "raw"
+    before = {p.name: json.loads((p / "meta.json").read_text())["run_id"] for p in raw.iterdir() if p.is_dir()}
+    failing = {"py3.13-base-fork-capsys-tcp", "py3.13-old-fork-capsys-tcp", "py3.14-base-fork-capsys-tcp"}
+    argv = ["--matrix", str(FIXTURE / "compat.toml"), "run", "--out", str(raw), "--no-progress", "--run-id"]
+    # --failed-tests: the 3 failing cells, each running only its failing test.
+    assert cli.main([*argv, "again-tests", "--failed-tests"]) == cli.CellsFailed.exit_code
+    after = {p.name: json.loads((p / "meta.json").read_text())["run_id"] for p in raw.iterdir() if p.is_dir()}
+    assert {c for c, r in after.items() if r == "again-tests"} == failing
+    assert {c: r for c, r in after.items() if c not in failing} == {c: r for c, r in before.items() if c not in failing}
+    for cell_id in failing:
+        assert list(read_cell(raw / cell_id).tests) == ["tests/check_basic.py::test_wire"]
+    # --failed: the same 3 cells, whole.
+    assert cli.main([*argv, "again-cells", "--failed"]) == cli.CellsFailed.exit_code
+    rerun = {c for c in failing if json.loads((raw / c / "meta.json").read_text())["run_id"] == "again-cells"}
+    assert rerun == failing
+    assert all(len(read_cell(raw / c).tests) == 5 for c in failing)
+    err = capfd.readouterr().err
+    assert err.count("] start ") == 6  # 3 containers each time, not 32
