@@ -333,7 +333,9 @@ def cmd_images(args: argparse.Namespace) -> int:
     from .runners.images import ensure_images
 
     matrix = load(args.matrix)
-    cells = [c for c in selected_cells(args, matrix) if planning.not_applicable(matrix, c) is None]
+    selected = selected_cells(args, matrix)
+    na = planning.not_applicable(matrix, selected)
+    cells = [c for c in selected if c not in na]
     tags = ensure_images(matrix, cells)
     for (python, group), tag in sorted(tags.items()):
         print(f"py{python}-{group}  {tag}")

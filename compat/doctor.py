@@ -161,7 +161,9 @@ class Doctor:
 
     def check_images(self) -> Check:
         """Every (python, group) image the matrix needs: built, or buildable on first use."""
-        pairs = sorted({(c.python, c.group) for c in self.matrix.cells() if not_applicable(self.matrix, c) is None})
+        cells = self.matrix.cells()
+        na = not_applicable(self.matrix, cells)
+        pairs = sorted({(c.python, c.group) for c in cells if c not in na})
         if self.engine is None or self.probe_image is None:
             return Check("images", False, f"{len(pairs)} needed; no engine or base image to build them on", PROVISION)
         try:

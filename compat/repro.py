@@ -37,7 +37,7 @@ def find_cell(matrix: Matrix, cell_id: str) -> Cell:
         what = "matches no cell" if not found else f"matches {len(found)} cells; name one"
         raise ConfigError(f"repro: '{cell_id}' {what} (see `compat plan`)" + did_you_mean(cell_id, ids))
     [cell] = found
-    if (reason := not_applicable(matrix, cell)) is not None:
+    if (reason := not_applicable(matrix, [cell]).get(cell)) is not None:
         raise ConfigError(f"repro: {cell.id} is n/a here: {reason}")
     return cell
 
@@ -104,9 +104,3 @@ def repro(
         return subprocess.call(argv)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-
-
-def repro_command(matrix_file: str, cell_id: str, nodeid: str = "") -> str:
-    """What the report and the summary print next to a failure."""
-    compat = "uv run compat" + (f" --matrix {matrix_file}" if matrix_file and matrix_file != "matrix.toml" else "")
-    return f"{compat} repro {cell_id}" + (f" {shlex.quote(nodeid)}" if nodeid else "")

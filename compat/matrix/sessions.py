@@ -110,17 +110,21 @@ def _cells_of_sessions(matrix: Matrix, sessions: Sequence[str]) -> set[Cell] | N
     return chosen
 
 
-def not_applicable(matrix: Matrix, cell: Cell) -> str | None:
-    """Why a cell is n/a before anything is built: an exclude rule or the target's metadata."""
-    excluded = matrix.excluded(cell)
-    if excluded is not None:
-        return excluded
+def not_applicable(matrix: Matrix, cells: Sequence[Cell]) -> dict[Cell, str]:
+    """Why each n/a cell is n/a before anything is built: an exclude rule or the target's metadata.
+
+    The target's project is read once for all the cells.
+    """
+    project = matrix.project()
     target = matrix.target
-    groups = [*target.test_groups]
-    name = target.group_name(cell.group)
-    if name is not None:
-        groups.append(name)
-    return matrix.project().refusal(cell.python, groups)
+    found = {}
+    for cell in cells:
+        name = target.group_name(cell.group)
+        groups = [*target.test_groups, *([name] if name is not None else [])]
+        reason = matrix.excluded(cell) or project.refusal(cell.python, groups)
+        if reason is not None:
+            found[cell] = reason
+    return found
 
 
 # -- the machine-readable plan (``compat plan --json``) ----------------------
@@ -156,10 +160,11 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def plan(matrix: Matrix, cells: Sequence[Cell], *, max_jobs: int = MAX_JOBS) -> Plan:
+    na = not_applicable(matrix, cells)
     planned = tuple(
         PlannedCell(
             id=c.id, python=c.python, group=c.group, backend=c.backend, capture=c.capture,
-            extra=dict(c.extra), session=session_of(c), na=not_applicable(matrix, c) or "",
+            extra=dict(c.extra), session=session_of(c), na=na.get(c, ""),
         )
         for c in cells
     )  # fmt: skip

@@ -7,7 +7,6 @@ satisfy is known before any image is built.
 
 from __future__ import annotations
 
-import hashlib
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,19 +37,6 @@ class TargetProject(msgspec.Struct, frozen=True, kw_only=True):
             if spec and not _allows(spec, version):
                 return f"{what} requires Python {spec} (pyproject.toml), not {python}"
         return None
-
-    def input_files(self) -> list[Path]:
-        """The files an image is made from: they are hashed into its tag."""
-        root = Path(self.root)
-        names = ["pyproject.toml", "uv.lock"] if self.has_lock else ["pyproject.toml"]
-        return [root / n for n in names if (root / n).is_file()]
-
-    def digest(self) -> str:
-        h = hashlib.sha256()
-        for path in self.input_files():
-            data = path.read_bytes()
-            h.update(path.name.encode() + len(data).to_bytes(8, "big") + data)
-        return h.hexdigest()[:12]
 
 
 def _allows(spec: str, version: str) -> bool:

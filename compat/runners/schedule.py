@@ -66,7 +66,7 @@ def _run(
 ) -> list[CellMeta]:
     chosen = choose_runner(runner, matrix, run_id, pytest_args)
     try:
-        decided = {c: reason for c in cells if (reason := not_applicable(matrix, c)) is not None}
+        decided = not_applicable(matrix, cells)
         chosen.prepare([c for c in cells if c not in decided])
         from .progress import PlainLog, live_progress, print_summary
 
