@@ -18,12 +18,12 @@ from pathlib import Path
 
 import msgspec
 
-from .cell import protocol as P
 from .errors import ConfigError, PythonUnavailable
 from .matrix import Cell, Matrix, match_ids
 from .matrix.sessions import not_applicable
-from .runners.base import CTR_OUT, CTR_PLUGIN, CTR_TARGET, entry_spec, prepare_out, python_path, stage_plugin
-from .runners.engine import ContainerSpec, Engine, cli_args
+from .runners.base import prepare_out, stage_plugin
+from .runners.docker import cell_container
+from .runners.engine import Engine, cli_args
 from .runners.images import builder_for
 
 
@@ -50,24 +50,10 @@ def command(
     narrowed = matrix
     if nodeids:
         narrowed = msgspec.structs.replace(matrix, target=msgspec.structs.replace(matrix.target, tests=tuple(nodeids)))
-    spec = entry_spec(narrowed, cell, out=CTR_OUT, cwd=CTR_TARGET, extra=pytest_args, fresh_dirs=True)
-    limits = matrix.limits
-    container = ContainerSpec(
-        image=image,
-        command=["python", "-m", P.ENTRY_MODULE, "shell" if shell else "exec", spec],
-        run_id=f"repro-{cell.id}",
-        cell_id=cell.id,
-        mounts={
-            str(matrix.target_dir): (CTR_TARGET, "ro"),
-            str(stage): (CTR_PLUGIN, "ro"),
-            str(out.resolve()): (CTR_OUT, "rw"),
-        },
-        env={"PYTHONPATH": ":".join([CTR_PLUGIN, *python_path(matrix, CTR_TARGET)]), P.ENV_SCOPE: "all"},
-        working_dir=CTR_TARGET,
-        pids=limits.pids,
-        memory=limits.memory,
-        cpus=limits.cpus,
-    )
+    container = cell_container(
+        narrowed, cell, image=image, stage=stage, out=out, run_id=f"repro-{cell.id}",
+        mode="shell" if shell else "exec", pytest_args=pytest_args,
+    )  # fmt: skip
     return cli_args(container, tty=tty)
 
 

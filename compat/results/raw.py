@@ -185,7 +185,7 @@ _Event = _Session | _Start | _Result | _Finish | _Collected | _Note
 _event_decoder = msgspec.json.Decoder(_Event)
 
 
-class _Events(msgspec.Struct):
+class Events(msgspec.Struct):
     results: dict[str, list[_Result]]
     started: list[str]
     finished: bool
@@ -194,7 +194,7 @@ class _Events(msgspec.Struct):
     notes: list[str] = []
 
 
-def parse_events(data: bytes) -> _Events:
+def parse_events(data: bytes) -> Events:
     """Decode events.jsonl, keeping every line that can be read.
 
     A final line without a newline is a write cut short by a kill: dropped
@@ -230,7 +230,7 @@ def parse_events(data: bytes) -> _Events:
                 notes.append(message)
             case _Session():
                 pass
-    return _Events(results, started, finished, damage, collected, notes)
+    return Events(results, started, finished, damage, collected, notes)
 
 
 _STRICT_XPASS = "[XPASS(strict)]"

@@ -27,7 +27,7 @@ import msgspec
 from ..cell import protocol as P
 from ..matrix import Cell, Matrix, substitute
 from ..paths import ROOT
-from ..results.raw import CellLimits, CellMeta, CellOutcome
+from ..results.raw import CellLimits, CellMeta, CellOutcome, Events, parse_events, read_raw
 
 DUMP_WAIT_S = 3.0
 EXPIRY_GRACE_S = 60.0  # past the cell bound, before a cell gives up on its runner
@@ -162,32 +162,23 @@ def tagged(stdout: str) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _events(out: Path) -> list[dict[str, Any]]:
+def _events(out: Path) -> Events | None:
     try:
-        lines = (out / P.EVENTS).read_text(errors="replace").splitlines()
+        return parse_events(read_raw(out / P.EVENTS))
     except OSError:
-        return []
-    events = []
-    for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            events.append(event)
-    return events
+        return None
 
 
 def running_test(out: Path) -> str | None:
     """The last test with a ``start`` and no ``result`` in events.jsonl."""
     events = _events(out)
-    done = {e.get("nodeid") for e in events if e.get("event") == "result"}
-    pending = [e.get("nodeid") for e in events if e.get("event") == "start" and e.get("nodeid") not in done]
+    pending = [n for n in events.started if n not in events.results] if events is not None else []
     return pending[-1] if pending else None
 
 
 def any_test_ran(out: Path) -> bool:
-    return any(e.get("event") == "start" for e in _events(out))
+    events = _events(out)
+    return events is not None and bool(events.started)
 
 
 def log_tail(out: Path, lines: int = 3) -> str:

@@ -77,24 +77,10 @@ class DockerRunner:
             self.engine.close()
 
     def spec(self, cell: Cell, out: Path, image: str) -> ContainerSpec:
-        limits = self.matrix.limits
-        entry = entry_spec(self.matrix, cell, out=CTR_OUT, cwd=CTR_TARGET, extra=self.pytest_args, fresh_dirs=True)
-        return ContainerSpec(
-            image=image,
-            command=["python", "-m", P.ENTRY_MODULE, "run", entry],
-            run_id=self.run_id,
-            cell_id=cell.id,
-            mounts={
-                str(self.matrix.target_dir): (CTR_TARGET, "ro"),
-                str(self.stage): (CTR_PLUGIN, "ro"),
-                str(out.resolve()): (CTR_OUT, "rw"),
-            },
-            env={"PYTHONPATH": ":".join([CTR_PLUGIN, *python_path(self.matrix, CTR_TARGET)]), P.ENV_SCOPE: "all"},
-            working_dir=CTR_TARGET,
-            pids=limits.pids,
-            memory=limits.memory,
-            cpus=limits.cpus,
-        )
+        return cell_container(
+            self.matrix, cell, image=image, stage=self.stage, out=out, run_id=self.run_id,
+            mode="run", pytest_args=self.pytest_args,
+        )  # fmt: skip
 
     def run_cell(self, cell: Cell, out: Path, stop: threading.Event) -> CellMeta:
         image = self.images.get((cell.python, cell.group))
@@ -132,6 +118,38 @@ class DockerRunner:
         ask_for_stacks(ctr, run.out)
         ctr.kill()
         run.exit_code = ctr.wait(10.0)
+
+
+def cell_container(
+    matrix: Matrix,
+    cell: Cell,
+    *,
+    image: str,
+    stage: Path,
+    out: Path,
+    run_id: str,
+    mode: Literal["run", "exec", "shell"],
+    pytest_args: Sequence[str] = (),
+) -> ContainerSpec:
+    """The one description of a cell's container: the runner's, and `compat repro`'s."""
+    limits = matrix.limits
+    entry = entry_spec(matrix, cell, out=CTR_OUT, cwd=CTR_TARGET, extra=pytest_args, fresh_dirs=True)
+    return ContainerSpec(
+        image=image,
+        command=["python", "-m", P.ENTRY_MODULE, mode, entry],
+        run_id=run_id,
+        cell_id=cell.id,
+        mounts={
+            str(matrix.target_dir): (CTR_TARGET, "ro"),
+            str(stage): (CTR_PLUGIN, "ro"),
+            str(out.resolve()): (CTR_OUT, "rw"),
+        },
+        env={"PYTHONPATH": ":".join([CTR_PLUGIN, *python_path(matrix, CTR_TARGET)]), P.ENV_SCOPE: "all"},
+        working_dir=CTR_TARGET,
+        pids=limits.pids,
+        memory=limits.memory,
+        cpus=limits.cpus,
+    )
 
 
 def ask_for_stacks(ctr: CellContainer, out: Path) -> list[int]:
