@@ -167,12 +167,12 @@ class ImageBuilder:
         self.ca_bundle = ca_bundle
         self.log = log
 
-    def tag(self, python: str, group: str) -> str:
+    def tag(self, python: str, group: str, install: Install | None = None) -> str:
         digest = image_hash(
             python,
             group,
             base_id=self.base_id,
-            install=install_for(self.matrix, group),
+            install=install or install_for(self.matrix, group),
             ca_bundle=self.ca_bundle,
             suite=self.images.debian_suite,
             mirror=self.images.mirror,
@@ -180,16 +180,17 @@ class ImageBuilder:
         return image_tag(python, group, digest)
 
     def ensure(self, python: str, group: str) -> str:
-        tag = self.tag(python, group)
+        install = install_for(self.matrix, group)
+        tag = self.tag(python, group, install)
         if self.engine.image_id(tag) is None:
-            self.build(python, group, tag)
+            self.build(python, group, tag, install)
         return tag
 
-    def build(self, python: str, group: str, tag: str) -> None:
+    def build(self, python: str, group: str, tag: str, install: Install) -> None:
         self.log(f"image: building {tag} (minutes; cached afterwards)")
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="spawn-compat-ctx-") as ctx:
-            buildargs = self._context(Path(ctx), install_for(self.matrix, group))
+            buildargs = self._context(Path(ctx), install)
             buildargs.update(PYTHON=python, GROUP=group)
             self._stream(tag, ctx, buildargs)
         self.log(f"image: {tag} built in {time.monotonic() - started:.0f} s")

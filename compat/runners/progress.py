@@ -163,17 +163,30 @@ def previous_durations(cells: Sequence[Cell], out_dir: Path) -> dict[Cell, float
     return found
 
 
-def running_status(cell_dir: Path) -> str:
-    """A running cell's counts so far and its current test, from the events it has streamed."""
+def running_status(cell_dir: Path, cache: dict[Path, tuple[int, str]] | None = None) -> str:
+    """A running cell's counts so far and its current test, from the events it has streamed.
+
+    With ``cache``, the file is parsed again only when it has grown: the board redraws 4 times a second.
+    """
+    path = cell_dir / P.EVENTS
     try:
-        events = parse_events(read_raw(cell_dir / P.EVENTS))
+        size = path.stat().st_size
+    except OSError:
+        return ""
+    if cache is not None and (hit := cache.get(path)) is not None and hit[0] == size:
+        return hit[1]
+    try:
+        events = parse_events(read_raw(path))
     except OSError:
         return ""
     results = [r[-1].outcome for r in events.results.values()]
     current = next((n for n in reversed(events.started) if n not in events.results), None)
     failed = sum(o in ("failed", "error") for o in results)
     text = f"{len(results)} done" + (f", {failed} failing" if failed else "")
-    return f"{text} · {current}" if current else text
+    text = f"{text} · {current}" if current else text
+    if cache is not None:
+        cache[path] = (size, text)
+    return text
 
 
 class ProgressBoard:
@@ -190,6 +203,7 @@ class ProgressBoard:
         self.running: dict[Cell, float] = {}
         self.done: list[Finished] = []
         self.started = time.monotonic()
+        self._status: dict[Path, tuple[int, str]] = {}
         self._lock = threading.Lock()
 
     def eta(self, now: float) -> float | None:
@@ -224,7 +238,7 @@ class ProgressBoard:
             )
             table = Table(box=None, show_header=False, padding=(0, 1))
             for cell, since in self.running.items():
-                status = running_status(self.out_dir / cell.id)
+                status = running_status(self.out_dir / cell.id, self._status)
                 table.add_row(Text("running", "cyan"), cell.id, f"{now - since:5.1f} s", status[:100])
             for done in self.done[-MAX_ROWS:]:
                 status = done.result.status
