@@ -318,6 +318,21 @@ def wait_for_dumps(dumps: Path, expected: int, timeout: float = DUMP_WAIT_S) -> 
         time.sleep(0.05)
 
 
+def collect_dumps(dump_output: str, out: Path) -> list[int]:
+    """Read what ``compat.cell.entry dump`` printed, keep it as signals.json, wait (bounded) for the dumps.
+
+    Returns the pids that were signalled; nothing is kept when the dump said nothing readable.
+    """
+    try:
+        found = json.loads(dump_output.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return []
+    (out / P.SIGNALS).write_text(json.dumps(found, indent=1))
+    pids = [p["pid"] for p in found.get("signalled", [])]
+    wait_for_dumps(out / P.DUMPS, expected=len(pids))
+    return pids
+
+
 def record(run: CellRun, matrix: Matrix, stop: threading.Event, body: Callable[[CellRun], None]) -> CellMeta:
     """Run ``body`` and turn whatever happened into the cell's meta.json, on every path.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import threading
@@ -20,6 +19,7 @@ from .base import (
     CTR_PLUGIN,
     CTR_TARGET,
     CellRun,
+    collect_dumps,
     entry_spec,
     prepare_out,
     python_path,
@@ -27,7 +27,6 @@ from .base import (
     remove_orphan_stages,
     stage_plugin,
     static_meta,
-    wait_for_dumps,
 )
 from .engine import CellContainer, ContainerSpec, Engine, run_scope
 from .images import builder_for
@@ -155,12 +154,4 @@ def cell_container(
 def ask_for_stacks(ctr: CellContainer, out: Path) -> list[int]:
     """SIGUSR1 every process in the container that handles it, then wait (bounded) for their dumps."""
     code, output = ctr.exec(["python", "-m", P.ENTRY_MODULE, "dump"])
-    try:
-        found = json.loads(output.strip().splitlines()[-1]) if code == 0 else {}
-    except (ValueError, IndexError):
-        found = {}
-    if found:
-        (out / P.SIGNALS).write_text(json.dumps(found, indent=1))
-    pids = [p["pid"] for p in found.get("signalled", [])]
-    wait_for_dumps(out / P.DUMPS, expected=len(pids))
-    return pids
+    return collect_dumps(output, out) if code == 0 else []

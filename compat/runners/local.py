@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -26,7 +25,7 @@ from ..cell import protocol as P
 from ..errors import CompatError
 from ..matrix import Cell, Matrix
 from ..results.raw import CellMeta
-from .base import CellRun, entry_spec, prepare_out, python_path, record, stage_plugin, static_meta, wait_for_dumps
+from .base import CellRun, collect_dumps, entry_spec, prepare_out, python_path, record, stage_plugin, static_meta
 from .install import install_for
 
 VENV_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spawn-compat" / "venvs"
@@ -186,11 +185,9 @@ class LocalRunner:
         dump = [str(venv / "bin" / "python"), "-m", P.ENTRY_MODULE, "dump", str(session)]
         try:
             proc = subprocess.run(dump, capture_output=True, text=True, env=self.env(), timeout=30, check=False)
-            found = json.loads(proc.stdout.strip().splitlines()[-1])
-        except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        except (OSError, subprocess.TimeoutExpired):
             return
-        (out / P.SIGNALS).write_text(json.dumps(found, indent=1))
-        wait_for_dumps(out / P.DUMPS, expected=len(found.get("signalled", [])))
+        collect_dumps(proc.stdout, out)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
