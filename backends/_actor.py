@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from . import _state
+from . import _main, _state
 from ._ipc import Channel, connect
 from ._msgs import Call, Cancel, CancelActor, Error, Hello, Return, StreamEnd, Yield
 from .spawn._base import SpawnRequest
@@ -32,7 +32,7 @@ def resolve(func: str) -> Callable[..., Any]:
     if (fn := _resolved.get(func)) is not None:
         return fn
     module_name, _, qualname = func.partition(":")
-    obj: object = importlib.import_module(module_name)
+    obj: object = _main.load() if module_name == _main.ALIAS else importlib.import_module(module_name)
     for part in qualname.split("."):
         obj = getattr(obj, part)
     if not callable(obj):
@@ -52,6 +52,7 @@ def error_msg(cid: int, exc: BaseException) -> Error:
 
 async def serve_parent(request: SpawnRequest, after_hello: Callable[[], None]) -> None:
     actor = _state.init_child(request.name, request.uid, request.backend, request.run_dir, request.run_token)
+    _main.set_parent_script(request.main_path)
     try:
         if request.init is not None:
             result = resolve(request.init)()

@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from . import _state, spawn
+from . import _main, _state, spawn
 from ._errors import ActorBootError, TransportClosed
 from ._ipc import Channel, Transport
 from ._msgs import CancelActor
@@ -199,6 +199,7 @@ class ActorNursery:
             sys_path=list(sys.path),
             stdio=self._stdio,
             init=self._child_init,
+            main_path=_main.script_for_children(),
         )
 
     async def _supervise(self, name: str, *, task_status: trio.TaskStatus[Portal]) -> None:

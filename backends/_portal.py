@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import outcome
 import trio
 
+from . import _main
 from ._errors import RemoteActorError, TransportClosed
 from ._ipc import Channel
 from ._msgs import Call, Cancel, Error, Return, StreamEnd, Yield
@@ -32,13 +32,7 @@ def func_ref(fn: Callable[..., Any] | str) -> str:
     if not module or not qualname or "<" in qualname:
         raise TypeError(f"{fn!r} cannot be called in another actor: only module-level functions can")
     if module == "__main__":
-        # Under `python -m pkg.mod` the child can import it by that name.
-        spec = getattr(sys.modules["__main__"], "__spec__", None)
-        if spec is None:
-            raise TypeError(
-                f"{fn!r} is defined in a __main__ script, which another actor cannot import: move it to a module"
-            )
-        module = spec.name
+        module = _main.module_for(fn)
     return f"{module}:{qualname}"
 
 

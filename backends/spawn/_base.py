@@ -39,6 +39,7 @@ class SpawnRequest(msgspec.Struct, frozen=True, kw_only=True):
     stdio: StdioPolicy = "inherit"
     init: str | None = None  # "module:qualname" run in the child before the handshake
     stderr_fd: int = -1  # the inherited stderr, restored after the handshake
+    main_path: str | None = None  # the parent's script, for functions defined in it (_main)
 
 
 class ChildHandle(Protocol):
