@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", default=os.environ.get("COMPAT_RUN_ID"), help="default: $COMPAT_RUN_ID or new")
     p.add_argument("--out", type=Path, default=Path("reports/raw"), help="raw results (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="plain log, no live view")
+    p.add_argument(
+        "--no-cache", dest="use_cache", action="store_false",
+        help="run every cell, even one whose inputs are unchanged since its last clean result (kept in --out)",
+    )  # fmt: skip
     again = p.add_mutually_exclusive_group()
     again.add_argument("--failed", action="store_true", help="only the cells that were not ok in --out's last results")
     again.add_argument(
@@ -305,6 +309,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             pytest_args=tuple(args.pytest_args),
             progress=args.progress,
+            # A cell that failed last time is never cached, so --failed runs it anyway.
+            use_cache=args.use_cache,
         )
     failed = [m for m in metas if not cell_is_fine(m.outcome, m.exit_code)]
     if failed:

@@ -88,6 +88,10 @@ class TargetConfig(_Base, frozen=True):
     env: dict[str, str] = {}
     # The target's reaper module, run with --json after pytest when it exists.
     reaper: str = "backends.reap"
+    # Files of the target that cannot change a result (globs relative to it,
+    # as pathlib's full_match reads them: `docs/**`, `**/*.md`): editing them
+    # does not invalidate the per-cell result cache.
+    cache_ignore: tuple[str, ...] = ()
 
     @property
     def unsupported_patterns(self) -> tuple[str, ...]:
@@ -358,6 +362,9 @@ def _target_problems(matrix: Matrix) -> Problems:
             local = rel.split("::", 1)[0]
             if "\0" not in local and not (target_dir / local).exists():
                 yield f"$.target.{key}[{i}]", f"'{local}' does not exist in the target ({target_dir})"
+    for i, glob in enumerate(target.cache_ignore):
+        if not glob.strip() or glob.startswith("/") or "\0" in glob:
+            yield f"$.target.cache-ignore[{i}]", f"{glob!r} is not a glob relative to the target (like 'docs/**')"
     if not target.backend_option.startswith("-"):
         yield (
             "$.target.backend-option",

@@ -58,6 +58,8 @@ class LedgerCell(_Base, frozen=True, kw_only=True):
     running: str | None = None
     source: str = "none"
     notes: tuple[str, ...] = ()
+    # The run whose result this is, when this run reused it (inputs unchanged).
+    cached_from: str | None = None
 
 
 class LedgerResult(_Base, frozen=True):
@@ -190,6 +192,7 @@ def ledger_cell(cell: CellResult) -> LedgerCell:
         running=meta.running if meta else None,
         source=cell.source,
         notes=cell.notes,
+        cached_from=meta.cached_from if meta else None,
     )
 
 

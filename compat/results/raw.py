@@ -83,6 +83,10 @@ class CellMeta(msgspec.Struct, frozen=True, kw_only=True):
     duration_s: float | None = None
     pytest_duration_s: float | None = None
     limits: CellLimits = CellLimits()
+    # What determined this result (see runners/cache.py); None: never reused.
+    cache_key: str | None = None
+    # Set when this run reused the result of an earlier one: that run's id.
+    cached_from: str | None = None
     version: int = 1
 
 

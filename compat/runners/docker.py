@@ -65,6 +65,10 @@ class DockerRunner:
             except ImageBuildError as exc:
                 self.images[pair] = exc
 
+    def environment(self, cell: Cell) -> str | None:
+        image = self.images.get((cell.python, cell.group))
+        return self.engine.image_id(image) if isinstance(image, str) else None
+
     def abort(self) -> None:
         self.engine.remove_run(self.run_id)
 

@@ -109,6 +109,13 @@ class LocalRunner:
             except CompatError as exc:
                 self.venvs[(python, group)] = exc
 
+    def environment(self, cell: Cell) -> str | None:
+        venv = self.venvs.get((cell.python, cell.group))
+        if not isinstance(venv, Path):
+            return None
+        # The venv's name hashes its install and interpreter path; pyvenv.cfg names the version.
+        return f"{venv}\0{(venv / 'pyvenv.cfg').read_text(errors='replace')}"
+
     def abort(self) -> None:
         with self._lock:
             for proc in self._procs:

@@ -71,7 +71,11 @@ def status_line(done: Finished) -> str:
     detail = done.counts or r.reason
     if done.counts and r.status not in ("ok", "failing"):
         detail += f"; {r.reason}"
-    return f"{r.status:<11} {done.cell.id}  {detail} ({done.duration_s:.1f} s)"
+    return f"{r.status:<11} {done.cell.id}  {detail} ({done.duration_s:.1f} s{cached_note(r.meta)})"
+
+
+def cached_note(meta: CellMeta | None) -> str:
+    return f", cached from {meta.cached_from}" if meta is not None and meta.cached_from else ""
 
 
 class PlainLog:
@@ -126,7 +130,10 @@ def print_summary(done: Sequence[Finished], out_dir: Path, matrix_file: str = ""
     counts: dict[str, int] = {}
     for d in done:
         counts[d.result.status] = counts.get(d.result.status, 0) + 1
+    cached = sum(1 for d in done if d.result.meta is not None and d.result.meta.cached_from)
     lines = ["", f"{len(done)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
+    if cached:
+        lines[-1] += f" ({cached} cached: inputs unchanged since their last clean result; --no-cache runs them)"
     lines += [f"  {status_line(d)}" for d in bad]
     lines.append(f"next: {compat} report --raw {out_dir}   (the table, with every failure's reason)")
     if bad:
@@ -243,9 +250,10 @@ class ProgressBoard:
             for done in self.done[-MAX_ROWS:]:
                 status = done.result.status
                 detail = done.counts or done.result.reason
-                table.add_row(
-                    Text(status, STYLE.get(status, "")), done.cell.id, f"{done.duration_s:5.1f} s", detail[:80]
-                )
+                label = Text(status, STYLE.get(status, ""))
+                if done.result.meta is not None and done.result.meta.cached_from:
+                    label.append(" (cached)", "dim")
+                table.add_row(label, done.cell.id, f"{done.duration_s:5.1f} s", detail[:80])
             return Group(head, table)
 
 

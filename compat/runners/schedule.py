@@ -13,12 +13,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CompatError, EngineError, OutputBusy
 from ..matrix import Cell, Matrix, new_run_id
 from ..matrix.sessions import not_applicable
 from ..results.raw import CellMeta, CellOutcome
+from . import cache
 from .base import CellRunner, static_meta
 from .docker import DockerRunner
 from .local import LocalRunner
@@ -48,10 +50,12 @@ def run_cells(
     jobs: int = 1,
     pytest_args: Sequence[str] = (),
     progress: bool = True,
+    use_cache: bool = True,
 ) -> list[CellMeta]:
+    """Run ``cells``; with ``use_cache``, a cell whose inputs are unchanged keeps its last clean result."""
     run_id = run_id or new_run_id()
     with own_output(out_dir, run_id):
-        return _run(matrix, cells, run_id, runner, out_dir, jobs, pytest_args, progress)
+        return _run(matrix, cells, run_id, runner, out_dir, jobs, pytest_args, progress, use_cache)
 
 
 def _run(
@@ -63,20 +67,23 @@ def _run(
     jobs: int,
     pytest_args: Sequence[str],
     progress: bool,
+    use_cache: bool,
 ) -> list[CellMeta]:
     chosen = choose_runner(runner, matrix, run_id, pytest_args)
     try:
         decided = not_applicable(matrix, cells)
         chosen.prepare([c for c in cells if c not in decided])
+        keys = cache_keys(matrix, chosen, [c for c in cells if c not in decided], out_dir, pytest_args)
+        plan = Plan(decided=decided, keys=keys, use_cache=use_cache)
         from .progress import PlainLog, live_progress, print_summary
 
         if progress and sys.stderr.isatty():
             with live_progress(cells, out_dir, run_id=run_id, runner=chosen.kind, jobs=jobs) as board:
-                metas = _schedule(matrix, chosen, cells, decided, out_dir, jobs, board)
+                metas = _schedule(matrix, chosen, cells, plan, out_dir, jobs, board)
             print_summary(board.done, out_dir, matrix.source)
             return metas
         log = PlainLog(cells, out_dir)
-        metas = _schedule(matrix, chosen, cells, decided, out_dir, jobs, log)
+        metas = _schedule(matrix, chosen, cells, plan, out_dir, jobs, log)
         print_summary(log.finished, out_dir, matrix.source)
         return metas
     finally:
@@ -115,28 +122,61 @@ def record_not_applicable(matrix: Matrix, cell: Cell, reason: str, run_id: str, 
     return static_meta(cell, run_id, "docker" if runner == "docker" else "local", out, outcome, reason)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What is known about the cells before any runs: n/a ones, and each runnable one's cache key."""
+
+    decided: dict[Cell, str]
+    keys: dict[Cell, str]
+    use_cache: bool
+
+
+def cache_keys(
+    matrix: Matrix, runner: CellRunner, cells: Sequence[Cell], out_dir: Path, pytest_args: Sequence[str]
+) -> dict[Cell, str]:
+    """Each cell's cache key; a cell whose environment could not be made has none (it never hits)."""
+    if not cells:
+        return {}
+    target = cache.target_digest(matrix, out_dir)
+    keys = {}
+    for cell in cells:
+        environment = runner.environment(cell)
+        if environment is not None:
+            keys[cell] = cache.cell_key(
+                matrix, cell, runner=runner.kind, environment=environment, target=target, pytest_args=pytest_args
+            )
+    return keys
+
+
 def _schedule(
     matrix: Matrix,
     runner: CellRunner,
     cells: Sequence[Cell],
-    decided: dict[Cell, str],
+    plan: Plan,
     out_dir: Path,
     jobs: int,
     observe: Observer | None,
 ) -> list[CellMeta]:
     stop = threading.Event()
     results: dict[Cell, CellMeta] = {}
+    decided = plan.decided
 
     def one(cell: Cell) -> None:
         if stop.is_set():
             return
-        if observe:
-            observe("start", cell, None)
         out = out_dir / cell.id
+        key = plan.keys.get(cell)
+        hit = cache.reuse(out, key, runner.run_id) if key and plan.use_cache else None
+        if observe and hit is None:
+            observe("start", cell, None)
         if cell in decided:
             meta = record_not_applicable(matrix, cell, decided[cell], runner.run_id, runner.kind, out)
+        elif hit is not None:
+            meta = hit
         else:
             meta = runner.run_cell(cell, out, stop)
+            if key:
+                meta = cache.remember(out, meta, key)
         results[cell] = meta
         if observe:
             observe("done", cell, meta)

@@ -107,6 +107,10 @@ def error_of(path: Path) -> str:
         ('[target]\nimport-paths = ["sr\\u0000c"]\n', "$.target.import-paths[0]: contains a NUL byte: 'sr\\x00c'"),
         ('[target]\ntests = ["nope"]\n', "$.target.tests[0]: 'nope' does not exist in the target ({dir})"),
         (
+            '[target]\ncache-ignore = ["docs/**", "/abs"]\n',
+            "$.target.cache-ignore[1]: '/abs' is not a glob relative to the target (like 'docs/**')",
+        ),
+        (
             '[target]\npath = "missing"\n',
             "$.target.path: 'missing' is not a directory (resolved against the matrix file: {dir}/missing)",
         ),

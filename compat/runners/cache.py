@@ -1,0 +1,140 @@
+"""Per-cell result cache: a cell whose inputs did not change is not run again.
+
+A cell's key hashes everything that decides its result: the environment it
+runs in (the image id, or the local venv), the content of every target file
+the cell can see (less ``[target] cache-ignore``), the in-cell package, the
+exact pytest command and the cell's bounds and environment. The key is kept
+in the cell's own ``meta.json``, so the cache is the results directory itself:
+a hit keeps that directory and marks its meta ``cached_from`` the run that
+produced it (the report and the live view say "cached").
+
+Only a clean result is ever reused: a cell that is ``ok`` or that the target
+refused (``unsupported``). As in Bazel, anything else runs again: failing
+tests (they may be flaky, and a maintainer re-running wants to see them run),
+timeouts, leaks, errors of the machinery and interrupted cells.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+
+import msgspec
+
+from ..cell import protocol as P
+from ..matrix import Cell, Matrix
+from ..results.raw import CellMeta, read_cell, read_meta
+from .base import CTR_OUT, entry_spec, write_meta
+
+FORMAT = "spawn-compat-cache-1"
+CACHEABLE_STATUSES = frozenset({"ok", "unsupported"})
+# Caches and environments, never what a test depends on: skipped even where
+# git would list them (beyond them, a work tree's .gitignore decides).
+JUNK_DIRS = frozenset(
+    {".git", ".hg", ".venv", "venv", ".nox", ".tox", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+)
+CELL_PACKAGE = Path(__file__).resolve().parents[1] / "cell"
+
+
+def _files(root: Path) -> list[str]:
+    """The target's files, relative and sorted: git's view (tracked + untracked, not ignored) when it has one."""
+    try:
+        proc = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=root, capture_output=True, check=False, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        proc = None
+    if proc is not None and proc.returncode == 0:
+        listed = {p for p in proc.stdout.decode(errors="surrogateescape").split("\0") if p}
+        return sorted(p for p in listed if JUNK_DIRS.isdisjoint(p.split("/")[:-1]))
+    found = []
+    for here, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in JUNK_DIRS]
+        rel = Path(here).relative_to(root)
+        found += [(rel / n).as_posix() for n in names]
+    return sorted(found)
+
+
+def _ignored(rel: str, patterns: Sequence[str]) -> bool:
+    path = PurePosixPath(rel)
+    return any(path.full_match(p) for p in patterns)
+
+
+def tree_digest(root: Path, *, ignore: Sequence[str] = (), skip: Iterable[Path] = ()) -> str:
+    """sha256 over the names and contents of ``root``'s files (symlinks by target)."""
+    skipped = [p.resolve() for p in skip]
+    h = hashlib.sha256()
+    for rel in _files(root):
+        if _ignored(rel, ignore):
+            continue
+        path = root / rel
+        if any(path.resolve().is_relative_to(s) for s in skipped):
+            continue
+        try:
+            if path.is_symlink():
+                data = b"->" + os.readlink(path).encode(errors="surrogateescape")
+            elif path.is_file():
+                data = path.read_bytes()
+            else:
+                continue  # deleted but still tracked, a socket, a FIFO
+        except OSError as exc:
+            data = f"unreadable: {exc.strerror}".encode()
+        h.update(rel.encode(errors="surrogateescape") + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def target_digest(matrix: Matrix, out_dir: Path) -> str:
+    """The target files a cell can see, less its cache-ignore globs and the results directory itself."""
+    return tree_digest(matrix.target_dir, ignore=matrix.target.cache_ignore, skip=[out_dir])
+
+
+def cell_key(
+    matrix: Matrix, cell: Cell, *, runner: str, environment: str, target: str, pytest_args: Sequence[str]
+) -> str:
+    """Everything that determines the cell's result, hashed."""
+    spec = json.loads(entry_spec(matrix, cell, out=CTR_OUT, cwd="/target", extra=pytest_args, fresh_dirs=True))
+    parts = {
+        "format": FORMAT,
+        "cell": cell.id,
+        "runner": runner,
+        "environment": environment,
+        "target": target,
+        "cell_package": tree_digest(CELL_PACKAGE),
+        "spec": spec,
+        "limits": msgspec.to_builtins(matrix.limits),
+        "import_paths": matrix.target.import_paths,
+        "unsupported": matrix.target.unsupported_patterns,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def final(out: Path) -> bool:
+    """A clean result, which running again under the same inputs would repeat."""
+    result = read_cell(out)
+    return result.status in CACHEABLE_STATUSES and result.problem is None
+
+
+def remember(out: Path, meta: CellMeta, key: str) -> CellMeta:
+    """Store ``key`` in the cell's meta when its result is final; otherwise leave it unkeyed."""
+    if not final(out):
+        return meta
+    keyed = msgspec.structs.replace(meta, cache_key=key)
+    write_meta(out, keyed)
+    return keyed
+
+
+def reuse(out: Path, key: str, run_id: str) -> CellMeta | None:
+    """The cell's last result if it was made with ``key`` (and is final), marked as reused by ``run_id``."""
+    meta, _ = read_meta(out)
+    if meta is None or meta.cache_key != key or not (out / P.META).is_file():
+        return None
+    if not final(out):
+        return None
+    reused = msgspec.structs.replace(meta, run_id=run_id, cached_from=meta.cached_from or meta.run_id)
+    write_meta(out, reused)
+    return reused
