@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("reports/raw"), help="raw results (default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="plain log, no live view")
     p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="every failing test, and the output of cells that are not ok"
+    )
+    p.add_argument("-q", "--quiet", action="count", default=0, help="only cells that are not ok, and the summary")
+    p.add_argument(
         "--no-cache", dest="use_cache", action="store_false",
         help="run every cell, even one whose inputs are unchanged since its last clean result (kept in --out)",
     )  # fmt: skip
@@ -311,6 +315,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=args.progress,
             # A cell that failed last time is never cached, so --failed runs it anyway.
             use_cache=args.use_cache,
+            verbosity=args.verbose - args.quiet,
         )
     failed = [m for m in metas if not cell_is_fine(m.outcome, m.exit_code)]
     if failed:

@@ -39,6 +39,8 @@ STYLE = {
     "unavailable": "dim",
     "excluded": "dim",
 }
+# Cell statuses that need nothing from whoever reads the log.
+FINE = frozenset({"ok", "unsupported", "unavailable", "excluded"})
 MAX_ROWS = 12
 SHOWN_FAILURES = 10
 OUTPUT_TAIL = 60
@@ -81,8 +83,12 @@ def cached_note(meta: CellMeta | None) -> str:
 class PlainLog:
     """Plain lines as cells start and finish: for pipes, CI logs and --no-progress."""
 
-    def __init__(self, cells: Sequence[Cell], out_dir: Path, *, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, cells: Sequence[Cell], out_dir: Path, *, stream: TextIO | None = None, verbosity: int = 0
+    ) -> None:
         self.total = len(cells)
+        # As in pytest: -q only what is not ok, -v every failing test and the output of each cell that is not ok.
+        self.verbosity = verbosity
         self.out_dir = out_dir
         self.stream = stream or sys.stderr
         self.github = os.environ.get("GITHUB_ACTIONS") == "true"
@@ -94,25 +100,34 @@ class PlainLog:
         with self._lock:
             if event == "start":
                 self._started += 1
-                self._print(f"[{self._started}/{self.total}] start       {cell.id}")
+                if self.verbosity >= 0:
+                    self._print(f"[{self._started}/{self.total}] start       {cell.id}")
             elif event == "done" and meta is not None:
                 done = finished(cell, meta, self.out_dir)
                 self.finished.append(done)
-                self._print(f"[{len(self.finished)}/{self.total}] {status_line(done)}")
+                if self.verbosity >= 0 or done.result.status not in FINE:
+                    self._print(f"[{len(self.finished)}/{self.total}] {status_line(done)}")
                 self._details(done)
 
     def _details(self, done: Finished) -> None:
         failures = done.failures()
-        for nodeid, reason in failures[:SHOWN_FAILURES]:
+        shown = failures if self.verbosity > 0 else failures[:SHOWN_FAILURES]
+        for nodeid, reason in shown:
             self._print(f"    FAILED {nodeid} - {reason}" if reason else f"    FAILED {nodeid}")
-        if len(failures) > SHOWN_FAILURES:
-            self._print(f"    ... and {len(failures) - SHOWN_FAILURES} more (see the report)")
+        if len(failures) > len(shown):
+            self._print(f"    ... and {len(failures) - len(shown)} more (-v lists them; the report has them all)")
+        if done.result.status in FINE or not (self.github or self.verbosity > 0):
+            return
+        tail = _tail(self.out_dir / done.cell.id / P.OUTPUT, OUTPUT_TAIL)
+        if self.github:
+            self._print(f"::group::{done.cell.id}: pytest output (last {OUTPUT_TAIL} lines)")
+            self._print(tail)
+            self._print("::endgroup::")
+        else:
+            self._print(f"    --- {done.cell.id}: pytest output (last {OUTPUT_TAIL} lines) ---")
+            self._print("\n".join(f"    {line}" for line in tail.splitlines()))
         if not self.github:
             return
-        if done.result.status not in ("ok", "unsupported", "unavailable", "excluded"):
-            self._print(f"::group::{done.cell.id}: pytest output (last {OUTPUT_TAIL} lines)")
-            self._print(_tail(self.out_dir / done.cell.id / P.OUTPUT, OUTPUT_TAIL))
-            self._print("::endgroup::")
         for nodeid, reason in failures:
             where = nodeid.split("::", 1)[0]
             title = f"{done.cell.id}: {nodeid}"
@@ -122,11 +137,18 @@ class PlainLog:
         print(line, file=self.stream, flush=True)
 
 
-def print_summary(done: Sequence[Finished], out_dir: Path, matrix_file: str = "", stream: TextIO | None = None) -> None:
-    """The table at the end of a run, and what to do next."""
+def print_summary(
+    done: Sequence[Finished],
+    out_dir: Path,
+    matrix_file: str = "",
+    stream: TextIO | None = None,
+    *,
+    verbosity: int = 0,
+) -> None:
+    """The table at the end of a run, and what to do next (-v: every cell, not only those that are not ok)."""
     stream = stream or sys.stderr
     compat = "uv run compat" + (f" --matrix {matrix_file}" if matrix_file and matrix_file != "matrix.toml" else "")
-    bad = [d for d in done if d.result.status not in ("ok", "unsupported", "unavailable", "excluded")]
+    bad = [d for d in done if d.result.status not in FINE]
     counts: dict[str, int] = {}
     for d in done:
         counts[d.result.status] = counts.get(d.result.status, 0) + 1
@@ -134,7 +156,7 @@ def print_summary(done: Sequence[Finished], out_dir: Path, matrix_file: str = ""
     lines = ["", f"{len(done)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
     if cached:
         lines[-1] += f" ({cached} cached: inputs unchanged since their last clean result; --no-cache runs them)"
-    lines += [f"  {status_line(d)}" for d in bad]
+    lines += [f"  {status_line(d)}" for d in (done if verbosity > 0 else bad)]
     lines.append(f"next: {compat} report --raw {out_dir}   (the table, with every failure's reason)")
     if bad:
         ids = " ".join(d.cell.id for d in bad[:3])

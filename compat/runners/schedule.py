@@ -51,11 +51,12 @@ def run_cells(
     pytest_args: Sequence[str] = (),
     progress: bool = True,
     use_cache: bool = True,
+    verbosity: int = 0,
 ) -> list[CellMeta]:
     """Run ``cells``; with ``use_cache``, a cell whose inputs are unchanged keeps its last clean result."""
     run_id = run_id or new_run_id()
     with own_output(out_dir, run_id):
-        return _run(matrix, cells, run_id, runner, out_dir, jobs, pytest_args, progress, use_cache)
+        return _run(matrix, cells, run_id, runner, out_dir, jobs, pytest_args, progress, use_cache, verbosity)
 
 
 def _run(
@@ -68,6 +69,7 @@ def _run(
     pytest_args: Sequence[str],
     progress: bool,
     use_cache: bool,
+    verbosity: int,
 ) -> list[CellMeta]:
     chosen = choose_runner(runner, matrix, run_id, pytest_args)
     try:
@@ -80,11 +82,11 @@ def _run(
         if progress and sys.stderr.isatty():
             with live_progress(cells, out_dir, run_id=run_id, runner=chosen.kind, jobs=jobs) as board:
                 metas = _schedule(matrix, chosen, cells, plan, out_dir, jobs, board)
-            print_summary(board.done, out_dir, matrix.source)
+            print_summary(board.done, out_dir, matrix.source, verbosity=verbosity)
             return metas
-        log = PlainLog(cells, out_dir)
+        log = PlainLog(cells, out_dir, verbosity=verbosity)
         metas = _schedule(matrix, chosen, cells, plan, out_dir, jobs, log)
-        print_summary(log.finished, out_dir, matrix.source)
+        print_summary(log.finished, out_dir, matrix.source, verbosity=verbosity)
         return metas
     finally:
         chosen.close()

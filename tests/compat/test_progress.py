@@ -69,3 +69,37 @@ def test_a_cell_with_failing_tests_is_never_reported_as_fine(tmp_path: Path) -> 
     print_summary(log.finished, tmp_path, "other.toml", stream=summary)
     assert "uv run compat --matrix other.toml run py3.14-base-trio-capfd" in summary.getvalue()
     assert "uv run compat --matrix other.toml repro py3.14-base-trio-capfd t.py::test_a -- --pdb" in summary.getvalue()
+
+
+def test_q_shows_only_what_is_not_ok_and_v_every_failure_with_the_output(tmp_path: Path) -> None:
+    failing = [{"nodeid": f"t.py::test_{i:02}", "outcome": "failed", "crash": f"E{i}"} for i in range(12)]
+    write_cell(tmp_path, IDS[0], results=failing)
+    write_cell(tmp_path, IDS[1], results=[{"nodeid": "t.py::test_a", "outcome": "passed"}])
+    (tmp_path / IDS[0] / "output.log").write_text("collected 12 items\nE   AssertionError: the real one\n")
+    cells = [cell_of(c) for c in IDS[:2]]
+
+    def log_at(verbosity: int) -> tuple[list[str], list[str]]:
+        out, summary = io.StringIO(), io.StringIO()
+        log = PlainLog(cells, tmp_path, stream=out, verbosity=verbosity)
+        for cell in cells:
+            log("start", cell, None)
+            meta, _ = read_meta(tmp_path / cell.id)
+            log("done", cell, meta)
+        print_summary(log.finished, tmp_path, stream=summary, verbosity=verbosity)
+        return out.getvalue().splitlines(), summary.getvalue().splitlines()
+
+    quiet, quiet_summary = log_at(-1)
+    assert not any("start" in line or IDS[1] in line for line in quiet)
+    assert quiet[0].startswith(f"[1/2] failing     {IDS[0]}")
+    assert sum(line.startswith("    FAILED") for line in quiet) == 10
+    assert "... and 2 more (-v lists them" in quiet[-1]
+    assert not any(IDS[1] in line for line in quiet_summary)
+
+    normal, _ = log_at(0)
+    assert any(line.startswith(f"[2/2] ok          {IDS[1]}") for line in normal)
+    assert not any("AssertionError: the real one" in line for line in normal)
+
+    verbose, verbose_summary = log_at(1)
+    assert sum(line.startswith("    FAILED") for line in verbose) == 12
+    assert "    E   AssertionError: the real one" in verbose
+    assert any(line.startswith(f"  ok          {IDS[1]}") for line in verbose_summary)
