@@ -177,7 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("reports"), help="default: %(default)s")
     p.add_argument("--baseline", type=Path, help="compat.json to diff against (default: the committed one)")
     p.add_argument("--summary", type=Path, help="also write a Markdown summary here")
-    p.add_argument("--fail-on-regression", action="store_true", help="exit non-zero on new failures")
+    p.add_argument(
+        "--fail-on-regression", action="store_true",
+        help="exit 7 on a new failure, a strict xfail that now passes or a cell whose status got worse",
+    )  # fmt: skip
+    p.add_argument(
+        "--publish", action="store_true",
+        help="write a partial run (not every cell, or narrowed by pytest arguments) over the published table "
+        "instead of into OUT/partial/",
+    )  # fmt: skip
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("triage", parents=[common], help="rerun failures across neighbouring cells")
@@ -304,6 +312,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     metas = []
     for tests, batch in batches.items():
         target = msgspec.structs.replace(matrix.target, tests=tests) if tests else matrix.target
+        narrowed = tests if args.failed_tests else ()
         metas += run_cells(
             msgspec.structs.replace(matrix, target=target),
             batch,
@@ -316,6 +325,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             # A cell that failed last time is never cached, so --failed runs it anyway.
             use_cache=args.use_cache,
             verbosity=args.verbose - args.quiet,
+            narrowed_tests=narrowed,
         )
     failed = [m for m in metas if not cell_is_fine(m.outcome, m.exit_code)]
     if failed:
@@ -371,6 +381,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         summary=args.summary,
         fail_on_regression=args.fail_on_regression,
         matrix=matrix,
+        publish=args.publish,
     )
 
 

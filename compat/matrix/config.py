@@ -92,6 +92,10 @@ class TargetConfig(_Base, frozen=True):
     # as pathlib's full_match reads them: `docs/**`, `**/*.md`): editing them
     # does not invalidate the per-cell result cache.
     cache_ignore: tuple[str, ...] = ()
+    # Skip reasons (regular expressions) that only say a test belongs to
+    # another backend's suite: the table shows those results as "n/a", apart
+    # from skips that hide something.
+    na_skips: tuple[str, ...] = ()
 
     @property
     def unsupported_patterns(self) -> tuple[str, ...]:
@@ -362,6 +366,11 @@ def _target_problems(matrix: Matrix) -> Problems:
             local = rel.split("::", 1)[0]
             if "\0" not in local and not (target_dir / local).exists():
                 yield f"$.target.{key}[{i}]", f"'{local}' does not exist in the target ({target_dir})"
+    for i, pattern in enumerate(target.na_skips):
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            yield f"$.target.na-skips[{i}]", f"{pattern!r} is not a regular expression: {exc}"
     for i, glob in enumerate(target.cache_ignore):
         if not glob.strip() or glob.startswith("/") or "\0" in glob:
             yield f"$.target.cache-ignore[{i}]", f"{glob!r} is not a glob relative to the target (like 'docs/**')"

@@ -69,6 +69,7 @@ def write_cell(
     junit: str | None = None,
     meta: bool = True,
     timeout_s: float = 600.0,
+    meta_fields: dict[str, Any] | None = None,
 ) -> Path:
     """Write reports/raw/<cell_id>/ as the runner would (events=False: no events.jsonl)."""
     d = raw_dir / cell_id
@@ -101,7 +102,7 @@ def write_cell(
                 "image": "sha256:abc", "python_version": axes["python"] + ".0",
                 "packages": {"trio": "0.31.0", "pytest": "9.0.0"}, "started": 1_700_000_000.0,
                 "finished": 1_700_000_010.0, "duration_s": 10.0, "pytest_duration_s": 9.0,
-                "limits": {"timeout_s": timeout_s},
+                "limits": {"timeout_s": timeout_s}, **(meta_fields or {}),
             },
             CellMeta,
         )  # fmt: skip

@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
@@ -16,11 +18,18 @@ from ..matrix import Matrix, load
 from ..results import ledger as L
 from ..results.raw import CellResult, read_cells
 from ..results.why import apply_reruns, read_reruns, why_labels
+from .findings import overview
+from .history import NAME as HISTORY_NAME
+from .history import History
+from .history import update as update_history
 from .html import render_html
 from .markdown import render_markdown, render_summary
 from .view import KnownIssues
 
 LEDGER = "compat.json"
+HISTORY = HISTORY_NAME
+BADGE = "badge.json"
+PARTIAL_DIR = "partial"
 SCHEMA = "compat.schema.json"
 MARKDOWN = "COMPATIBILITY.md"
 HTML = "index.html"
@@ -35,28 +44,61 @@ def build_report(
     fail_on_regression: bool,
     matrix: Matrix | None = None,
     known_issues: Path | None = None,
+    publish: bool = False,
 ) -> int:
-    """Write the ledger, its schema, the Markdown and the HTML into out_dir.
+    """Write the ledger, its schema, the Markdown, the HTML and the badge into out_dir.
+
+    The table is the newest run in ``raw_dir``; cells of older runs there
+    are left out and named. A partial run (not every cell of the matrix, or
+    narrowed by pytest arguments) goes to ``out_dir/partial/`` unless
+    ``publish``. Every run is added to ``out_dir/history.jsonl``.
 
     baseline None means the committed ``out_dir/compat.json`` (else the one on
     disk); an empty file such as /dev/null means no comparison.
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    cells = _read(raw_dir)
     matrix = matrix if matrix is not None else _matrix_near(raw_dir)
-    ledger = make_ledger(cells, raw_dir, matrix)
+    cells, older = this_run(_read(raw_dir))
+    partial = partial_reason(cells, older, matrix)
+    ledger = make_ledger(cells, raw_dir, matrix, partial=partial)
     base, name, problem = _baseline(out_dir, baseline)
     ledger = msgspec.structs.replace(ledger, diff=L.diff(ledger, base, name, problem))
-    known = KnownIssues(*_known_issues(out_dir, known_issues))
-    write_outputs(ledger, out_dir, known, summary)
+    history, history_problem = update_history(out_dir / HISTORY, ledger)
+    if history_problem:
+        print(f"compat report: {history_problem}", file=sys.stderr)
+    dest = out_dir / PARTIAL_DIR if partial and not publish else out_dir
+    known = KnownIssues(*_known_issues(dest, known_issues))
+    matrix_file = _display_path(matrix.source) if matrix is not None and matrix.source else "matrix.toml"
+    write_outputs(ledger, dest, known, summary, history=history, matrix_file=matrix_file)
+    if dest != out_dir:
+        print(
+            f"compat report: partial run ({partial}): wrote {dest / MARKDOWN}; "
+            f"the published {out_dir / MARKDOWN} is unchanged (--publish replaces it)",
+            file=sys.stderr,
+        )
     regressions = ledger.diff.regressions if ledger.diff else []
     if fail_on_regression and regressions:
-        first = regressions[0]
-        raise RegressionFound(
-            f"{len(regressions)} new failure(s) since {name}, e.g. {first.nodeid} in {first.cell} "
-            f"({first.before or 'absent'} -> {first.after}); see {out_dir / MARKDOWN}"
-        )
+        listed = "; ".join(_regression(c) for c in regressions[:5])
+        more = f" and {len(regressions) - 5} more" if len(regressions) > 5 else ""
+        raise RegressionFound(f"{len(regressions)} regression(s) since {name}: {listed}{more}; see {dest / MARKDOWN}")
     return 0
+
+
+def _regression(c: L.Change) -> str:
+    what = f"{c.nodeid} in {c.cell}" if c.nodeid else f"cell {c.cell}"
+    strict = " (strict xfail)" if c.kind == "strict-xpass" else ""
+    return f"{what} {c.before or 'absent'} -> {c.after}{strict}"
+
+
+def _display_path(path: str) -> str:
+    """Relative to where the command runs when inside it: never a machine's absolute path in a report."""
+    p = Path(path)
+    if not p.is_absolute():
+        return path
+    try:
+        return os.path.relpath(p, Path.cwd()) if p.is_relative_to(Path.cwd()) else p.name
+    except ValueError:
+        return p.name
 
 
 def _read(raw_dir: Path) -> list[CellResult]:
@@ -68,7 +110,37 @@ def _read(raw_dir: Path) -> list[CellResult]:
     return cells
 
 
-def make_ledger(cells: list[CellResult], raw_dir: Path, matrix: Matrix | None) -> L.Ledger:
+def this_run(cells: list[CellResult]) -> tuple[list[CellResult], list[CellResult]]:
+    """(the newest run's cells, cells of older runs). A cell without a readable meta stays in: its damage is news."""
+    started: dict[str, float] = {}
+    for c in cells:
+        if c.meta is not None:
+            started[c.meta.run_id] = max(started.get(c.meta.run_id, 0.0), c.meta.started or 0.0)
+    if len(started) <= 1:
+        return cells, []
+    newest = max(started, key=lambda r: started[r])
+    mine = [c for c in cells if c.meta is None or c.meta.run_id == newest]
+    return mine, [c for c in cells if c not in mine]
+
+
+def partial_reason(cells: list[CellResult], older: list[CellResult], matrix: Matrix | None) -> str:
+    """Why this run is not the whole matrix, or ""."""
+    reasons = []
+    if matrix is not None:
+        expected = {c.id for c in matrix.cells()}
+        ran = {c.cell for c in cells}
+        if missing := expected - ran:
+            reasons.append(f"{len(ran & expected)} of {len(expected)} cells ran ({len(missing)} not)")
+    elif older:
+        reasons.append(f"{len(older)} cell(s) in the raw directory are from older runs and left out")
+    selections = {c.meta.selection for c in cells if c.meta is not None and c.meta.selection}
+    if selections:
+        shown = " ".join(sorted(selections, key=len)[-1])
+        reasons.append(f"narrowed by pytest arguments: {shown[:200]}")
+    return "; ".join(reasons)
+
+
+def make_ledger(cells: list[CellResult], raw_dir: Path, matrix: Matrix | None, *, partial: str = "") -> L.Ledger:
     cells, neighbour_runs, flaky = apply_reruns(cells, read_reruns(raw_dir))
     declared = matrix.axes.values() if matrix is not None else None
     target = _target(matrix)
@@ -77,6 +149,8 @@ def make_ledger(cells: list[CellResult], raw_dir: Path, matrix: Matrix | None) -
         axes=L.axes_of(cells, declared),
         why=why_labels(cells, neighbour_runs, flaky),
         target=target,
+        na_skips=matrix.target.na_skips if matrix is not None else (),
+        partial=partial,
     )
 
 
@@ -136,17 +210,38 @@ def _known_issues(out_dir: Path, directory: Path | None) -> tuple[Path | None, s
     return directory, os.path.relpath(directory.resolve(), out_dir.resolve()).replace(os.sep, "/") + "/"
 
 
-def write_outputs(ledger: L.Ledger, out_dir: Path, known: KnownIssues, summary: Path | None) -> None:
+def write_outputs(
+    ledger: L.Ledger,
+    out_dir: Path,
+    known: KnownIssues,
+    summary: Path | None,
+    *,
+    history: History | None = None,
+    matrix_file: str = "matrix.toml",
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / LEDGER, L.encode(ledger))
     write_atomic(out_dir / SCHEMA, L.schema_text().encode())
-    write_atomic(out_dir / MARKDOWN, render_markdown(ledger, known).encode())
-    write_atomic(out_dir / HTML, render_html(ledger, known).encode())
+    write_atomic(out_dir / MARKDOWN, render_markdown(ledger, known, history, matrix_file).encode())
+    write_atomic(out_dir / HTML, render_html(ledger, known, history, matrix_file).encode())
+    write_atomic(out_dir / BADGE, badge(ledger))
     if summary is not None:
         pointer = f"`{out_dir / HTML}` (and `{out_dir / MARKDOWN}`) in this run's artifacts"
-        text = render_summary(ledger, known, pointer)
+        text = render_summary(ledger, known, pointer, history=history, matrix_file=matrix_file)
         with open(summary, "a", encoding="utf-8") as f:  # GITHUB_STEP_SUMMARY is appended to
             f.write(text)
+
+
+def badge(ledger: L.Ledger) -> bytes:
+    """A shields.io endpoint: ``compat: 45/54 cells ok`` (n/a cells count as neither)."""
+    o = overview(ledger)
+    applicable = o.cells - o.na
+    colour = "brightgreen" if o.ok == applicable else "yellow" if o.ok >= applicable * 0.8 else "red"
+    message = (
+        f"{o.ok}/{applicable} cells ok" + (f", {o.na} n/a" if o.na else "") + (" (partial)" if ledger.partial else "")
+    )
+    doc = {"schemaVersion": 1, "label": "compat", "message": message, "color": colour}
+    return json.dumps(doc).encode() + b"\n"
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -15,18 +15,33 @@ from collections.abc import Iterator
 from importlib.resources import files
 from typing import Any
 
-from ..results.ledger import DIFF_KINDS, Diff, Ledger, LedgerResult, LedgerTest
+from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger, LedgerResult, LedgerTest
+from .findings import (
+    Finding,
+    expected_failures,
+    leak_summary,
+    leaky_cells,
+    na_cells,
+    overview,
+    problem_cells,
+    problems,
+    skips,
+)
+from .history import History
+from .markdown import counts_line
 from .view import (
     CELL_MEANING,
     DECIDED,
-    NOT_APPLICABLE,
     TEST_MEANING,
     KnownIssues,
     Layout,
     column_label,
     counts_title,
+    grid_layout,
     heading,
     layout,
+    repro_command,
+    title,
 )
 
 _ASSETS = files(__package__) / "assets"
@@ -48,6 +63,7 @@ CODE = {
     "timeout": "t",
     "not-run": "n",
     "flaky": "k",
+    "n/a": "a",
 }
 STRICT_XPASS = "S"
 
@@ -74,8 +90,11 @@ GLYPH = {
     "t": "T",
     "n": "–",
     "k": "~",
+    "a": "n/a",
     ".": "·",
 }
+LEAK_GLYPH = "+L"
+LIST_ITEMS = 200
 
 
 def esc(text: str) -> str:
@@ -86,6 +105,12 @@ def _code(r: LedgerResult) -> str:
     if r.status == "xpassed" and r.strict:
         return STRICT_XPASS
     return CODE[r.status]
+
+
+def _md_bold(text: str) -> str:
+    """The counts line's **bold** parts as <b>."""
+    parts = esc(text).split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
 
 
 def _md_inline(text: str) -> str:
@@ -106,15 +131,22 @@ def diff_html(diff: Diff | None, known: KnownIssues) -> Iterator[str]:
         yield f"<p><em>{esc(diff.problem)}</em></p></section>"
         return
     yield f"<p>Baseline <code>{esc(diff.baseline)}</code> (run <code>{esc(str(diff.baseline_run_id))}</code>).</p>"
+    not_run = diff.not_run_cells or diff.not_run_tests
+    if not_run:
+        yield (
+            f'<p id="not-run"><b>Not run in this run:</b> {len(diff.not_run_cells)} cell(s) and '
+            f"{diff.not_run_tests} test(s) of the baseline: their results are unknown here, not unchanged.</p>"
+        )
     if not diff.changes:
-        yield "<p>No changes.</p></section>"
+        yield f"<p>{'No changes in what ran.' if not_run else 'No changes.'}</p></section>"
         return
-    for kind, title in DIFF_KINDS.items():
+    for kind, kind_title in DIFF_KINDS.items():
         items = diff.of(kind)
         if not items:
             continue
-        cls = "bad" if kind == "new-failure" else "good" if kind == "fixed" else "warn"
-        yield f'<details open class="diff {cls}" data-kind="{kind}"><summary>{esc(title)} ({len(items)})</summary><ul>'
+        cls = "bad" if kind in REGRESSIONS else "good" if kind == "fixed" else "warn"
+        summary = f"{esc(kind_title)} ({len(items)})"
+        yield f'<details open class="diff {cls}" data-kind="{kind}"><summary>{summary}</summary><ul>'
         for c in items[:200]:
             what = f"<code>{esc(c.nodeid)}</code> in " if c.nodeid else ""
             reason = f" — {_linked(c.reason, known)}" if c.reason else ""
@@ -130,38 +162,105 @@ def _linked(text: str, known: KnownIssues) -> str:
     return known.link(text, lambda t, href: f'<a href="{esc(href)}">{esc(t)}</a>', esc)
 
 
-def grid_html(lay: Layout) -> Iterator[str]:
-    yield '<table id="grid"><thead><tr><th>backend</th>'
-    for col in lay.columns:
-        yield f"<th>{column_label(col, '<br>')}</th>"
+def grid_html(ledger: Ledger) -> Iterator[str]:
+    grid = grid_layout(ledger)
+    yield '<div class="scroll"><table id="grid"><thead><tr><th></th>'
+    for backend, capture in grid.columns:
+        yield f"<th>{esc(backend)}<br>{esc(capture)}</th>"
     yield "</tr></thead><tbody>"
-    for backend in lay.backends:
-        yield f'<tr data-backend="{esc(backend)}"><th>{esc(backend)}</th>'
-        for col in lay.columns:
-            cell = lay.cell(backend, col)
+    for row in grid.rows:
+        yield f"<tr><th>{esc(' '.join(row))}</th>"
+        for col in grid.columns:
+            cell = grid.cell(row, col)
             if cell is None:
                 yield f"<td>{GLYPH['.']}</td>"
                 continue
+            leak = LEAK_GLYPH if cell.leaks.total and cell.status != "leaked" else ""
             yield (
                 f'<td class="c-{cell.status}" data-cell="{esc(cell.id)}" data-status="{cell.status}" '
-                f'title="{esc(counts_title(cell))}">{CELL_GLYPH[cell.status]}</td>'
+                f'data-backend="{esc(cell.backend)}" data-python="{esc(cell.python)}" '
+                f'title="{esc(counts_title(cell))}">{CELL_GLYPH[cell.status]}{leak}</td>'
             )
         yield "</tr>"
-    yield "</tbody></table>"
+    yield "</tbody></table></div>"
 
 
-def problem_cells_html(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
-    bad = [c for c in ledger.cells if c.status != "ok" and c.status not in NOT_APPLICABLE]
-    if not bad:
+def _finding_html(f: Finding, known: KnownIssues, matrix_file: str) -> str:
+    glyph = GLYPH[STRICT_XPASS if f.status == "xpassed" else CODE[f.status]]
+    text = (
+        f'<li class="finding" data-status="{esc(f.status)}"><span class="t-{CODE[f.status]}">{glyph}</span> '
+        f"<code>{esc(f.nodeid)}</code> <b>{esc(f.verb)}</b> in {esc(f.where)}"
+    )
+    if f.reason:
+        text += f" — {_linked(f.reason, known)}"
+    if f.why:
+        text += f" <i>(why: {esc(f.why)})</i>"
+    extra = [esc(f.history)] if f.history else []
+    extra.append(f"repro: <code>{esc(repro_command(f.cells[0], f.nodeid, matrix_file))}</code>")
+    return text + '<br><span class="more">' + " · ".join(extra) + "</span></li>"
+
+
+def problems_html(ledger: Ledger, known: KnownIssues, history: History | None, matrix_file: str) -> Iterator[str]:
+    found = problems(ledger, history)
+    bad, leaks = problem_cells(ledger), leaky_cells(ledger)
+    yield '<section id="problems"><h2>Failing, timing out, flaky, leaking</h2>'
+    if not (found or bad or leaks):
+        yield "<p>Nothing fails, times out, is flaky or leaks.</p></section>"
         return
-    yield '<details id="problem-cells"><summary>Cells that are not ok (' + str(len(bad)) + ")</summary><ul>"
-    for c in bad:
+    if found:
+        yield "<ul>" + "".join(_finding_html(f, known, matrix_file) for f in found[:LIST_ITEMS]) + "</ul>"
+        if len(found) > LIST_ITEMS:
+            yield f"<p>… and {len(found) - LIST_ITEMS} more in the table below.</p>"
+    if bad:
+        yield "<p>Cells that did not finish cleanly:</p><ul>"
+        for c in bad:
+            reason = f": {_linked(c.reason, known)}" if c.reason else ""
+            glyph = CELL_GLYPH[c.status]
+            yield f'<li class="c-{c.status}">{glyph} <code>{esc(c.id)}</code> <b>{c.status}</b>{reason}</li>'
+        yield "</ul>"
+    if leaks:
+        yield '<p>Leaks (whatever else the cell did):</p><ul id="leaks">'
+        for c in leaks:
+            detail = "; ".join(c.leaks.details[:3])
+            yield (
+                f'<li class="c-leaked">{LEAK_GLYPH} <code>{esc(c.id)}</code>: {esc(leak_summary(c))}'
+                + (f" — {esc(detail)}" if detail else "")
+                + "</li>"
+            )
+        yield "</ul>"
+    yield "</section>"
+
+
+def expected_html(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
+    found = expected_failures(ledger)
+    if not found:
+        return
+    yield f'<section id="expected"><h2>Expected failures</h2><details><summary>{len(found)} test(s)</summary><ul>'
+    for f in found[:LIST_ITEMS]:
+        reason = f" — {_linked(f.reason, known)}" if f.reason else ""
         yield (
-            f'<li class="c-{c.status}">{CELL_GLYPH[c.status]} <code>{esc(c.id)}</code> <b>{c.status}</b>'
-            + (f": {_linked(c.reason, known)}" if c.reason else "")
-            + "</li>"
+            f'<li><span class="t-{CODE[f.status]}">{GLYPH[CODE[f.status]]}</span> <code>{esc(f.nodeid)}</code> '
+            f"<b>{esc(f.verb)}</b> in {esc(f.where)}{reason}</li>"
         )
-    yield "</ul></details>"
+    yield "</ul></details></section>"
+
+
+def folded_html(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
+    skipped, na_tests, na = skips(ledger), skips(ledger, "n/a"), na_cells(ledger)
+    if not (skipped or na_tests or na):
+        return
+    yield '<section id="folded"><h2>Skips and n/a</h2>'
+    for summary, items, unit in (
+        (f"{sum(f.count for f in na)} cell(s) n/a", na, "cell(s)"),
+        (f"{sum(f.count for f in na_tests)} result(s) n/a: another backend's suite", na_tests, "result(s)"),
+        (f"{sum(f.count for f in skipped)} skip(s), {len(skipped)} reason(s)", skipped, "skip(s)"),
+    ):
+        if items:
+            yield f"<details><summary>{esc(summary)}</summary><ul>"
+            for f in items[:LIST_ITEMS]:
+                yield f"<li>{f.count} {unit}: {_linked(f.reason, known)} — {esc(f.where)}</li>"
+            yield "</ul></details>"
+    yield "</section>"
 
 
 def legend_html() -> Iterator[str]:
@@ -265,15 +364,22 @@ def _island(data: dict[str, Any]) -> str:
 # the page
 
 
-def render_html(ledger: Ledger, known: KnownIssues) -> str:
+def render_html(
+    ledger: Ledger, known: KnownIssues, history: History | None = None, matrix_file: str = "matrix.toml"
+) -> str:
     lay = layout(ledger)
+    partial = f"<p id='partial'><b>Partial run:</b> {esc(ledger.partial)}. Counts cover only what ran.</p>"
     static = "".join(
         [
-            f"<h1>Compatibility</h1><p id='heading'>{_md_inline(heading(ledger))}</p>",
-            *diff_html(ledger.diff, known),
+            f"<h1>{esc(title(ledger))}</h1><p id='heading'>{_md_inline(heading(ledger))}</p>",
+            f"<p id='counts'>{_md_bold(counts_line(overview(ledger)))}</p>",
+            partial if ledger.partial else "",
             "<h2>Summary</h2>",
-            *grid_html(lay),
-            *problem_cells_html(ledger, known),
+            *grid_html(ledger),
+            *problems_html(ledger, known, history, matrix_file),
+            *diff_html(ledger.diff, known),
+            *expected_html(ledger, known),
+            *folded_html(ledger, known),
         ]
     )
     legend = "".join(legend_html())

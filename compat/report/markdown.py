@@ -1,52 +1,165 @@
-"""COMPATIBILITY.md and the GitHub job summary, from a ledger."""
+"""COMPATIBILITY.md and the GitHub job summary, from a ledger.
+
+Laid out for GitHub's ~1,012 px column: one summary grid (python x group
+rows, backend x capture columns), then lists rather than wide tables, so a
+long node id or reason wraps instead of pushing columns off-screen. Skips
+by design and n/a results are folded into ``<details>``.
+"""
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterator
 
-from ..results.ledger import DIFF_KINDS, Diff, Ledger, LedgerResult
+from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger
+from .findings import (
+    Finding,
+    Overview,
+    expected_failures,
+    leak_summary,
+    leaky_cells,
+    na_cells,
+    overview,
+    problem_cells,
+    problems,
+    skips,
+)
+from .history import History
 from .view import (
     ABSENT,
     CELL_MEANING,
     CELL_SYMBOL,
-    DECIDED,
-    NOT_APPLICABLE,
-    STRICT_XPASS_SYMBOL,
+    LEAK_SYMBOL,
     TEST_MEANING,
     TEST_SYMBOL,
+    GridLayout,
     KnownIssues,
-    Layout,
-    column_label,
     counts_title,
+    grid_layout,
     heading,
-    interesting_tests,
-    layout,
-    reasons,
-    result_symbol,
+    repro_command,
+    title,
 )
 
 SUMMARY_LIMIT = 1024 * 1024
 SUMMARY_BUDGET = SUMMARY_LIMIT - 16 * 1024  # room for the truncation note
 DIFF_ITEMS = 50
+LIST_ITEMS = 100
+_SPECIAL = re.compile(r"([\\`*_\[\]|])")
 
 
-def md_escape(text: str) -> str:
-    """Safe inside a Markdown table cell: no pipes, no newlines, no raw HTML."""
+def md_text(text: str) -> str:
+    """Plain text safe anywhere in Markdown, table cells included: one line, no markup, no raw HTML."""
+    text = re.sub(r"\s+", " ", text)  # one line; spaces at the ends matter between linked pieces
+    return _SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def md_code(text: str) -> str:
+    """A code span holding ``text`` exactly, even with backticks or pipes in it."""
     text = " ".join(text.split())
-    return html.escape(text, quote=False).replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    # Inside a table a pipe ends the cell even in a code span; GitHub drops the backslash.
+    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
 
 
 def _md_link(text: str, href: str) -> str:
-    return f"[{md_escape(text)}]({href})"
+    return f"[{md_text(text)}]({href})"
 
 
-def title_span(symbol: str, title: str) -> str:
-    return f'<span title="{html.escape(title, quote=True)}">{symbol}</span>'
+def linked(text: str, known: KnownIssues) -> str:
+    return known.link(text, _md_link, md_text)
+
+
+def title_span(symbol: str, text: str) -> str:
+    # `|` ends a table cell even inside an HTML attribute: it goes as an entity.
+    return f'<span title="{html.escape(text, quote=True).replace("|", "&#124;")}">{symbol}</span>'
 
 
 # --------------------------------------------------------------------------
 # pieces, each yielding lines
+
+
+def counts_line(o: Overview) -> str:
+    parts = [f"**{o.ok} of {o.cells} cells ok**"]
+    parts += [f"{o.by_status.get(s, 0)} {s}" for s in ("failing", "timeout", "leaked", "error")]
+    parts.append(f"{o.na} n/a")
+    line = " · ".join(parts) + f" — **{o.failing_tests} test(s) failing somewhere**"
+    if o.not_run_cells or o.not_run_tests:
+        line += f" · not run in this run: {o.not_run_cells} cell(s), {o.not_run_tests} test(s) of the baseline"
+    if o.cached:
+        line += f" · {o.cached} cell(s) cached (inputs unchanged)"
+    return line
+
+
+def partial_lines(ledger: Ledger) -> Iterator[str]:
+    if ledger.partial:
+        yield f"> **Partial run:** {md_text(ledger.partial)}. Counts cover only what ran."
+        yield ""
+
+
+def grid_lines(grid: GridLayout) -> Iterator[str]:
+    yield "| | " + " | ".join(f"{b}<br>{c}" for b, c in grid.columns) + " |"
+    yield "|---|" + "|".join(":-:" for _ in grid.columns) + "|"
+    for row in grid.rows:
+        symbols = []
+        for col in grid.columns:
+            cell = grid.cell(row, col)
+            if cell is None:
+                symbols.append(ABSENT)
+                continue
+            symbol = CELL_SYMBOL[cell.status] + (LEAK_SYMBOL if cell.leaks.total and cell.status != "leaked" else "")
+            symbols.append(title_span(symbol, counts_title(cell)))
+        yield f"| **{' '.join(row)}** | " + " | ".join(symbols) + " |"
+
+
+def finding_lines(f: Finding, known: KnownIssues, matrix_file: str) -> Iterator[str]:
+    symbol = TEST_SYMBOL.get(f.status, "?")
+    line = f"- {symbol} {md_code(f.nodeid)} **{f.verb}** in {md_text(f.where)}"
+    if f.reason:
+        line += f" — {linked(f.reason, known)}"
+    if f.why:
+        line += f" _(why: {md_text(f.why)})_"
+    yield line
+    extra = []
+    if f.history:
+        extra.append(md_text(f.history))
+    extra.append("repro: " + md_code(repro_command(f.cells[0], f.nodeid, matrix_file)))
+    yield "  <br>" + " · ".join(extra)
+
+
+def problem_lines(ledger: Ledger, known: KnownIssues, history: History | None, matrix_file: str) -> Iterator[str]:
+    found = problems(ledger, history)
+    bad_cells = problem_cells(ledger)
+    leaks = leaky_cells(ledger)
+    yield "## Failing, timing out, flaky, leaking"
+    yield ""
+    if not (found or bad_cells or leaks):
+        yield "Nothing fails, times out, is flaky or leaks."
+        yield ""
+        return
+    for f in found[:LIST_ITEMS]:
+        yield from finding_lines(f, known, matrix_file)
+    if len(found) > LIST_ITEMS:
+        yield f"- … and {len(found) - LIST_ITEMS} more (see compat.json or index.html)"
+    if bad_cells:
+        yield ""
+        yield "Cells that did not finish cleanly:"
+        yield ""
+        for c in bad_cells:
+            yield f"- {CELL_SYMBOL[c.status]} {md_code(c.id)} **{c.status}**" + (
+                f": {linked(c.reason, known)}" if c.reason else ""
+            )
+    if leaks:
+        yield ""
+        yield "Leaks (whatever else the cell did):"
+        yield ""
+        for c in leaks:
+            detail = "; ".join(c.leaks.details[:3])
+            yield f"- {LEAK_SYMBOL} {md_code(c.id)}: {leak_summary(c)}" + (f" — {md_text(detail)}" if detail else "")
+    yield ""
 
 
 def diff_lines(diff: Diff | None, limit: int = DIFF_ITEMS) -> Iterator[str]:
@@ -55,117 +168,93 @@ def diff_lines(diff: Diff | None, limit: int = DIFF_ITEMS) -> Iterator[str]:
     yield "## Changes since the last published report"
     yield ""
     if diff.problem:
-        yield f"_{md_escape(diff.problem)}_"
+        yield f"_{md_text(diff.problem)}_"
         yield ""
         return
-    yield f"Baseline: `{diff.baseline}` (run `{diff.baseline_run_id}`)."
+    yield f"Baseline: {md_code(diff.baseline)} (run {md_code(str(diff.baseline_run_id))})."
     yield ""
+    if diff.not_run_cells or diff.not_run_tests:
+        cells = ", ".join(md_code(c) for c in diff.not_run_cells[:8]) + (" …" if len(diff.not_run_cells) > 8 else "")
+        yield (
+            f"**Not run in this run:** {len(diff.not_run_cells)} cell(s) of the baseline"
+            + (f" ({cells})" if cells else "")
+            + f" and {diff.not_run_tests} test(s) of the baseline: their results are unknown here, not unchanged."
+        )
+        yield ""
     if not diff.changes:
-        yield "No changes."
+        yield "No changes in what ran." if diff.not_run_cells or diff.not_run_tests else "No changes."
         yield ""
         return
-    for kind, title in DIFF_KINDS.items():
+    for kind, heading_text in DIFF_KINDS.items():
         items = diff.of(kind)
         if not items:
             continue
-        yield f"**{title} ({len(items)})**"
+        yield f"**{heading_text} ({len(items)})**" + (" — regression" if kind in REGRESSIONS else "")
         yield ""
         for c in items[:limit]:
-            what = f"`{c.nodeid}` in " if c.nodeid else ""
-            yield f"- {what}`{c.cell}`: {c.before or 'absent'} → {c.after}" + (
-                f" — {md_escape(c.reason)}" if c.reason else ""
+            what = f"{md_code(c.nodeid)} in " if c.nodeid else ""
+            yield f"- {what}{md_code(c.cell)}: {c.before or 'absent'} → {c.after}" + (
+                f" — {md_text(c.reason)}" if c.reason else ""
             )
         if len(items) > limit:
             yield f"- … and {len(items) - limit} more (see compat.json)"
         yield ""
 
 
-def grid_lines(lay: Layout) -> Iterator[str]:
-    yield "| backend | " + " | ".join(column_label(c, "<br>") for c in lay.columns) + " |"
-    yield "|---|" + "|".join(":-:" for _ in lay.columns) + "|"
-    for backend in lay.backends:
-        row = []
-        for col in lay.columns:
-            cell = lay.cell(backend, col)
-            row.append(title_span(CELL_SYMBOL[cell.status], counts_title(cell)) if cell else ABSENT)
-        yield f"| **{backend}** | " + " | ".join(row) + " |"
-
-
-def problem_cell_lines(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
-    bad = [c for c in ledger.cells if c.status != "ok" and c.status not in NOT_APPLICABLE]
-    if not bad:
+def expected_lines(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
+    found = expected_failures(ledger)
+    if not found:
         return
+    yield "## Expected failures"
     yield ""
-    yield "Cells that are not ok:"
+    for f in found[:LIST_ITEMS]:
+        line = f"- {TEST_SYMBOL[f.status]} {md_code(f.nodeid)} **{f.verb}** in {md_text(f.where)}"
+        yield line + (f" — {linked(f.reason, known)}" if f.reason else "")
+    if len(found) > LIST_ITEMS:
+        yield f"- … and {len(found) - LIST_ITEMS} more (see compat.json or index.html)"
     yield ""
-    for c in bad:
-        yield f"- {CELL_SYMBOL[c.status]} `{c.id}` **{c.status}**" + (
-            f": {known.link(c.reason, _md_link, md_escape)}" if c.reason else ""
-        )
 
 
-def backend_lines(ledger: Ledger, lay: Layout, backend: str, known: KnownIssues) -> Iterator[str]:
-    cols = lay.backend_cells(backend)
-    ids = {c.id for _, c in cols}
-    tests = interesting_tests(ledger, ids)
-    yield f"## {backend}"
+def folded_lines(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
+    skipped, na_tests, na = skips(ledger), skips(ledger, "n/a"), na_cells(ledger)
+    if not (skipped or na_tests or na):
+        return
+    yield "## Skips and n/a"
     yield ""
-    if not tests:
-        ran = any(t.results.keys() & ids for t in ledger.tests)
-        yield (
-            "Every test passed in every cell."
-            if ran
-            else "No test ran in any of its cells (see the summary for why)."
-            if ids
-            else "No cells."
-        )
+    for summary, items, unit in (
+        (f"{sum(f.count for f in na)} cell(s) n/a", na, "cell(s)"),
+        (f"{sum(f.count for f in na_tests)} result(s) n/a: another backend's suite", na_tests, "result(s)"),
+        (f"{sum(f.count for f in skipped)} skip(s), {len(skipped)} reason(s)", skipped, "skip(s)"),
+    ):
+        if not items:
+            continue
+        yield f"<details><summary>{html.escape(summary)}</summary>"
         yield ""
-        return
-    yield f"{len(tests)} test(s) not plainly passing in every cell."
-    yield ""
-    yield "| test | " + " | ".join(column_label(col) for col, _ in cols) + " | why | reason |"
-    yield "|---|" + "|".join(":-:" for _ in cols) + "|---|---|"
-    for t in tests:
-        symbols = [_result_cell(t.results.get(c.id)) for _, c in cols]
-        why = md_escape(t.why)
-        reason = "; ".join(known.link(r, _md_link, md_escape) for r in reasons(t, ids)[:3])
-        yield f"| `{md_escape(t.nodeid)}` | " + " | ".join(symbols) + f" | {why} | {reason} |"
-    yield ""
-
-
-def _result_cell(r: LedgerResult | None) -> str:
-    symbol = result_symbol(r)
-    if r is None or r.status == "passed":
-        return symbol
-    title = r.status + (" (strict)" if r.strict else "") + (f": {r.reason}" if r.reason else "")
-    return title_span(symbol, " ".join(title.split())[:300])
+        for f in items[:LIST_ITEMS]:
+            yield f"- {f.count} {unit}: {linked(f.reason, known)} — {md_text(f.where)}"
+        yield ""
+        yield "</details>"
+        yield ""
 
 
 def legend_lines() -> Iterator[str]:
     yield "## Legend"
     yield ""
-    yield "Cells (summary grid): " + ", ".join(f"{s} {k}" for k, s in CELL_SYMBOL.items()) + "."
-    yield ""
     yield (
-        "Tests: "
-        + ", ".join(f"{s} {k}" for k, s in TEST_SYMBOL.items())
-        + f", {STRICT_XPASS_SYMBOL} strict xpass, {ABSENT} not collected in that cell."
+        "Cells: "
+        + ", ".join(f"{s} {k}" for k, s in CELL_SYMBOL.items())
+        + f"; {LEAK_SYMBOL} after another symbol: that cell also leaked."
     )
+    yield "Tests: " + ", ".join(f"{s} {k}" for k, s in TEST_SYMBOL.items()) + "."
     yield ""
-    yield "## How each status is decided"
+    yield "<details><summary>How each status is decided</summary>"
     yield ""
-    yield "| cell status | meaning |"
-    yield "|---|---|"
     for k, v in CELL_MEANING.items():
-        yield f"| {CELL_SYMBOL[k]} `{k}` | {v} |"
-    yield ""
-    yield "| test status | meaning |"
-    yield "|---|---|"
+        yield f"- cell {CELL_SYMBOL[k]} `{k}`: {md_text(v)}"
     for k, v in TEST_MEANING.items():
-        yield f"| {TEST_SYMBOL[k]} `{k}` | {v} |"
+        yield f"- test {TEST_SYMBOL[k]} `{k}`: {md_text(v)}"
     yield ""
-    for line in DECIDED:
-        yield f"- {line}"
+    yield "</details>"
     yield ""
 
 
@@ -173,36 +262,41 @@ def legend_lines() -> Iterator[str]:
 # documents
 
 
-def render_markdown(ledger: Ledger, known: KnownIssues) -> str:
-    lay = layout(ledger)
-    lines = ["# Compatibility", "", heading(ledger), ""]
-    lines += diff_lines(ledger.diff)
-    lines += ["## Summary", ""]
-    lines += grid_lines(lay)
-    lines += problem_cell_lines(ledger, known)
-    lines.append("")
-    for backend in lay.backends:
-        lines += backend_lines(ledger, lay, backend, known)
-    lines += legend_lines()
-    return "\n".join(lines)
-
-
-def render_summary(ledger: Ledger, known: KnownIssues, full_report: str, limit: int = SUMMARY_BUDGET) -> str:
-    """The job summary: the report's head and failures, cut to fit GitHub's 1 MiB."""
-    lay = layout(ledger)
-    head = ["# Compatibility", "", heading(ledger), ""]
-    body: list[str] = [
-        *diff_lines(ledger.diff, limit=20),
+def _body(ledger: Ledger, known: KnownIssues, history: History | None, matrix_file: str, diff_items: int) -> list[str]:
+    return [
+        counts_line(overview(ledger)),
+        "",
+        *partial_lines(ledger),
         "## Summary",
         "",
-        *grid_lines(lay),
-        *problem_cell_lines(ledger, known),
+        *grid_lines(grid_layout(ledger)),
         "",
+        *problem_lines(ledger, known, history, matrix_file),
+        *diff_lines(ledger.diff, limit=diff_items),
+        *expected_lines(ledger, known),
+        *folded_lines(ledger, known),
+        *legend_lines(),
     ]
-    for backend in lay.backends:
-        body += backend_lines(ledger, lay, backend, known)
-    body += legend_lines()
-    return _fit(head, body, limit, full_report)
+
+
+def render_markdown(
+    ledger: Ledger, known: KnownIssues, history: History | None = None, matrix_file: str = "matrix.toml"
+) -> str:
+    head = [f"# {title(ledger)}", "", heading(ledger), ""]
+    return "\n".join(head + _body(ledger, known, history, matrix_file, DIFF_ITEMS))
+
+
+def render_summary(
+    ledger: Ledger,
+    known: KnownIssues,
+    full_report: str,
+    limit: int = SUMMARY_BUDGET,
+    history: History | None = None,
+    matrix_file: str = "matrix.toml",
+) -> str:
+    """The job summary: the same document, cut to fit GitHub's 1 MiB."""
+    head = [f"# {title(ledger)}", "", heading(ledger), ""]
+    return _fit(head, _body(ledger, known, history, matrix_file, 20), limit, full_report)
 
 
 def _fit(head: list[str], body: list[str], limit: int, full_report: str) -> str:

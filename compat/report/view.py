@@ -34,6 +34,8 @@ TEST_SYMBOL = {
     "flaky": "🎲",
 }
 STRICT_XPASS_SYMBOL = "‼️"
+LEAK_SYMBOL = "💧"
+TEST_SYMBOL["n/a"] = "➖"
 # Cell statuses that are not problems: the combination does not apply.
 NOT_APPLICABLE = frozenset({"excluded"})
 ABSENT = "·"
@@ -41,7 +43,7 @@ ABSENT = "·"
 CELL_MEANING = {
     "ok": "every test passed, xfailed or skipped as declared, and nothing leaked",
     "failing": "at least one test failed, errored or strictly xpassed",
-    "timeout": "the cell's wall-clock bound expired; the running test is marked ⏱️ with its stack dump",
+    "timeout": "the cell's wall-clock bound expired; the running test is marked timeout, with its stack dump",
     "leaked": (
         "tests were fine but the reaper or the census found processes, zombies, shm segments or sockets left behind"
     ),
@@ -55,11 +57,12 @@ TEST_MEANING = {
     "failed": "an assertion or exception in the test body",
     "error": "an exception in setup or teardown (a fixture), or the test process died mid-test",
     "xfailed": "failed as declared by an xfail marker (reason shown); not a skip",
-    "xpassed": f"passed despite an xfail marker; {STRICT_XPASS_SYMBOL} when the marker is strict (that fails the run)",
+    "xpassed": "passed despite an xfail marker; a strict marker makes that a failure of the run",
     "skipped": "skipped by a marker, pytest.skip or importorskip (reason shown)",
     "timeout": "was running when the cell's bound expired (stack dump attached)",
     "not-run": "never reached: the cell timed out or failed before getting to it",
     "flaky": "failed, then passed when re-run in the same cell",
+    "n/a": "skipped because it belongs to another backend's suite (the target's na-skips): not a problem",
 }
 DECIDED = [
     "Per-test outcomes come from `events.jsonl`, streamed by the `compat.cellplugin` pytest plugin as each "
@@ -124,6 +127,52 @@ def layout(ledger: Ledger) -> Layout:
     return Layout(backends, columns, cells)
 
 
+@dataclass(frozen=True)
+class GridLayout:
+    """The summary grid: python x group (x the target's axes) as rows, backend x capture as columns.
+
+    Rows grow with the matrix; columns stay few, so the grid fits a page.
+    """
+
+    rows: tuple[tuple[str, ...], ...]
+    columns: tuple[tuple[str, str], ...]
+    cells: dict[tuple[tuple[str, ...], tuple[str, str]], LedgerCell]
+
+    def cell(self, row: tuple[str, ...], col: tuple[str, str]) -> LedgerCell | None:
+        return self.cells.get((row, col))
+
+
+def grid_layout(ledger: Ledger) -> GridLayout:
+    ax = ledger.axes
+    extra_axes = [a for a in ax if a not in AXES]
+
+    def row_of(c: LedgerCell) -> tuple[str, ...]:
+        return (c.python, c.group, *(c.extra.get(a, "") for a in extra_axes))
+
+    cells = {(row_of(c), (c.backend, c.capture)): c for c in ledger.cells}
+    present_rows = {r for r, _ in cells}
+    present_cols = {col for _, col in cells}
+    row_order = [ax.get("python", ()), ax.get("group", ()), *(ax[a] for a in extra_axes)]
+    rows = tuple(r for r in itertools.product(*row_order) if r in present_rows)
+    cols = tuple(c for c in itertools.product(ax.get("backend", ()), ax.get("capture", ())) if c in present_cols)
+    return GridLayout(rows, cols, cells)
+
+
+def repro_command(cell: str, nodeid: str, matrix_file: str = "matrix.toml") -> str:
+    import shlex
+
+    prefix = "uv run compat" + (f" --matrix {matrix_file}" if matrix_file not in ("", "matrix.toml") else "")
+    return f"{prefix} repro {cell} {shlex.quote(nodeid)}"
+
+
+def title(ledger: Ledger) -> str:
+    """``Compatibility: wirekit @ 3690e43``: the target, never a machine's path."""
+    target = ledger.target
+    name = target.name or (target.path.rstrip("/").rsplit("/", 1)[-1] if target.path else None)
+    text = f"Compatibility: {name}" if name else "Compatibility"
+    return text + (f" @ {target.revision[:12]}" if target.revision else "")
+
+
 def column_label(col: Column, sep: str = " ") -> str:
     return sep.join(col)
 
@@ -145,9 +194,18 @@ def counts_title(cell: LedgerCell) -> str:
     ):
         if c.get(status):
             parts.append(f"{c[status]} {word}")
+    if c.get("n/a"):
+        parts.append(f"{c['n/a']} n/a")
     text = " / ".join(parts)
     if cell.status != "ok":
-        text = f"{cell.status}: {text}" + (f" — {cell.reason}" if cell.reason else "")
+        text = f"{cell.status}: {text}"
+    if cell.status not in ("ok", "failing") and cell.reason:
+        # The failing tests are listed below the grid; a cell's own reason is not.
+        text += " — " + (cell.reason if len(cell.reason) <= 100 else cell.reason[:99] + "…")
+    if cell.leaks.total and cell.status != "leaked":
+        text += f"; also leaked ({cell.leaks.total})"
+    if cell.cached_from:
+        text += f"; cached from run {cell.cached_from}"
     return text
 
 
@@ -191,7 +249,9 @@ class KnownIssues:
                 self.slugs[path.stem] = f"{link_base}{path.name}"
         self._pattern = (
             re.compile(
-                r"(?<![\w/-])(?:known-issues/)?(" + "|".join(map(re.escape, self.slugs)) + r")(?:\.md)?(?![\w-])"
+                r"(?<![\w/-])(?:(?:docs/)?known-issues/)?("
+                + "|".join(map(re.escape, self.slugs))
+                + r")(?:\.md)?(?![\w-])"
             )
             if self.slugs
             else None

@@ -8,17 +8,20 @@ older ledger still decodes as a baseline.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
 from ..matrix import AXES
 from .raw import FAILING, CellResult, CellStatus, Leaks, TestResult, TestStatus
 
-SCHEMA_VERSION = 1
+# 2: schema_version always written, "n/a" test results, partial runs, not-run counts in the diff.
+SCHEMA_VERSION = 2
 SCHEMA_ID = "https://spawn-compat.invalid/compat.schema.json"
 
 
@@ -62,10 +65,15 @@ class LedgerCell(_Base, frozen=True, kw_only=True):
     cached_from: str | None = None
 
 
+# A test result as the ledger records it: a skip that only says the test
+# belongs to another backend's suite (the target's na-skips) is "n/a".
+LedgerStatus = TestStatus | Literal["n/a"]
+
+
 class LedgerResult(_Base, frozen=True):
     """A test's result in one cell (cell ids are the keys)."""
 
-    status: TestStatus
+    status: LedgerStatus
     reason: str = ""
     message: str = ""
     when: str | None = None
@@ -103,26 +111,35 @@ class Diff(_Base, frozen=True):
     baseline_run_id: str | None = None
     problem: str = ""
     changes: tuple[Change, ...] = ()
+    # What the baseline has and this run did not run: never silently "no changes".
+    not_run_cells: tuple[str, ...] = ()
+    not_run_tests: int = 0
 
     def of(self, kind: str) -> list[Change]:
         return [c for c in self.changes if c.kind == kind]
 
     @property
     def regressions(self) -> list[Change]:
-        return self.of("new-failure")
+        return [c for c in self.changes if c.kind in REGRESSIONS]
 
 
 DIFF_KINDS = {
     "new-failure": "New failures",
+    "strict-xpass": "Strict xfails that now pass (they fail the run)",
+    "cell-worse": "Cells whose status got worse",
     "fixed": "Fixed",
     "xfail-now-passes": "Xfails that now pass",
     "new-skip": "New skips",
-    "flaky": "Flaky",
-    "cell-status": "Cells whose status changed",
+    "flaky": "Newly flaky",
+    "cell-status": "Cells whose status changed otherwise",
 }
+REGRESSIONS = frozenset({"new-failure", "strict-xpass", "cell-worse"})
+# How bad a cell status is, for "got worse"; n/a statuses are not worse than ok.
+CELL_RANK = {"ok": 0, "excluded": 0, "unsupported": 1, "unavailable": 1, "leaked": 2, "failing": 3, "timeout": 4}
 
 
-class Ledger(_Base, frozen=True, kw_only=True):
+class Ledger(msgspec.Struct, frozen=True, kw_only=True):
+    # Not omit_defaults: schema_version is written even when it is the default.
     schema_version: int = SCHEMA_VERSION
     run_id: str
     timestamp: float
@@ -131,6 +148,8 @@ class Ledger(_Base, frozen=True, kw_only=True):
     cells: tuple[LedgerCell, ...]
     tests: tuple[LedgerTest, ...]
     diff: Diff | None = None
+    # Why this run is not the whole matrix ("" when it is); a partial run is not published by default.
+    partial: str = ""
 
 
 _encoder = msgspec.json.Encoder()
@@ -196,9 +215,10 @@ def ledger_cell(cell: CellResult) -> LedgerCell:
     )
 
 
-def _ledger_result(t: TestResult) -> LedgerResult:
+def _ledger_result(t: TestResult, na_skips: Sequence[re.Pattern[str]] = ()) -> LedgerResult:
+    na = t.status == "skipped" and any(p.search(t.reason) for p in na_skips)
     return LedgerResult(
-        status=t.status,
+        status="n/a" if na else t.status,
         reason=t.reason,
         message=t.message,
         when=t.when,
@@ -207,14 +227,17 @@ def _ledger_result(t: TestResult) -> LedgerResult:
     )
 
 
-def ledger_tests(cells: Sequence[CellResult], why: dict[str, str]) -> tuple[LedgerTest, ...]:
+def ledger_tests(
+    cells: Sequence[CellResult], why: dict[str, str], na_skips: Sequence[str] = ()
+) -> tuple[LedgerTest, ...]:
     """Each test with its result in every cell that has one (a cell that ended
     early already holds `not-run` for exactly what it collected and never ran)."""
     nodeids = sorted({n for c in cells for n in c.tests})
+    patterns = [re.compile(p) for p in na_skips]
     return tuple(
         LedgerTest(
             nodeid=nodeid,
-            results={c.cell: _ledger_result(t) for c in cells if (t := c.tests.get(nodeid)) is not None},
+            results={c.cell: _ledger_result(t, patterns) for c in cells if (t := c.tests.get(nodeid)) is not None},
             why=why.get(nodeid, ""),
         )
         for nodeid in nodeids
@@ -245,15 +268,20 @@ def build_ledger(
     target: TargetInfo,
     run_id: str | None = None,
     timestamp: float | None = None,
+    na_skips: Sequence[str] = (),
+    partial: str = "",
 ) -> Ledger:
     run_ids = sorted({c.meta.run_id for c in cells if c.meta is not None})
+    # When the run started (its first cell), not when the report was made: history dates runs by it.
+    starts = [c.meta.started for c in cells if c.meta is not None and c.meta.started]
     return Ledger(
         run_id=run_id or (",".join(run_ids) if run_ids else "unknown"),
-        timestamp=timestamp if timestamp is not None else time.time(),
+        timestamp=timestamp if timestamp is not None else min(starts, default=time.time()),
         target=target,
         axes=axes,
         cells=tuple(ledger_cell(c) for c in cells),
-        tests=ledger_tests(cells, why),
+        tests=ledger_tests(cells, why, na_skips),
+        partial=partial,
     )
 
 
@@ -300,6 +328,12 @@ def decode_baseline(data: bytes, name: str) -> tuple[Ledger | None, str]:
 def diff(current: Ledger, baseline: Ledger | None, name: str, problem: str = "") -> Diff:
     if baseline is None:
         return Diff(baseline=name, problem=problem or "no baseline")
+    if not same_target(current.target, baseline.target):
+        return Diff(
+            baseline=name,
+            problem=f"no baseline: {name} is the table of target {describe_target(baseline.target)}, "
+            f"this run is of {describe_target(current.target)}",
+        )
     before = {t.nodeid: t.results for t in baseline.tests}
     changes: list[Change] = []
     for test in current.tests:
@@ -309,7 +343,25 @@ def diff(current: Ledger, baseline: Ledger | None, name: str, problem: str = "")
             if change is not None:
                 changes.append(change)
     changes.extend(_cell_changes(current, baseline))
-    return Diff(baseline=name, baseline_run_id=baseline.run_id, changes=tuple(changes))
+    ran = {c.id for c in current.cells}
+    now = {(t.nodeid, cell) for t in current.tests for cell in t.results}
+    not_run_tests = {t.nodeid for t in baseline.tests for cell in t.results if (t.nodeid, cell) not in now}
+    return Diff(
+        baseline=name,
+        baseline_run_id=baseline.run_id,
+        changes=tuple(changes),
+        not_run_cells=tuple(sorted(c.id for c in baseline.cells if c.id not in ran)),
+        not_run_tests=len(not_run_tests),
+    )
+
+
+def same_target(a: TargetInfo, b: TargetInfo) -> bool:
+    """A ledger without a name (older, or no pyproject) matches any: nothing says otherwise."""
+    return a.name is None or b.name is None or a.name == b.name
+
+
+def describe_target(target: TargetInfo) -> str:
+    return f"'{target.name}'" if target.name else "unknown"
 
 
 def _test_change(nodeid: str, cell: str, old: LedgerResult | None, new: LedgerResult) -> Change | None:
@@ -317,7 +369,10 @@ def _test_change(nodeid: str, cell: str, old: LedgerResult | None, new: LedgerRe
     now = new.status
     kind = None
     if now == "flaky":
-        kind = "flaky"
+        # Flaky in the baseline too: known, not news every run.
+        kind = "flaky" if was != "flaky" else None
+    elif now == "xpassed" and new.strict and not (old is not None and old.status == "xpassed" and old.strict):
+        kind = "strict-xpass"
     elif now in FAILING and was not in FAILING:
         kind = "new-failure"
     elif (was in FAILING or was in ("xfailed", "xpassed")) and now == "passed":
@@ -334,8 +389,12 @@ def _test_change(nodeid: str, cell: str, old: LedgerResult | None, new: LedgerRe
 
 def _cell_changes(current: Ledger, baseline: Ledger) -> list[Change]:
     before = {c.id: c.status for c in baseline.cells}
-    return [
-        Change(kind="cell-status", cell=c.id, before=before.get(c.id), after=c.status, reason=c.reason)
-        for c in current.cells
-        if before.get(c.id) != c.status
-    ]
+    changes = []
+    for c in current.cells:
+        was = before.get(c.id)
+        if was == c.status:
+            continue
+        worse = was is not None and CELL_RANK.get(c.status, 5) > CELL_RANK.get(was, 5)
+        kind = "cell-worse" if worse else "cell-status"
+        changes.append(Change(kind=kind, cell=c.id, before=was, after=c.status, reason=c.reason))
+    return changes

@@ -83,6 +83,8 @@ class CellMeta(msgspec.Struct, frozen=True, kw_only=True):
     duration_s: float | None = None
     pytest_duration_s: float | None = None
     limits: CellLimits = CellLimits()
+    # The pytest arguments and test ids that narrowed this cell's run (a partial run's).
+    selection: tuple[str, ...] = ()
     # What determined this result (see runners/cache.py); None: never reused.
     cache_key: str | None = None
     # Set when this run reused the result of an earlier one: that run's id.

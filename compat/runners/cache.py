@@ -89,8 +89,13 @@ def tree_digest(root: Path, *, ignore: Sequence[str] = (), skip: Iterable[Path] 
 
 
 def target_digest(matrix: Matrix, out_dir: Path) -> str:
-    """The target files a cell can see, less its cache-ignore globs and the results directory itself."""
-    return tree_digest(matrix.target_dir, ignore=matrix.target.cache_ignore, skip=[out_dir])
+    """The target files a cell can see, less its cache-ignore globs, the results and the matrix file.
+
+    What the matrix file says about a cell is in the cell's key already (its
+    command, bounds, environment); the rest of it cannot change a result.
+    """
+    skip = [out_dir, *([Path(matrix.source)] if matrix.source else [])]
+    return tree_digest(matrix.target_dir, ignore=matrix.target.cache_ignore, skip=skip)
 
 
 def cell_key(

@@ -16,12 +16,14 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from ..errors import CompatError, EngineError, OutputBusy
 from ..matrix import Cell, Matrix, new_run_id
 from ..matrix.sessions import not_applicable
 from ..results.raw import CellMeta, CellOutcome
 from . import cache
-from .base import CellRunner, static_meta
+from .base import CellRunner, static_meta, write_meta
 from .docker import DockerRunner
 from .local import LocalRunner
 
@@ -52,11 +54,19 @@ def run_cells(
     progress: bool = True,
     use_cache: bool = True,
     verbosity: int = 0,
+    narrowed_tests: Sequence[str] = (),
 ) -> list[CellMeta]:
-    """Run ``cells``; with ``use_cache``, a cell whose inputs are unchanged keeps its last clean result."""
+    """Run ``cells``; with ``use_cache``, a cell whose inputs are unchanged keeps its last clean result.
+
+    ``narrowed_tests`` says the target's tests were replaced by these (``--failed-tests``); with any
+    ``pytest_args`` they are kept in each meta as its ``selection``, which makes the run partial.
+    """
     run_id = run_id or new_run_id()
+    selection = (*narrowed_tests, *pytest_args)
     with own_output(out_dir, run_id):
-        return _run(matrix, cells, run_id, runner, out_dir, jobs, pytest_args, progress, use_cache, verbosity)
+        return _run(
+            matrix, cells, run_id, runner, out_dir, jobs, pytest_args, progress, use_cache, verbosity, selection
+        )
 
 
 def _run(
@@ -70,13 +80,14 @@ def _run(
     progress: bool,
     use_cache: bool,
     verbosity: int,
+    selection: tuple[str, ...],
 ) -> list[CellMeta]:
     chosen = choose_runner(runner, matrix, run_id, pytest_args)
     try:
         decided = not_applicable(matrix, cells)
         chosen.prepare([c for c in cells if c not in decided])
         keys = cache_keys(matrix, chosen, [c for c in cells if c not in decided], out_dir, pytest_args)
-        plan = Plan(decided=decided, keys=keys, use_cache=use_cache)
+        plan = Plan(decided=decided, keys=keys, use_cache=use_cache, selection=selection)
         from .progress import PlainLog, live_progress, print_summary
 
         if progress and sys.stderr.isatty():
@@ -131,6 +142,7 @@ class Plan:
     decided: dict[Cell, str]
     keys: dict[Cell, str]
     use_cache: bool
+    selection: tuple[str, ...] = ()
 
 
 def cache_keys(
@@ -177,6 +189,9 @@ def _schedule(
             meta = hit
         else:
             meta = runner.run_cell(cell, out, stop)
+            if plan.selection:
+                meta = msgspec.structs.replace(meta, selection=plan.selection)
+                write_meta(out, meta)
             if key:
                 meta = cache.remember(out, meta, key)
         results[cell] = meta

@@ -107,6 +107,11 @@ def error_of(path: Path) -> str:
         ('[target]\nimport-paths = ["sr\\u0000c"]\n', "$.target.import-paths[0]: contains a NUL byte: 'sr\\x00c'"),
         ('[target]\ntests = ["nope"]\n', "$.target.tests[0]: 'nope' does not exist in the target ({dir})"),
         (
+            '[target]\nna-skips = ["ok", "(unclosed"]\n',
+            "$.target.na-skips[1]: '(unclosed' is not a regular expression: "
+            "missing ), unterminated subpattern at position 0",
+        ),
+        (
             '[target]\ncache-ignore = ["docs/**", "/abs"]\n',
             "$.target.cache-ignore[1]: '/abs' is not a glob relative to the target (like 'docs/**')",
         ),

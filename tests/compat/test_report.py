@@ -76,6 +76,7 @@ def report(tmp_path: Path):
         out,
         baseline=Path("/dev/null"),
         summary=tmp_path / "summary.md",
+        publish=True,
         fail_on_regression=False,
         matrix=MATRIX,
         known_issues=known,
@@ -130,38 +131,49 @@ def test_the_committed_schema_is_current() -> None:
     assert committed == L.schema_text(), "run: python -m compat.report --schema"
 
 
-def test_markdown_grid_sections_legend_and_links(report: Path) -> None:
+def test_markdown_leads_with_counts_then_a_grid_that_fits_then_the_problems(report: Path) -> None:
     md = (report / "COMPATIBILITY.md").read_text()
     lines = md.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.startswith("| backend |"))
-    assert (
-        lines[header]
-        == "| backend | 3.13<br>base<br>fd | 3.13<br>base<br>sys | 3.14<br>base<br>fd | 3.14<br>base<br>sys |"
-    )
-    trio = lines[header + 2]
-    assert trio.startswith("| **trio** | ")
-    assert '<span title="failing: 1 passed / 1 xfail / 1 skip / 1 fail' in trio
-    assert '<span title="2 passed / 1 xfail / 1 skip / 0 fail">✅</span>' in trio
-    assert "⏱️" in trio and "💧" in trio
-    subint = lines[header + 3]
-    assert "🚫" in subint and "➖" in subint and subint.count("💥") == 2
+    assert lines[0] == "# Compatibility: spawn-compat" or lines[0].startswith("# Compatibility: spawn-compat @ ")
+    assert str(ROOT) not in md and "/tmp/" not in md
+    counts = lines[4]
+    assert counts.startswith("**1 of 8 cells ok** · 1 failing · 1 timeout · 1 leaked · 2 error · 2 n/a")
+    assert counts.endswith("— **1 test(s) failing somewhere**")  # test_fd: failed in one cell, timed out in another
+    header = next(i for i, line in enumerate(lines) if line.startswith("| | "))
+    assert lines[header] == "| | trio<br>fd | trio<br>sys | subint<br>fd | subint<br>sys |"
+    row13, row14 = lines[header + 2], lines[header + 3]
+    assert row13.startswith("| **3.13 base** | ") and row14.startswith("| **3.14 base** | ")
+    assert '<span title="failing: 1 passed / 1 xfail / 1 skip / 1 fail">❌</span>' in row13
+    assert [sym in row13 for sym in ("❌", "✅", "🚫", "➖")] == [True] * 4
+    assert "⏱️" in row14 and "💧" in row14 and row14.count("💥") == 2
 
-    trio_section = md.split("## trio", 1)[1].split("## subint", 1)[0]
-    fd_row = next(line for line in trio_section.splitlines() if "t.py::test_fd" in line)
-    assert "❌" in fd_row and "⏱️" in fd_row
-    assert "capture-sensitive: fails only with --capture=fd" in fd_row
-    assert "AssertionError: wrong fd" in fd_row
-    assert "t.py::test_pass" not in trio_section  # plainly passing everywhere
-    xfail_row = next(line for line in trio_section.splitlines() if "t.py::test_xfail" in line)
-    assert "[capture-fd-hang](../known-issues/capture-fd-hang.md)" in xfail_row
-    assert "⬜" in xfail_row  # not-run in the timed-out cell
-    assert "## Legend" in md and "## How each status is decided" in md
-    assert md.index("## Changes since the last published report") < md.index("## Summary")
+    problems = md.split("## Failing, timing out, flaky, leaking\n", 1)[1].split("\n## ", 1)[0]
+    assert "- ⏱️ `t.py::test_fd` **times out** in 3.14 · fd" in problems
+    assert "- ❌ `t.py::test_fd` **fails** in 3.13 · fd — AssertionError: wrong fd" in problems
+    assert "repro: `uv run compat repro py3.13-base-trio-capfd t.py::test_fd`" in problems
+    assert "t.py::test_pass" not in problems  # plainly passing everywhere
+    assert "- 💧 `py3.14-base-trio-capsys`: 1 process(es)" in problems
+    assert "- 💥 `py3.14-base-subint-capfd` **error**: container engine refused" in problems
+    assert "unsupported" not in problems and "unavailable" not in problems  # n/a is not a problem
+
+    expected = md.split("## Expected failures\n", 1)[1].split("\n## ", 1)[0]
+    assert "`t.py::test_xfail` **xfails** in " in expected
+    assert "hangs, see [capture-fd-hang](../known-issues/capture-fd-hang.md)" in expected
+
+    folded = md.split("## Skips and n/a\n", 1)[1].split("\n## ", 1)[0]
+    assert "<details><summary>2 cell(s) n/a</summary>" in folded
+    assert "- 1 cell(s): backend 'subint' is unavailable here: needs 3.14 — 3.13 · subint · fd" in folded
+    assert "<details><summary>2 skip(s), 1 reason(s)</summary>" in folded
+    assert "- 2 skip(s): needs 3.14 — 3.13 · trio · every capture" in folded
+    assert md.index("## Summary") < md.index("## Failing") < md.index("## Expected failures") < md.index("## Legend")
+    grid = lines[header : header + 4]
+    assert max(len(line) for line in lines if line not in grid) < 400
+    assert max(len(line) for line in grid) < 120 * 5
 
 
 def test_summary_is_written_and_bounded(report: Path, tmp_path: Path) -> None:
     text = (tmp_path / "summary.md").read_text()
-    assert "| **trio** |" in text and "Truncated" not in text
+    assert "| **3.13 base** |" in text and "Truncated" not in text
 
 
 def test_summary_stays_under_one_mib_for_any_matrix() -> None:
@@ -200,12 +212,15 @@ def test_summary_stays_under_one_mib_for_any_matrix() -> None:
     )
     text = render_summary(ledger, KnownIssues(None), "the index.html artifact")
     assert len(text.encode()) < SUMMARY_LIMIT
-    assert "Truncated" in text and "the index.html artifact" in text
+    # Lists are capped, so the summary says how many more there are instead of being cut.
+    assert "- … and 2900 more (see compat.json or index.html)" in text
+    tight = render_summary(ledger, KnownIssues(None), "the index.html artifact", limit=4096)
+    assert len(tight.encode()) < 4096 + 512 and "Truncated" in tight and "the index.html artifact" in tight
 
 
 def _rebuild(tmp_path: Path, raw: Path, baseline: Path, fail: bool = False) -> L.Ledger:
     out = tmp_path / "out2"
-    build_report(raw, out, baseline=baseline, summary=None, fail_on_regression=fail, matrix=MATRIX)
+    build_report(raw, out, baseline=baseline, summary=None, publish=True, fail_on_regression=fail, matrix=MATRIX)
     return L.decode((out / "compat.json").read_bytes())
 
 
@@ -246,13 +261,17 @@ def test_baseline_diff_names_every_kind_of_change(report: Path, tmp_path: Path) 
     assert any(c.kind == "cell-status" and c.cell == "py3.13-base-trio-capfd" for c in diff.changes) is False
 
     md = (tmp_path / "out2" / "COMPATIBILITY.md").read_text()
-    top = md[: md.index("## Summary")]
-    for title in ("New failures (1)", "Fixed (2)", "Xfails that now pass (1)", "New skips (1)", "Flaky (1)"):
-        assert f"**{title}**" in top
+    section = md.split("## Changes since the last published report\n", 1)[1].split("\n## ", 1)[0]
+    for title in ("New failures (1)", "Fixed (2)", "Xfails that now pass (1)", "New skips (1)", "Newly flaky (1)"):
+        assert f"**{title}" in section
+    # Two of the baseline's eight cells ran: the other six are not "unchanged".
+    assert "**Not run in this run:** 6 cell(s) of the baseline" in section
+    assert "No changes" not in section
+    assert "**Partial run:** 2 of 8 cells ran (6 not)" in md
     html = (tmp_path / "out2" / "index.html").read_text()
-    assert html.index('data-kind="new-failure"') < html.index('id="grid"')
+    assert 'data-kind="new-failure"' in html and 'id="not-run"' in html
 
-    with pytest.raises(RegressionFound, match="1 new failure"):
+    with pytest.raises(RegressionFound, match=r"1 regression\(s\) since .*t.py::test_pass in py3.13-base-trio-capfd"):
         _rebuild(tmp_path, raw, report / "compat.json", fail=True)
 
 
@@ -260,7 +279,7 @@ def test_cells_whose_status_changed(report: Path, tmp_path: Path) -> None:
     raw = tmp_path / "raw3"
     write_cell(raw, "py3.13-base-trio-capsys", outcome="timeout", running=PASS["nodeid"], results=[])
     ledger = _rebuild(tmp_path, raw, report / "compat.json")
-    change = next(c for c in ledger.diff.changes if c.kind == "cell-status")
+    change = next(c for c in ledger.diff.changes if c.kind == "cell-worse")
     assert (change.cell, change.before, change.after) == ("py3.13-base-trio-capsys", "ok", "timeout")
     assert any(c.kind == "new-failure" and c.after == "timeout" for c in ledger.diff.changes)
 
@@ -270,7 +289,13 @@ def test_no_regression_means_exit_zero_and_a_damaged_baseline_is_reported(report
     constructed(raw)
     assert (
         build_report(
-            raw, tmp_path / "o", baseline=report / "compat.json", summary=None, fail_on_regression=True, matrix=MATRIX
+            raw,
+            tmp_path / "o",
+            baseline=report / "compat.json",
+            summary=None,
+            publish=True,
+            fail_on_regression=True,
+            matrix=MATRIX,
         )
         == 0
     )
@@ -282,7 +307,7 @@ def test_no_regression_means_exit_zero_and_a_damaged_baseline_is_reported(report
 
 def test_default_baseline_is_the_previous_ledger(report: Path) -> None:
     raw = report.parent / "raw"
-    build_report(raw, report, baseline=None, summary=None, fail_on_regression=True, matrix=MATRIX)
+    build_report(raw, report, baseline=None, summary=None, publish=True, fail_on_regression=True, matrix=MATRIX)
     ledger = L.decode((report / "compat.json").read_bytes())
     assert ledger.diff.baseline.endswith("compat.json") and ledger.diff.problem == ""
 
@@ -293,7 +318,9 @@ def test_a_wholly_damaged_raw_dir_still_reports_every_cell(tmp_path: Path) -> No
         d = write_cell(raw, f"py3.13-base-trio-cap{i}", results=[PASS], junit="<x/>")
         (d / damage).write_bytes(b"\xff\x00{{{")
     (raw / "py3.13-base-trio-cap9").mkdir()  # a directory and nothing in it
-    build_report(raw, tmp_path / "out", baseline=Path("/dev/null"), summary=None, fail_on_regression=False)
+    build_report(
+        raw, tmp_path / "out", baseline=Path("/dev/null"), summary=None, publish=True, fail_on_regression=False
+    )
     ledger = L.decode((tmp_path / "out" / "compat.json").read_bytes())
     assert len(ledger.cells) == 6
     status = {c.id: c.status for c in ledger.cells}
@@ -305,10 +332,10 @@ def test_a_wholly_damaged_raw_dir_still_reports_every_cell(tmp_path: Path) -> No
 
 def test_no_raw_results_is_a_report_error(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="no raw results"):
-        build_report(tmp_path / "nope", tmp_path, baseline=None, summary=None, fail_on_regression=False)
+        build_report(tmp_path / "nope", tmp_path, baseline=None, summary=None, publish=True, fail_on_regression=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ReportError, match="no cell directories"):
-        build_report(tmp_path / "empty", tmp_path, baseline=None, summary=None, fail_on_regression=False)
+        build_report(tmp_path / "empty", tmp_path, baseline=None, summary=None, publish=True, fail_on_regression=False)
 
 
 def test_a_full_matrix_reports_in_under_a_second_of_cpu(tmp_path: Path) -> None:
@@ -320,6 +347,7 @@ def test_a_full_matrix_reports_in_under_a_second_of_cpu(tmp_path: Path) -> None:
         tmp_path / "out",
         baseline=Path("/dev/null"),
         summary=tmp_path / "s.md",
+        publish=True,
         fail_on_regression=False,
         matrix=full,
     )

@@ -100,7 +100,9 @@ def shown(dom: str) -> tuple[int, int]:
 def page(tmp_path: Path) -> Path:
     raw, out = tmp_path / "raw", tmp_path / "reports"
     constructed(raw)
-    build_report(raw, out, baseline=Path("/dev/null"), summary=None, fail_on_regression=False, matrix=MATRIX)
+    build_report(
+        raw, out, baseline=Path("/dev/null"), summary=None, publish=True, fail_on_regression=False, matrix=MATRIX
+    )
     return out / "index.html"
 
 
@@ -198,3 +200,62 @@ def test_five_thousand_tests_fit_under_one_megabyte(tmp_path: Path) -> None:
     matching_all, displayed_all = shown(browse(page, "green=show&all=1"))
     assert matching_all == 15000 and displayed_all == 15000
     assert displayed == min(matching, 500)
+
+
+MEASURE = (
+    "<script>document.body.dataset.scrollWidth=document.documentElement.scrollWidth;"
+    "document.body.dataset.innerWidth=window.innerWidth;</script></body>"
+)
+
+
+def measured(page: Path, width: int, tmp_path: Path) -> tuple[int, int]:
+    """(page scroll width, window width) at a window ``width`` px wide, after the page's scripts ran."""
+    probe = tmp_path / f"probe-{width}.html"
+    probe.write_text(page.read_text().replace("</body>", MEASURE))
+    dom = browse(probe, "", f"--window-size={width},900")
+    m = re.search(r'data-scroll-width="(\d+)" data-inner-width="(\d+)"', dom)
+    assert m, "the measuring script did not run"
+    return int(m.group(1)), int(m.group(2))
+
+
+# 500 px: the narrowest window headless Chromium opens, phone-sized.
+@pytest.mark.parametrize("width", [1280, 500], ids=["desktop", "phone"])
+def test_no_page_wide_horizontal_scroll(page: Path, tmp_path: Path, width: int) -> None:
+    scroll, inner = measured(page, width, tmp_path)
+    assert inner <= width and scroll <= inner, (scroll, inner)
+    png = tmp_path / f"index-{width}.png"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run(
+            [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},1400", f"--screenshot={png}",
+             page.resolve().as_uri()],
+            capture_output=True, timeout=120, stdin=subprocess.DEVNULL, check=True,
+        )  # fmt: skip
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
+    if keep := os.environ.get("COMPAT_SCREENSHOT_DIR"):
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(png, Path(keep) / png.name)
+
+
+def test_an_empty_filter_says_so_and_the_grid_follows_the_filters(page: Path) -> None:
+    nothing = browse(page, "q=no-such-test-anywhere")
+    assert "no matching tests" in without_scripts(nothing) and rows(nothing) == []
+    assert shown(nothing)[0] == 0
+
+    def dimmed(dom: str) -> set[str]:
+        cells = re.findall(r'<td class="([^"]*)" data-cell="([^"]+)"', without_scripts(dom))
+        return {cell for cls, cell in cells if "dim" in cls.split()}
+
+    everything = {c for _, c in re.findall(r'<td class="([^"]*)" data-cell="([^"]+)"', without_scripts(nothing))}
+    assert dimmed(browse(page)) == set()
+    subint = dimmed(browse(page, "backend=subint"))
+    assert subint == {c for c in everything if "-trio-" in c}
+    timeouts = dimmed(browse(page, "status=timeout"))
+    assert everything - timeouts == {"py3.14-base-trio-capfd"}
+
+
+def test_glyphs_need_no_emoji_font(page: Path) -> None:
+    # Emoji (U+1F000 and up) and the variation selector need an emoji font; the
+    # page's glyphs are letters, Dingbats check marks and punctuation that any text font has.
+    text = page.read_text()
+    emoji = {ch for ch in text if ord(ch) >= 0x1F000 or ch == "\ufe0f"}
+    assert emoji == set()

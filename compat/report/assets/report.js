@@ -1,8 +1,8 @@
 (function(){
 const D=JSON.parse(document.getElementById('data').textContent);
 const SYM=D.glyph;
-const NAME={p:'passed',f:'failed',e:'error',x:'xfailed',X:'xpassed',S:'xpassed (strict)',s:'skipped',t:'timeout',n:'not-run',k:'flaky','.':'not collected'};
-const SEV={'.':0,p:1,s:2,x:3,X:4,k:5,n:6,S:7,f:8,e:9,t:10};
+const NAME={p:'passed',f:'failed',e:'error',x:'xfailed',X:'xpassed',S:'xpassed (strict)',s:'skipped',a:'n/a',t:'timeout',n:'not-run',k:'flaky','.':'not collected'};
+const SEV={'.':0,a:1,p:1,s:2,x:3,X:4,k:5,n:6,S:7,f:8,e:9,t:10};
 const LIMIT=500;
 const $=id=>document.getElementById(id);
 const esc=s=>String(s).replace(/[&<>"']/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
@@ -12,6 +12,10 @@ const colOf=D.backends.map(()=>new Array(nc).fill(-1));
 D.cells.forEach(([b,c],i)=>{if(b>=0&&c>=0)colOf[b][c]=i;});
 const notes={};
 D.notes.forEach(([t,r,m,...cs])=>{const n=notes[t]=notes[t]||{};for(const c of cs)n[c]=[r,m];});
+// The codes each ledger cell holds, so the summary grid can follow the status filter.
+const cellHas=D.cells.map(()=>new Set());
+D.tests.forEach(([f,name,codes])=>{for(let i=0;i<D.cells.length;i++)cellHas[i].add(codes.length===1?codes:codes[i]);});
+const cellIndex={};D.cells.forEach((c,i)=>{cellIndex[c[2]]=i;});
 const rows=[];
 D.tests.forEach(([f,name,codes,why],t)=>{
   const id=D.files[f]?D.files[f]+'::'+name:name;
@@ -38,7 +42,7 @@ function fill(sel,values){for(const v of values){const o=document.createElement(
 fill($('f-backend'),D.backends);
 fill($('f-python'),[...new Set(D.colPython)]);
 fill($('f-status'),Object.keys(CODE_OF()));
-function CODE_OF(){return {passed:'p',failed:'f',error:'e',xfailed:'x',xpassed:'X','xpassed-strict':'S',skipped:'s',timeout:'t','not-run':'n',flaky:'k'};}
+function CODE_OF(){return {passed:'p',failed:'f',error:'e',xfailed:'x',xpassed:'X','xpassed-strict':'S',skipped:'s','n/a':'a',timeout:'t','not-run':'n',flaky:'k'};}
 function syncControls(){
   $('f-backend').value=S.backend;$('f-python').value=S.python;$('f-status').value=S.status;
   $('f-green').checked=S.green==='hide';$('f-q').value=S.q;
@@ -93,10 +97,20 @@ function render(){
       tds+='<td class="t-'+(k==='.'?'a':k)+'" data-status="'+k+'" title="'+esc(title)+'">'+SYM[k]+'</td>';}
     out.push('<tr data-test="'+esc(r.id)+'" data-backend="'+esc(D.backends[r.b])+'"><td class="name">'+detail(r,cols)+'</td><td>'+esc(D.backends[r.b])+'</td>'+tds+'<td class="why">'+esc(r.why)+'</td><td class="reason">'+reasonText(r,cols)+'</td></tr>');
   }
+  if(!out.length)out.push('<tr class="empty"><td colspan="'+(cols.length+4)+'">no matching tests</td></tr>');
   document.querySelector('#tests tbody').innerHTML=out.join('');
+  syncGrid(want);
   $('shown').textContent='showing '+shown.length+' of '+list.length+' matching rows ('+rows.length+' in all)';
   $('shown').dataset.matching=list.length;$('shown').dataset.shown=shown.length;
   $('more-wrap').hidden=shown.length>=list.length;
+}
+function syncGrid(want){
+  for(const td of document.querySelectorAll('#grid td[data-cell]')){
+    const i=cellIndex[td.dataset.cell];
+    const off=(S.backend&&td.dataset.backend!==S.backend)||(S.python&&td.dataset.python!==S.python)
+      ||(want&&(i===undefined||!cellHas[i].has(want)));
+    td.classList.toggle('dim',!!off);
+  }
 }
 function on(id,ev,f){$(id).addEventListener(ev,()=>{f();setHash();render();});}
 on('f-backend','change',()=>S.backend=$('f-backend').value);

@@ -1,0 +1,237 @@
+"""What the table says, before it is drawn: counts, problems with a compact "where", folded skips.
+
+Markdown, HTML and the job summary all draw these, so they can never
+disagree about what is a problem, what is n/a and where a test fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ..matrix import AXES
+from ..results.ledger import Ledger, LedgerCell, LedgerResult, LedgerTest
+from .history import History
+
+# Cell statuses that are not problems: the combination does not apply here.
+NOT_APPLICABLE_CELLS = frozenset({"excluded", "unsupported", "unavailable"})
+# Cell statuses that are problems, worst first.
+PROBLEM_CELLS = ("error", "timeout", "failing", "leaked")
+# Test statuses that are problems, worst first ("xpassed" only when strict).
+PROBLEM_TESTS = ("timeout", "error", "failed", "flaky", "xpassed")
+VERB = {
+    "timeout": "times out",
+    "error": "errors",
+    "failed": "fails",
+    "flaky": "is flaky",
+    "xpassed": "passes despite a strict xfail",
+    "xfailed": "xfails",
+    "skipped": "skipped",
+}
+WHERE_IDS = 4
+
+
+def axis_value(cell: LedgerCell, axis: str) -> str:
+    return str(getattr(cell, axis)) if axis in AXES else cell.extra.get(axis, "")
+
+
+def where(chosen: Iterable[LedgerCell], universe: Sequence[LedgerCell], axes: dict[str, tuple[str, ...]]) -> str:
+    """``3.14 · every group · subint · fd``: the chosen cells as one value set per axis, when they are exactly
+    that product within ``universe``; otherwise their count and first ids."""
+    chosen = list(chosen)
+    ids = {c.id for c in chosen}
+    if len(chosen) > 1 and ids == {c.id for c in universe}:
+        return "every cell"
+    parts, value_sets = [], {}
+    for axis, declared in axes.items():
+        present = [v for v in declared if any(axis_value(c, axis) == v for c in universe)]
+        values = [v for v in present if any(axis_value(c, axis) == v for c in chosen)]
+        value_sets[axis] = set(values)
+        if len(present) <= 1:
+            continue
+        parts.append(f"every {axis}" if len(values) == len(present) else "/".join(values))
+    product = [c for c in universe if all(axis_value(c, a) in vs for a, vs in value_sets.items())]
+    if len(product) == len(chosen) and parts:
+        return " · ".join(parts)
+    shown = ", ".join(sorted(ids)[:WHERE_IDS])
+    return f"{len(chosen)} cells: {shown}" + (" …" if len(ids) > WHERE_IDS else "")
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The first line: cells by what they mean, and tests failing somewhere."""
+
+    cells: int
+    by_status: dict[str, int]
+    na: int
+    failing_tests: int
+    cached: int
+    not_run_cells: int
+    not_run_tests: int
+
+    @property
+    def ok(self) -> int:
+        return self.by_status.get("ok", 0)
+
+
+def overview(ledger: Ledger) -> Overview:
+    by_status: dict[str, int] = {}
+    for c in ledger.cells:
+        by_status[c.status] = by_status.get(c.status, 0) + 1
+    diff = ledger.diff
+    return Overview(
+        cells=len(ledger.cells),
+        by_status=by_status,
+        na=sum(n for s, n in by_status.items() if s in NOT_APPLICABLE_CELLS),
+        failing_tests=sum(1 for t in ledger.tests if any(is_problem(r) for r in t.results.values())),
+        cached=sum(1 for c in ledger.cells if c.cached_from),
+        not_run_cells=len(diff.not_run_cells) if diff else 0,
+        not_run_tests=diff.not_run_tests if diff else 0,
+    )
+
+
+def is_problem(r: LedgerResult) -> bool:
+    return r.status in PROBLEM_TESTS and (r.status != "xpassed" or bool(r.strict))
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One test with one status in some cells: where, why, and how to reproduce it."""
+
+    nodeid: str
+    status: str
+    cells: tuple[str, ...]
+    where: str
+    reason: str
+    why: str = ""
+    history: str = ""
+
+    @property
+    def verb(self) -> str:
+        return VERB.get(self.status, self.status)
+
+
+def _findings(
+    ledger: Ledger, statuses: Sequence[str], keep: Sequence[str] | None = None, history: History | None = None
+) -> list[Finding]:
+    cells = {c.id: c for c in ledger.cells}
+    found = []
+    for test in ledger.tests:
+        universe = [cells[cid] for cid in test.results if cid in cells]
+        for status in statuses:
+            hits = [cid for cid, r in test.results.items() if r.status == status and (keep is None or _keep(r))]
+            if not hits:
+                continue
+            found.append(
+                Finding(
+                    nodeid=test.nodeid,
+                    status=status,
+                    cells=tuple(hits),
+                    where=where((cells[c] for c in hits if c in cells), universe, ledger.axes),
+                    reason=_common_reason(test, hits),
+                    why=test.why,
+                    history=history.describe(test.nodeid, hits) if history is not None else "",
+                )
+            )
+    return found
+
+
+def _keep(r: LedgerResult) -> bool:
+    return r.status != "xpassed" or bool(r.strict)
+
+
+def problems(ledger: Ledger, history: History | None = None) -> list[Finding]:
+    """Tests that fail, error, time out, are flaky or strictly xpass, worst first."""
+    found = _findings(ledger, PROBLEM_TESTS, keep=PROBLEM_TESTS, history=history)
+    order = {s: i for i, s in enumerate(PROBLEM_TESTS)}
+    return sorted(found, key=lambda f: (order[f.status], f.nodeid))
+
+
+def expected_failures(ledger: Ledger) -> list[Finding]:
+    """xfails, and xpasses that are not strict (those are problems)."""
+    found = _findings(ledger, ("xfailed",)) + [
+        f for f in _findings(ledger, ("xpassed",)) if not any(_strict(ledger, f.nodeid, c) for c in f.cells)
+    ]
+    return sorted(found, key=lambda f: (f.nodeid, f.status))
+
+
+def _strict(ledger: Ledger, nodeid: str, cell: str) -> bool:
+    test = next(t for t in ledger.tests if t.nodeid == nodeid)
+    return bool(test.results[cell].strict)
+
+
+def _common_reason(test: LedgerTest, cells: Sequence[str]) -> str:
+    seen: dict[str, int] = {}
+    for cid in cells:
+        reason = test.results[cid].reason
+        if reason:
+            seen[reason] = seen.get(reason, 0) + 1
+    return max(seen, key=lambda k: seen[k]) if seen else ""
+
+
+@dataclass(frozen=True)
+class Folded:
+    """Results (or cells) sharing one reason: a count, and where."""
+
+    reason: str
+    count: int
+    where: str
+
+
+def skips(ledger: Ledger, status: str = "skipped") -> list[Folded]:
+    """Skipped (or n/a) results grouped by reason, most common first."""
+    cells = {c.id: c for c in ledger.cells}
+    by_reason: dict[str, list[str]] = {}
+    for test in ledger.tests:
+        for cid, r in test.results.items():
+            if r.status == status:
+                by_reason.setdefault(r.reason or "(no reason given)", []).append(cid)
+    folded = [
+        Folded(
+            reason,
+            len(hits),
+            where([cells[c] for c in dict.fromkeys(hits) if c in cells], list(ledger.cells), ledger.axes),
+        )
+        for reason, hits in by_reason.items()
+    ]
+    return sorted(folded, key=lambda f: (-f.count, f.reason))
+
+
+def na_cells(ledger: Ledger) -> list[Folded]:
+    """Cells that do not apply, grouped by reason."""
+    by_reason: dict[str, list[LedgerCell]] = {}
+    for c in ledger.cells:
+        if c.status in NOT_APPLICABLE_CELLS:
+            by_reason.setdefault(c.reason or c.status, []).append(c)
+    return [
+        Folded(reason, len(cs), where(cs, list(ledger.cells), ledger.axes))
+        for reason, cs in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
+    ]
+
+
+def problem_cells(ledger: Ledger) -> list[LedgerCell]:
+    """Cells that are not ok for a reason of their own (not only failing tests), worst first."""
+    order = {s: i for i, s in enumerate(PROBLEM_CELLS)}
+    bad = [c for c in ledger.cells if c.status in ("error", "timeout")]
+    return sorted(bad, key=lambda c: (order[c.status], c.id))
+
+
+def leaky_cells(ledger: Ledger) -> list[LedgerCell]:
+    """Every cell that leaked, whatever its status says first (a failing cell can leak too)."""
+    return [c for c in ledger.cells if c.leaks.total]
+
+
+def leak_summary(cell: LedgerCell) -> str:
+    lk = cell.leaks
+    parts = [
+        f"{n} {word}"
+        for n, word in (
+            (lk.processes, "process(es)"),
+            (lk.zombies, "zombie(s)"),
+            (lk.reaped, "reaped"),
+            (lk.shm, "shm segment(s)"),
+            (lk.sockets, "socket file(s)"),
+        )
+        if n
+    ]
+    return ", ".join(parts)

@@ -1,0 +1,141 @@
+"""The report across runs: partial runs, another target's baseline, regressions, history, the badge."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compat.errors import RegressionFound
+from compat.report import build_report
+from compat.report.bench import write_cell
+from compat.report.history import History
+from compat.report.markdown import md_code, md_text
+from compat.results import ledger as L
+from tests.compat.test_report import FAIL, MATRIX, PASS, XFAIL, constructed, ok
+
+CELLS = [
+    "py3.13-base-trio-capfd", "py3.13-base-trio-capsys", "py3.14-base-trio-capfd", "py3.14-base-trio-capsys",
+    "py3.13-base-subint-capfd", "py3.13-base-subint-capsys", "py3.14-base-subint-capfd", "py3.14-base-subint-capsys",
+]  # fmt: skip
+
+
+def full_run(raw: Path, run_id: str, *, started: float, results: dict[str, list[dict]] | None = None) -> None:
+    for cell in CELLS:
+        write_cell(
+            raw, cell, results=(results or {}).get(cell, [PASS]),
+            meta_fields={"run_id": run_id, "started": started},
+        )  # fmt: skip
+
+
+def report(raw: Path, out: Path, **kwargs) -> L.Ledger:
+    kwargs.setdefault("baseline", None)
+    build_report(raw, out, summary=None, fail_on_regression=kwargs.pop("fail", False), matrix=MATRIX, **kwargs)
+    where = out / "partial" if kwargs.get("publish") is not True and (out / "partial" / "compat.json").exists() else out
+    return L.decode((where / "compat.json").read_bytes())
+
+
+def test_a_partial_run_is_written_next_to_the_published_table_and_says_what_did_not_run(tmp_path: Path) -> None:
+    raw, out = tmp_path / "raw", tmp_path / "reports"
+    full_run(raw, "full", started=1.0)
+    published = report(raw, out, baseline=Path("/dev/null"))
+    assert published.partial == "" and not (out / "partial").exists()
+    before = (out / "COMPATIBILITY.md").read_text()
+
+    # A later run of two cells, narrowed by -k: only those are this run.
+    for cell in CELLS[:2]:
+        write_cell(
+            raw, cell, results=[PASS], meta_fields={"run_id": "narrow", "started": 2.0, "selection": ["-k", "cancel"]}
+        )
+    partial = report(raw, out)
+    assert {c.id for c in partial.cells} == set(CELLS[:2])
+    assert partial.partial == "2 of 8 cells ran (6 not); narrowed by pytest arguments: -k cancel"
+    assert (out / "COMPATIBILITY.md").read_text() == before  # the published table is untouched
+    md = (out / "partial" / "COMPATIBILITY.md").read_text()
+    assert "> **Partial run:** 2 of 8 cells ran (6 not); narrowed by pytest arguments: -k cancel" in md
+    assert "not run in this run: 6 cell(s)" in md and "No changes." not in md
+    assert partial.diff is not None and len(partial.diff.not_run_cells) == 6
+    assert json.loads((out / "partial" / "badge.json").read_text())["message"].endswith("(partial)")
+
+    published_again = report(raw, out, publish=True)
+    assert published_again.partial and (out / "COMPATIBILITY.md").read_text() != before
+
+
+def test_another_targets_table_is_never_the_baseline(tmp_path: Path) -> None:
+    raw, out = tmp_path / "raw", tmp_path / "reports"
+    full_run(raw, "r1", started=1.0)
+    first = report(raw, out, baseline=Path("/dev/null"))
+    other = msgspec_replace_target(first, "tractor")
+    (tmp_path / "other.json").write_bytes(L.encode(other))
+    ledger = report(raw, out, baseline=tmp_path / "other.json")
+    assert ledger.diff is not None and ledger.diff.changes == ()
+    assert ledger.diff.problem.startswith("no baseline: ") and "'tractor'" in ledger.diff.problem
+
+
+def msgspec_replace_target(ledger: L.Ledger, name: str) -> L.Ledger:
+    import msgspec
+
+    return msgspec.structs.replace(ledger, target=L.TargetInfo(name=name))
+
+
+def test_regressions_include_strict_xpasses_and_cells_that_got_worse_and_a_flaky_test_is_news_once(
+    tmp_path: Path,
+) -> None:
+    raw, out = tmp_path / "raw", tmp_path / "reports"
+    flaky = [{"nodeid": FAIL["nodeid"], "outcome": "failed"}, {"nodeid": FAIL["nodeid"], "outcome": "passed"}]
+    strict_xfail = {**XFAIL, "strict": True}
+    full_run(raw, "r1", started=1.0, results={CELLS[0]: [PASS, strict_xfail, *flaky]})
+    report(raw, out, baseline=Path("/dev/null"))
+    xpass = {**XFAIL, "outcome": "xpassed", "strict": True}
+    full_run(raw, "r2", started=2.0, results={CELLS[0]: [PASS, xpass, *flaky]})
+    write_cell(raw, CELLS[1], outcome="timeout", running=PASS["nodeid"], meta_fields={"run_id": "r2", "started": 2.0})
+    with pytest.raises(RegressionFound) as info:
+        report(raw, out, fail=True)
+    message = str(info.value)
+    assert "t.py::test_xfail in py3.13-base-trio-capfd xfailed -> xpassed (strict xfail)" in message
+    assert "cell py3.13-base-trio-capsys ok -> timeout" in message
+    ledger = L.decode((out / "compat.json").read_bytes())
+    assert ledger.diff is not None and ledger.diff.of("flaky") == []  # flaky in the baseline too
+
+
+def test_history_gives_rates_and_since_when_and_stays_small(tmp_path: Path) -> None:
+    raw, out = tmp_path / "raw", tmp_path / "reports"
+    for i in range(6):
+        failing = i >= 3
+        result = {"nodeid": FAIL["nodeid"], "outcome": "failed", "message": "E boom"} if failing else ok(FAIL["nodeid"])
+        full_run(raw, f"r{i}", started=float(i) + 1_800_000_000, results={CELLS[0]: [PASS, result]})
+        report(raw, out, baseline=Path("/dev/null"))
+    history, problem = History.read(out / "history.jsonl")
+    assert problem == "" and [r.run_id for r in history.records] == [f"r{i}" for i in range(6)]
+    md = (out / "COMPATIBILITY.md").read_text()
+    assert "failed 3 of the last 6 runs in py3.13-base-trio-capfd; failing since 2027-01-15 (run r3)" in md
+    # The same run reported twice is one record.
+    report(raw, out, baseline=Path("/dev/null"))
+    assert len(History.read(out / "history.jsonl")[0].records) == 6
+    # A damaged line is skipped and said, not fatal.
+    with open(out / "history.jsonl", "a") as f:
+        f.write("{not json\n")
+    assert History.read(out / "history.jsonl")[1].endswith("1 damaged line(s) skipped")
+
+
+def test_the_badge_counts_applicable_cells(tmp_path: Path) -> None:
+    raw, out = tmp_path / "raw", tmp_path / "reports"
+    constructed(raw)
+    report(raw, out, baseline=Path("/dev/null"), publish=True)
+    badge = json.loads((out / "badge.json").read_text())
+    assert badge == {"schemaVersion": 1, "label": "compat", "message": "1/6 cells ok, 2 n/a", "color": "red"}
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("t.py::test_x[a|b]", "`t.py::test_x[a\\|b]`"),
+        ("t.py::test_x[`q`]", "``t.py::test_x[`q`]``"),
+        ("`edge`", "`` `edge` ``"),
+        ("plain", "`plain`"),
+    ],
+)
+def test_node_ids_with_pipes_and_backticks_stay_one_code_span_in_one_cell(text: str, code: str) -> None:
+    assert md_code(text) == code
+    assert md_text("a | b *c* `d` <e>") == "a \\| b \\*c\\* \\`d\\` &lt;e&gt;"
