@@ -45,7 +45,7 @@ def cell_argv(cell: Cell, posargs: Sequence[str] = ()) -> list[str]:
 
 def matrix_argv(posargs: Sequence[str] = (), jobs: int | None = None) -> list[str]:
     jobs = jobs or os.cpu_count() or 1
-    return compat_argv("run", "--jobs", str(jobs), posargs=posargs, pytest=True)
+    return compat_argv("run", "--jobs", str(jobs), "--triage", posargs=posargs, pytest=True)
 
 
 def compat(session: nox.Session, argv: list[str]) -> None:

@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cache", dest="use_cache", action="store_false",
         help="run every cell, even one whose inputs are unchanged since its last clean result (kept in --out)",
     )  # fmt: skip
+    p.add_argument(
+        "--triage", nargs="?", type=int, const=-1, default=None, metavar="N",
+        help="afterwards, re-run failing tests (at most N re-runs; default matrix.toml's [triage] reruns) "
+        "to fill the report's why column",
+    )  # fmt: skip
     again = p.add_mutually_exclusive_group()
     again.add_argument("--failed", action="store_true", help="only the cells that were not ok in --out's last results")
     again.add_argument(
@@ -328,6 +333,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             narrowed_tests=narrowed,
         )
     failed = [m for m in metas if not cell_is_fine(m.outcome, m.exit_code)]
+    if args.triage is not None:
+        bound = matrix.triage.reruns if args.triage < 0 else args.triage
+        if failed and bound > 0:
+            from .triage import run as triage
+
+            print(f"compat: triage: up to {bound} re-run(s) to explain the failures (the why column)", file=sys.stderr)
+            triage(matrix, args.out, max_reruns=bound, runner=args.runner, progress=False)
     if failed:
         names = ", ".join(f"{m.cell} ({_why(m.outcome, m.exit_code)})" for m in failed)
         raise CellsFailed(f"{len(failed)} of {len(metas)} cells failed: {names}; results in {args.out}/")

@@ -7,6 +7,7 @@ runners as any cell, into ``<raw>/_triage/<n>/<cell-id>/``.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .results.why import (
     Rerun,
     apply_reruns,
     cell_id,
+    is_settled,
     plan_reruns,
     read_index,
     read_reruns_from,
@@ -62,6 +64,12 @@ def run(matrix: Matrix, raw_dir: Path, *, max_reruns: int, runner: str | None = 
     index.budget = max_reruns
     index.skipped = max(0, len(plan_reruns(cells, values, 10**6, done)) - len(wanted))
     write_index(raw_dir, index)
+    settled = sum(1 for label in index.labels.values() if is_settled(label))
+    print(
+        f"compat: triage: {len(wanted)} re-run(s) in {len(by_cell)} cell(s); {settled} of {len(index.labels)} "
+        f"failing test(s) explained" + (f"; {index.skipped} more re-run(s) beyond the bound" if index.skipped else ""),
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -127,12 +127,22 @@ class ContainerLimits(_Base, frozen=True):
     cpus: float | None = None
 
 
+MAX_RERUNS = 1000
+
+
+class TriageConfig(_Base, frozen=True):
+    # Re-runs the main job (`compat run --triage`, `nox -s matrix`) may spend
+    # to explain failures (the "why" column); 0 turns it off.
+    reruns: int = 6
+
+
 class Matrix(_Base, frozen=True):
     axes: AxesConfig = AxesConfig()
     target: TargetConfig = TargetConfig()
     timeouts: CellBounds = CellBounds()
     images: ImagesConfig = ImagesConfig()
     limits: ContainerLimits = ContainerLimits()
+    triage: TriageConfig = TriageConfig()
     # Like GitHub's matrix.exclude: each table names axis values (a value or a
     # list) and a `reason`; matching cells are "n/a" and cost nothing.
     exclude: tuple[dict[str, str | tuple[str, ...]], ...] = ()
@@ -269,6 +279,8 @@ def _problems(matrix: Matrix) -> Problems:
     yield from _target_problems(matrix)
     yield from _timeout_problems(matrix.timeouts)
     yield from _limit_problems(matrix.limits)
+    if not 0 <= matrix.triage.reruns <= MAX_RERUNS:
+        yield "$.triage.reruns", f"must be between 0 (off) and {MAX_RERUNS}, got {matrix.triage.reruns}"
     yield from _exclude_problems(matrix)
 
 

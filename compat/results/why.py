@@ -242,6 +242,7 @@ def plan_reruns(
     """
     done = set(done)
     dead = _dead(cells)
+    exists = _exists(cells)
     obs = observations(cells)
     flaky_checks, neighbour_runs = [], []
     for nodeid, test_obs in sorted(obs.items()):
@@ -255,11 +256,32 @@ def plan_reruns(
         observed = {o.cell for o in test_obs}
         for cell in failing:
             for n in neighbours(cell, values):
-                if n not in observed and not dead(n):
+                if n not in observed and not dead(n) and exists(nodeid, cell, n):
                     observed.add(n)
                     neighbour_runs.append((nodeid, n, "neighbour"))
     wanted = [p for p in itertools.chain(flaky_checks, neighbour_runs) if (p[0], cell_id(p[1]), p[2]) not in done]
     return wanted[: max(0, max_reruns)]
+
+
+def _exists(cells: Sequence[CellResult]) -> Callable[[str, AxisValues, AxisValues], bool]:
+    """Whether a test can exist in a neighbour. Where cells with the neighbour's value on the axis that
+    differs ran tests and none of them collected it (``test_x[subint]`` in trio cells), it does not;
+    where no such cell ran, nothing says so."""
+    where: dict[str, set[tuple[int, str]]] = {}
+    ran: set[tuple[int, str]] = set()
+    for cell in cells:
+        axes = _axes(cell)
+        if cell.tests:
+            ran.update(enumerate(axes))
+        for nodeid in cell.tests:
+            where.setdefault(nodeid, set()).update(enumerate(axes))
+
+    def exists(nodeid: str, cell: AxisValues, neighbour: AxisValues) -> bool:
+        seen = where.get(nodeid, set())
+        changed = [(i, v) for i, (a, v) in enumerate(zip(cell, neighbour, strict=True)) if a != v]
+        return all(iv in seen or iv not in ran for iv in changed)
+
+    return exists
 
 
 def _dead(cells: Sequence[CellResult]) -> Callable[[AxisValues], bool]:

@@ -97,6 +97,7 @@ def error_of(path: Path) -> str:
             "$.images.base: 'registy' is not one of auto, registry, debootstrap; did you mean 'registry'?",
         ),
         ("[limits]\npids = 0\n", "$.limits.pids: must be at least 16 processes, got 0"),
+        ("[triage]\nreruns = -1\n", "$.triage.reruns: must be between 0 (off) and 1000, got -1"),
         ('[limits]\nmemory = "2 gigs"\n', "$.limits.memory: '2 gigs' is not a size like '2g' or '512m'"),
         ('[limits]\nmemory = "0"\n', "$.limits.memory: '0' is below the engine's minimum of 6m"),
         ("[limits]\ncpus = 1e9\n", f"$.limits.cpus: must be above 0 and at most this host's {CORES} cores, got 1e+09"),

@@ -121,7 +121,9 @@ def test_stored_reruns_settle_the_label_and_mark_flaky(tmp_path: Path) -> None:
     )
     matrix = Matrix(axes=Axes(python=("3.14",), group=("base",), backend=("trio", "subint"), capture=("fd", "sys")))
     out = tmp_path / "out"
-    build_report(raw, out, baseline=Path("/dev/null"), summary=None, fail_on_regression=False, matrix=matrix)
+    build_report(
+        raw, out, baseline=Path("/dev/null"), summary=None, publish=True, fail_on_regression=False, matrix=matrix
+    )
     before = {t.nodeid: t.why for t in L.decode((out / "compat.json").read_bytes()).tests}
     assert before["t.py::test_x"].startswith("unconfirmed: subint-only or capture-sensitive")
 
@@ -158,7 +160,9 @@ def test_stored_reruns_settle_the_label_and_mark_flaky(tmp_path: Path) -> None:
             ]
         ),
     )
-    build_report(raw, out, baseline=Path("/dev/null"), summary=None, fail_on_regression=False, matrix=matrix)
+    build_report(
+        raw, out, baseline=Path("/dev/null"), summary=None, publish=True, fail_on_regression=False, matrix=matrix
+    )
     ledger = L.decode((out / "compat.json").read_bytes())
     tests = {t.nodeid: t for t in ledger.tests}
     assert tests["t.py::test_x"].why == "subint-only"
@@ -169,3 +173,13 @@ def test_stored_reruns_settle_the_label_and_mark_flaky(tmp_path: Path) -> None:
     md = (out / "COMPATIBILITY.md").read_text()
     assert "subint-only" in md and "🎲" in md
     assert "subint-only" in (out / "index.html").read_text()
+
+
+def test_no_rerun_is_planned_where_the_test_does_not_exist(tmp_path: Path) -> None:
+    # test_x[subint] fails on subint; trio cells ran and never collected it, so no trio neighbour is asked.
+    raw = tmp_path / "raw"
+    write_cell(raw, "py3.14-base-subint-capfd", results=[{"nodeid": "t.py::test_x[subint]", "outcome": "failed"}])
+    write_cell(raw, "py3.14-base-trio-capfd", results=[{"nodeid": "t.py::test_x[trio]", "outcome": "passed"}])
+    targets = {cells for _, cells, purpose in plan(read_cells(raw), FULL, 100) if purpose == "neighbour"}
+    assert not any(backend == "trio" for _, _, backend, _ in targets)
+    assert ("3.14", "greenback", "subint", "fd") in targets  # no greenback cell ran: nothing says it is absent
