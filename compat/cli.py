@@ -172,7 +172,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_repro)
 
     p = sub.add_parser("images", parents=[common, select], help="build (or find) the images the cells need")
+    p.add_argument("--pull", action="store_true", help="pull the registry base even when a copy is here")
+    p.add_argument("--save", type=Path, metavar="TAR", help="also write the images and their base to TAR")
+    p.add_argument(
+        "--github-output", type=Path, metavar="FILE",
+        help="append key=<hash of the tags> and built=true|false to FILE ($GITHUB_OUTPUT)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_images)
+
+    p = sub.add_parser(
+        "merge", parents=[common], help="merge downloaded raw-result artifacts, newest attempt of each cell",
+        description="Merge ARTIFACTS/<name>[-<attempt>]/<cell-id>/ (as actions/download-artifact lays them out) "
+        "into --out: for each cell, the directory of the highest attempt wins.",
+    )  # fmt: skip
+    p.add_argument("artifacts", type=Path, metavar="ARTIFACTS")
+    p.add_argument("--out", type=Path, default=Path("reports/raw"), help="default: %(default)s")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("doctor", parents=[common], help="check what a run needs, and how to fix it")
     p.set_defaults(func=cmd_doctor)
@@ -369,9 +384,23 @@ def cmd_images(args: argparse.Namespace) -> int:
     selected = selected_cells(args, matrix)
     na = planning.not_applicable(matrix, selected)
     cells = [c for c in selected if c not in na]
-    tags = ensure_images(matrix, cells)
-    for (python, group), tag in sorted(tags.items()):
-        print(f"py{python}-{group}  {tag}")
+    ensured = ensure_images(matrix, cells, refresh_base=args.pull, save=args.save)
+    for (python, group), tag in sorted(ensured.tags.items()):
+        print(f"py{python}-{group}  {tag}" + ("  (built)" if (python, group) in ensured.built else ""))
+    if args.github_output is not None:
+        import hashlib
+
+        key = hashlib.sha256(" ".join(sorted(ensured.tags.values())).encode()).hexdigest()[:16]
+        with open(args.github_output, "a", encoding="utf-8") as f:
+            f.write(f"key={key}\nbuilt={'true' if ensured.built else 'false'}\n")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .results.merge import merge
+
+    merged = merge(args.artifacts, args.out)
+    print(f"merged {len(merged)} cells into {args.out}")
     return 0
 
 

@@ -1,13 +1,19 @@
 """Generate .github/workflows/matrix.yml from the matrix, deterministically.
 
-Three jobs: ``plan`` runs ``compat plan --json``; ``cell`` fans out over its
-jobs with ``fromJSON`` and runs, in each, the nox sessions a developer would
-run for those cells; ``report`` merges every cell's raw results, writes the
-table and the job summary, and on a push to the default branch commits
-``reports/COMPATIBILITY.md``, ``compat.json`` and ``index.html`` back.
-Publishing by commit keeps the table diffable next to the code it describes
-and the previous ``compat.json`` at hand as the baseline; the push uses the
-job's own token, so it starts no new workflow run.
+Jobs: ``plan`` runs ``compat plan --json`` and records the n/a cells (they
+get no runner); ``images`` builds each (python, group) image once, on a
+cache keyed by the image's own content hash, and hands it to the cell jobs
+as an artifact; ``cell`` fans out over the plan's jobs (cells of one image
+each) and runs the nox sessions a developer would run; ``report`` merges
+the newest attempt of every cell, writes the table and the job summary, and
+on the default branch publishes the HTML report, the badge and the history
+to GitHub Pages (``pages``). Nothing is ever pushed to a branch.
+
+Images: the cache is keyed by the hash of the tags ``compat images``
+computes (base image id, Dockerfile, the target's lock and sync arguments),
+and restored by prefix. The job always pulls the registry base, so a
+republished base or a changed lock makes new tags, which are built and
+saved under a new key; unchanged ones are found and nothing is built.
 
 The YAML is written by ``_emit`` below, a small emitter for the subset a
 workflow needs (mappings, lists, strings, ints, bools, comments), because
@@ -32,14 +38,19 @@ from ..matrix import sessions as planning
 WORKFLOW_PATH = Path(".github/workflows/matrix.yml")
 RUNS_ON = "ubuntu-24.04"
 HOST_PYTHON = "3.13"
-# Image builds (debootstrap base, uv sync) on a cold cache, on top of the cells.
-SETUP_MINUTES = 20
+# An image build on a cold cache: a debootstrap base and a uv sync.
+IMAGE_MINUTES = 30
+SETUP_MINUTES = 10
 IMAGE_CACHE = ".cache/images"
-IMAGE_REPOS = r"^spawn-compat(-base)?:"
-# Everything compat.images hashes into a tag, so the cache key changes
-# whenever any image would (and sometimes when none does: harmless).
-IMAGE_INPUTS = "'containers/**', 'pyproject.toml', 'uv.lock', 'matrix.toml'"
-REPORT_FILES = ("reports/COMPATIBILITY.md", "reports/compat.json", "reports/index.html")
+IMAGE_TAR = f"{IMAGE_CACHE}/image.tar"
+SITE = "reports/site"
+ARTIFACTS = "reports/artifacts"
+# Where the table is published from: the repository's default branch, whatever its name.
+PUBLISH = (
+    "${{ github.event_name == 'schedule' || ((github.event_name == 'push' || "
+    "(github.event_name == 'workflow_dispatch' && inputs.cells == '')) && "
+    "github.ref_name == github.event.repository.default_branch) }}"
+)
 
 
 class Action(NamedTuple):
@@ -63,37 +74,53 @@ CACHE_RESTORE = Action("actions/cache/restore", "0057852bfaa89a56745cba8c7296529
 CACHE_SAVE = Action("actions/cache/save", "0057852bfaa89a56745cba8c7296529d2fc39830", "v4.3.0")
 UPLOAD = Action("actions/upload-artifact", "ea165f8d65b6e75b540449e92b4886f43607fa02", "v4.6.2")
 DOWNLOAD = Action("actions/download-artifact", "d3f86a106a0bac45b974a628896c90dbdf5c8093", "v4.3.0")
+UPLOAD_PAGES = Action("actions/upload-pages-artifact", "fc324d3547104276b827a68afc52ff2a11cc49c9", "v5.0.0")
+DEPLOY_PAGES = Action("actions/deploy-pages", "cd2ce8fcbc39b97be8ca5fce6e763baed58fa128", "v5.0.0")
 
 
 # -- the workflow as data -----------------------------------------------------
 
 
 def workflow(matrix: Matrix) -> dict[str, Any]:
-    n_cells = len(matrix.cells())
+    ci = matrix.ci
+    push: dict[str, Any] = {"branches": list(ci.push_branches)} if ci.push_branches else {}
+    on: dict[str, Any] = {"push": push, "pull_request": {}}
+    if ci.schedule:
+        on["schedule"] = [{"cron": ci.schedule}]
+    on["workflow_dispatch"] = {
+        "inputs": {
+            "cells": {
+                "description": "cell ids or globs to run, space-separated (empty: every cell)",
+                "required": False,
+                "default": "",
+                "type": "string",
+            }
+        }
+    }
     return {
         "name": "compat matrix",
-        "on": {
-            "push": {"branches": ["main"]},
-            "pull_request": {},
-            "workflow_dispatch": {},
-        },
-        "permissions": {"contents": Commented("read", "to check out; jobs widen this only where needed")},
+        "on": on,
+        "permissions": {"contents": Commented("read", "to check out; only the pages job widens this")},
         "concurrency": {
-            "group": "${{ github.workflow }}-${{ github.ref }}",
+            "group": "${{ github.workflow }}-${{ github.head_ref || github.ref }}",
             "cancel-in-progress": "${{ github.event_name == 'pull_request' }}",
         },
-        "env": {"COMPAT_RUN_ID": "${{ github.run_id }}-${{ github.run_attempt }}"},
+        # One run id for every attempt, so a re-run job's cells join the same table.
+        "env": {"COMPAT_RUN_ID": "${{ github.run_id }}"},
         "jobs": {
             "plan": plan_job(),
-            "cell": cell_job(cell_timeout_minutes(matrix, n_cells)),
+            "images": images_job(),
+            "cell": cell_job(cell_timeout_minutes(matrix)),
             "report": report_job(),
+            "pages": pages_job(),
         },
     }
 
 
-def cell_timeout_minutes(matrix: Matrix, n_cells: int) -> int:
-    cells = planning.cells_per_job(n_cells)
-    return SETUP_MINUTES + math.ceil(cells * matrix.timeouts.per_cell / 60)
+def cell_timeout_minutes(matrix: Matrix) -> int:
+    jobs = planning.plan(matrix, matrix.cells()).jobs
+    per_job = max((len(j.cells) for j in jobs), default=1)
+    return SETUP_MINUTES + math.ceil(per_job * matrix.timeouts.per_cell / 60)
 
 
 def _setup_steps() -> list[dict[str, Any]]:
@@ -115,27 +142,92 @@ def plan_job() -> dict[str, Any]:
         "name": "plan",
         "runs-on": RUNS_ON,
         "timeout-minutes": 10,
-        "outputs": {"jobs": "${{ steps.plan.outputs.jobs }}"},
+        "outputs": {"jobs": "${{ steps.plan.outputs.jobs }}", "images": "${{ steps.plan.outputs.images }}"},
         "steps": [
             *_setup_steps(),
             {
                 "id": "plan",
                 "name": "compat plan --json",
                 # n/a cells (excluded, refused by the target's metadata) get no
-                # job: their results are recorded here and uploaded with the rest.
+                # runner: their results are recorded here. The dispatch input is
+                # passed through the environment, never pasted into the script.
+                "env": {"CELLS": "${{ inputs.cells }}"},
                 "run": _script(
-                    "uv run compat plan --json --record-na reports/raw > plan.json",
+                    'read -ra cells <<< "${CELLS:-}"',
+                    'uv run compat plan --json --record-na reports/raw "${cells[@]}" > plan.json',
                     'echo "jobs=$(jq -c .jobs plan.json)" >> "$GITHUB_OUTPUT"',
+                    'echo "images=$(jq -c .images plan.json)" >> "$GITHUB_OUTPUT"',
+                ),
+            },
+            _upload_raw("raw-plan-${{ github.run_attempt }}", "ignore"),
+        ],
+    }
+
+
+def _upload_raw(name: str, if_missing: str) -> dict[str, Any]:
+    return {
+        "name": "Upload raw results",
+        "if": "${{ !cancelled() }}",
+        "uses": UPLOAD,
+        "with": {
+            # Named per attempt: a re-run job adds its results beside the
+            # first attempt's, and the report takes the newest of each cell.
+            "name": name,
+            "path": "reports/raw/",
+            "if-no-files-found": if_missing,
+            "retention-days": 14,
+        },
+    }
+
+
+def images_job() -> dict[str, Any]:
+    return {
+        "name": "image ${{ matrix.name }}",
+        "needs": "plan",
+        "if": "${{ needs.plan.outputs.images != '[]' }}",
+        "runs-on": RUNS_ON,
+        "timeout-minutes": IMAGE_MINUTES,
+        "strategy": {"fail-fast": False, "matrix": {"include": "${{ fromJSON(needs.plan.outputs.images) }}"}},
+        "steps": [
+            *_setup_steps(),
+            {
+                "id": "cache",
+                "name": "Restore the newest image of this kind",
+                "uses": CACHE_RESTORE,
+                "with": {
+                    "path": IMAGE_CACHE,
+                    "key": "images-${{ matrix.name }}-${{ github.run_id }}",
+                    "restore-keys": "images-${{ matrix.name }}-",
+                },
+            },
+            {
+                "name": "Load it",
+                "if": "${{ steps.cache.outputs.cache-matched-key != '' }}",
+                "run": f"docker load -i {IMAGE_TAR}",
+            },
+            {
+                "id": "build",
+                "name": "compat images (built only when its inputs changed)",
+                "env": {"PYTHON": "${{ matrix.python }}", "GROUP": "${{ matrix.group }}"},
+                "run": _script(
+                    'uv run compat images --python "$PYTHON" --group "$GROUP" --pull '
+                    f'--save {IMAGE_TAR} --github-output "$GITHUB_OUTPUT"',
                 ),
             },
             {
-                "name": "Upload the n/a cells",
+                "name": "Save the rebuilt image",
+                "if": "${{ steps.build.outputs.built == 'true' }}",
+                "uses": CACHE_SAVE,
+                "with": {"path": IMAGE_CACHE, "key": "images-${{ matrix.name }}-${{ steps.build.outputs.key }}"},
+            },
+            {
+                "name": "Hand it to the cell jobs",
                 "uses": UPLOAD,
                 "with": {
-                    "name": "raw-plan",
-                    "path": "reports/raw/",
-                    "if-no-files-found": "ignore",
-                    "retention-days": 14,
+                    "name": "image-${{ matrix.name }}",
+                    "path": IMAGE_TAR,
+                    "retention-days": 1,
+                    "overwrite": True,
                 },
             },
         ],
@@ -145,7 +237,8 @@ def plan_job() -> dict[str, Any]:
 def cell_job(timeout_minutes: int) -> dict[str, Any]:
     return {
         "name": "${{ matrix.name }}",
-        "needs": "plan",
+        "needs": ["plan", "images"],
+        "if": "${{ !cancelled() && needs.plan.result == 'success' && needs.plan.outputs.jobs != '[]' }}",
         "runs-on": RUNS_ON,
         "timeout-minutes": timeout_minutes,
         "strategy": {
@@ -155,61 +248,26 @@ def cell_job(timeout_minutes: int) -> dict[str, Any]:
         "steps": [
             *_setup_steps(),
             {
-                "id": "images",
-                "name": "Restore images",
-                "uses": CACHE_RESTORE,
-                "with": {"path": IMAGE_CACHE, "key": _image_cache_key()},
+                "name": "Download its image",
+                "uses": DOWNLOAD,
+                "with": {"name": "image-${{ matrix.images }}", "path": IMAGE_CACHE},
             },
-            {
-                "name": "Load images",
-                "if": "${{ steps.images.outputs.cache-hit == 'true' }}",
-                "run": f"docker load -i {IMAGE_CACHE}/images.tar",
-            },
+            {"name": "Load it", "run": f"docker load -i {IMAGE_TAR}"},
             {
                 "name": "nox",
                 "env": {"NOX_SESSIONS": "${{ matrix.sessions }}"},
                 # Session names are passed through the environment, never
                 # pasted into the script, so no value can become shell code.
+                # Each cell prints its status, counts and failures, folds its
+                # pytest output into a group and annotates failing tests.
                 "run": _script(
                     'read -ra sessions <<< "$NOX_SESSIONS"',
                     'uv run nox -s "${sessions[@]}"',
                 ),
             },
-            {
-                "name": "Save images",
-                "if": "${{ !cancelled() && steps.images.outputs.cache-hit != 'true' }}",
-                "run": _script(
-                    f"mkdir -p {IMAGE_CACHE}",
-                    "docker image ls --format '{{.Repository}}:{{.Tag}}'"
-                    f" | grep -E '{IMAGE_REPOS}'"
-                    f" | xargs -r docker save -o {IMAGE_CACHE}/images.tar",
-                ),
-            },
-            {
-                "name": "Cache images",
-                "if": "${{ !cancelled() && steps.images.outputs.cache-hit != 'true' }}",
-                "uses": CACHE_SAVE,
-                "with": {"path": IMAGE_CACHE, "key": _image_cache_key()},
-            },
-            {
-                "name": "Upload raw results",
-                "if": "${{ !cancelled() }}",
-                "uses": UPLOAD,
-                "with": {
-                    "name": "raw-${{ matrix.name }}",
-                    # The root stays reports/raw, so each artifact holds
-                    # <cell-id>/ and they merge back without collisions.
-                    "path": "reports/raw/",
-                    "if-no-files-found": "warn",
-                    "retention-days": 14,
-                },
-            },
+            _upload_raw("raw-${{ matrix.name }}-${{ github.run_attempt }}", "warn"),
         ],
     }
-
-
-def _image_cache_key() -> str:
-    return f"images-${{{{ runner.os }}}}-${{{{ matrix.images }}}}-${{{{ hashFiles({IMAGE_INPUTS}) }}}}"
 
 
 def report_job() -> dict[str, Any]:
@@ -219,20 +277,32 @@ def report_job() -> dict[str, Any]:
         "if": "${{ !cancelled() && needs.plan.result == 'success' }}",
         "runs-on": RUNS_ON,
         "timeout-minutes": 15,
-        "permissions": {"contents": Commented("write", "to commit the table on the default branch")},
+        "outputs": {"publish": PUBLISH},
         "steps": [
             *_setup_steps(),
             {
                 "name": "Download raw results",
                 "uses": DOWNLOAD,
-                "with": {"pattern": "raw-*", "path": "reports/raw", "merge-multiple": True},
+                "with": {"pattern": "raw-*", "path": ARTIFACTS},
+            },
+            {
+                "name": "Merge the newest attempt of each cell",
+                "run": f"uv run compat merge {ARTIFACTS} --out reports/raw",
+            },
+            {
+                "id": "site",
+                "name": "Restore the published report (baseline and history)",
+                "uses": CACHE_RESTORE,
+                "with": {"path": SITE, "key": "compat-site-${{ github.run_id }}", "restore-keys": "compat-site-"},
             },
             {
                 "name": "compat report",
-                # The baseline is the committed reports/compat.json (compat
-                # report's default); pull requests fail on new failures.
+                # The baseline is the last published compat.json; the Markdown
+                # table goes to the job summary; pull requests fail on regressions.
                 "run": _script(
-                    'args=(--summary "$GITHUB_STEP_SUMMARY")',
+                    f'args=(--raw reports/raw --out {SITE} --summary "$GITHUB_STEP_SUMMARY")',
+                    f"if [ -f {SITE}/compat.json ]; then args+=(--baseline {SITE}/compat.json);"
+                    " else args+=(--baseline /dev/null); fi",
                     'if [ "$GITHUB_EVENT_NAME" = pull_request ]; then args+=(--fail-on-regression); fi',
                     'uv run compat report "${args[@]}"',
                 ),
@@ -241,26 +311,37 @@ def report_job() -> dict[str, Any]:
                 "name": "Upload report",
                 "if": "${{ !cancelled() }}",
                 "uses": UPLOAD,
-                "with": {"name": "compat-report", "path": "\n".join(REPORT_FILES) + "\n"},
+                "with": {"name": "compat-report-${{ github.run_attempt }}", "path": f"{SITE}/"},
             },
             {
-                "name": "Commit the table",
-                "if": (
-                    "${{ github.event_name == 'push' && github.ref == "
-                    "format('refs/heads/{0}', github.event.repository.default_branch) }}"
-                ),
-                "env": {"GITHUB_TOKEN": "${{ secrets.GITHUB_TOKEN }}"},
-                "run": _script(
-                    'git config user.name "github-actions[bot]"',
-                    'git config user.email "41898282+github-actions[bot]@users.noreply.github.com"',
-                    f"git add {' '.join(REPORT_FILES)}",
-                    'if git diff --cached --quiet; then echo "table unchanged"; exit 0; fi',
-                    'git commit -m "reports: compatibility table for ${GITHUB_SHA::12}"',
-                    'git push "https://x-access-token:${GITHUB_TOKEN}@github.com/${GITHUB_REPOSITORY}.git"'
-                    ' "HEAD:${GITHUB_REF_NAME}"',
-                ),
+                "name": "Keep it as the next baseline and history",
+                "if": PUBLISH,
+                "uses": CACHE_SAVE,
+                "with": {"path": SITE, "key": "compat-site-${{ github.run_id }}-${{ github.run_attempt }}"},
+            },
+            {
+                "name": "Stage it for GitHub Pages",
+                "if": PUBLISH,
+                "uses": UPLOAD_PAGES,
+                "with": {"path": f"{SITE}/"},
             },
         ],
+    }
+
+
+def pages_job() -> dict[str, Any]:
+    return {
+        "name": "publish",
+        "needs": "report",
+        "if": "${{ needs.report.outputs.publish == 'true' }}",
+        "runs-on": RUNS_ON,
+        "timeout-minutes": 10,
+        "permissions": {
+            "pages": Commented("write", "to deploy the report"),
+            "id-token": Commented("write", "deploy-pages proves the workflow's identity"),
+        },
+        "environment": {"name": "github-pages", "url": "${{ steps.deploy.outputs.page_url }}"},
+        "steps": [{"id": "deploy", "uses": DEPLOY_PAGES}],
     }
 
 

@@ -136,6 +136,19 @@ class TriageConfig(_Base, frozen=True):
     reruns: int = 6
 
 
+GITHUB_MAX_JOBS = 256  # a matrix may not generate more jobs than this
+
+
+class CiConfig(_Base, frozen=True):
+    # Cell jobs at most: larger matrices pack several cells (of one image) per job.
+    max_jobs: int = 20
+    # cron for a scheduled run against new upstream releases; "" for none.
+    schedule: str = "17 3 * * *"
+    # Branches whose pushes run the matrix; empty: every branch. The table is
+    # published from the repository's default branch, whatever its name.
+    push_branches: tuple[str, ...] = ()
+
+
 class Matrix(_Base, frozen=True):
     axes: AxesConfig = AxesConfig()
     target: TargetConfig = TargetConfig()
@@ -143,6 +156,7 @@ class Matrix(_Base, frozen=True):
     images: ImagesConfig = ImagesConfig()
     limits: ContainerLimits = ContainerLimits()
     triage: TriageConfig = TriageConfig()
+    ci: CiConfig = CiConfig()
     # Like GitHub's matrix.exclude: each table names axis values (a value or a
     # list) and a `reason`; matching cells are "n/a" and cost nothing.
     exclude: tuple[dict[str, str | tuple[str, ...]], ...] = ()
@@ -279,6 +293,10 @@ def _problems(matrix: Matrix) -> Problems:
     yield from _target_problems(matrix)
     yield from _timeout_problems(matrix.timeouts)
     yield from _limit_problems(matrix.limits)
+    if not 1 <= matrix.ci.max_jobs <= GITHUB_MAX_JOBS:
+        yield "$.ci.max-jobs", f"must be between 1 and {GITHUB_MAX_JOBS} (GitHub's limit), got {matrix.ci.max_jobs}"
+    if matrix.ci.schedule and len(matrix.ci.schedule.split()) != 5:
+        yield "$.ci.schedule", f"'{matrix.ci.schedule}' is not a cron expression of 5 fields (or \"\" for none)"
     if not 0 <= matrix.triage.reruns <= MAX_RERUNS:
         yield "$.triage.reruns", f"must be between 0 (off) and {MAX_RERUNS}, got {matrix.triage.reruns}"
     yield from _exclude_problems(matrix)

@@ -143,23 +143,32 @@ class PlannedCell(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
-    """One GitHub Actions job: its cells and the nox sessions that run them."""
+    """One GitHub Actions job: its cells (all of one image) and the nox sessions that run them."""
 
     name: str
     cells: tuple[str, ...]
     # Space-separated: session names never contain spaces, and a string is
     # what a workflow step can take from the matrix without a template.
     sessions: str
-    # The (python, group) images the job needs: its image cache key.
+    # The one (python, group) image the job's cells run in, as "py3.14-base".
     images: str
+
+
+class ImageJob(msgspec.Struct, frozen=True, kw_only=True):
+    """One image to build (or find) once per workflow run and hand to the cell jobs."""
+
+    name: str
+    python: str
+    group: str
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
     cells: tuple[PlannedCell, ...]
     jobs: tuple[Job, ...]
+    images: tuple[ImageJob, ...] = ()
 
 
-def plan(matrix: Matrix, cells: Sequence[Cell], *, max_jobs: int = MAX_JOBS) -> Plan:
+def plan(matrix: Matrix, cells: Sequence[Cell], *, max_jobs: int | None = None) -> Plan:
     na = not_applicable(matrix, cells)
     planned = tuple(
         PlannedCell(
@@ -168,7 +177,17 @@ def plan(matrix: Matrix, cells: Sequence[Cell], *, max_jobs: int = MAX_JOBS) -> 
         )
         for c in cells
     )  # fmt: skip
-    return Plan(cells=planned, jobs=jobs([c for c in planned if not c.na], max_jobs=max_jobs))
+    runnable = [c for c in planned if not c.na]
+    pairs = sorted({(c.python, c.group) for c in runnable})
+    return Plan(
+        cells=planned,
+        jobs=jobs(runnable, max_jobs=max_jobs or matrix.ci.max_jobs),
+        images=tuple(ImageJob(name=image_name(p, g), python=p, group=g) for p, g in pairs),
+    )
+
+
+def image_name(python: str, group: str) -> str:
+    return f"py{python}-{group}"
 
 
 def cells_per_job(n_cells: int, *, max_jobs: int = MAX_JOBS) -> int:
@@ -176,20 +195,31 @@ def cells_per_job(n_cells: int, *, max_jobs: int = MAX_JOBS) -> int:
 
 
 def jobs(cells: Sequence[PlannedCell], *, max_jobs: int = MAX_JOBS) -> tuple[Job, ...]:
-    """Contiguous chunks, one cell per job unless that would exceed ``max_jobs``."""
+    """Cells grouped by image, then chunked: one cell per job unless that would exceed ``max_jobs``.
+
+    A job holds cells of one image only, so it downloads one image; the chunk
+    size is the smallest that keeps the job count within ``max_jobs`` (at
+    least one job per image).
+    """
+    by_image: dict[str, list[PlannedCell]] = {}
+    for c in cells:
+        by_image.setdefault(image_name(c.python, c.group), []).append(c)
     size = cells_per_job(len(cells), max_jobs=max_jobs)
+    while sum(math.ceil(len(cs) / size) for cs in by_image.values()) > max(max_jobs, len(by_image)):
+        size += 1
     out = []
-    for start in range(0, len(cells), size):
-        chunk = cells[start : start + size]
-        name = chunk[0].id if len(chunk) == 1 else f"{chunk[0].id}+{len(chunk) - 1}"
-        out.append(
-            Job(
-                name=name,
-                cells=tuple(c.id for c in chunk),
-                sessions=" ".join(c.session for c in chunk),
-                images="_".join(sorted({f"py{c.python}-{c.group}" for c in chunk})),
+    for image, image_cells in by_image.items():
+        for start in range(0, len(image_cells), size):
+            chunk = image_cells[start : start + size]
+            name = chunk[0].id if len(chunk) == 1 else f"{chunk[0].id}+{len(chunk) - 1}"
+            out.append(
+                Job(
+                    name=name,
+                    cells=tuple(c.id for c in chunk),
+                    sessions=" ".join(c.session for c in chunk),
+                    images=image,
+                )
             )
-        )
     return tuple(out)
 
 

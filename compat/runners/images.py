@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import docker.errors
 
@@ -85,10 +86,15 @@ def base_tag(images: ImagesConfig, make_base: Path = MAKE_BASE) -> str:
 # -- base image -------------------------------------------------------------
 
 
-def ensure_base(engine: Engine, images: ImagesConfig, *, log: Log = print) -> str:
-    """Return a local base image reference (its id is part of every image hash)."""
+def ensure_base(engine: Engine, images: ImagesConfig, *, log: Log = print, refresh: bool = False) -> str:
+    """Return a local base image reference (its id is part of every image hash).
+
+    ``refresh`` pulls the registry base even when a copy is here, so a
+    republished base changes every tag (CI restores old copies from its cache).
+    """
     local = base_tag(images)
-    if images.base in ("auto", "registry") and engine.image_id(images.registry_image):
+    have_registry_copy = images.base in ("auto", "registry") and engine.image_id(images.registry_image)
+    if have_registry_copy and not (refresh and registry_reachable(images.registry_image)):
         return images.registry_image
     if images.base in ("auto", "debootstrap") and engine.image_id(local):
         return local
@@ -245,25 +251,59 @@ def ensure_images(
     *,
     engine: Engine | None = None,
     log: Log | None = None,
-) -> dict[tuple[str, str], str]:
-    """Build (serially) whichever (python, group) images the cells need; return their tags."""
+    refresh_base: bool = False,
+    save: Path | None = None,
+) -> Ensured:
+    """Build (serially) whichever (python, group) images the cells need; their tags, and which were built.
+
+    ``save`` writes the images and their base into one ``docker load``-able tar.
+    """
     log = log or _stderr
     pairs = sorted({(c.python, c.group) for c in cells})
     if not pairs:
-        return {}
+        return Ensured({}, set(), "")
     own = engine is None
     engine = engine or Engine.connect()
     try:
-        builder = builder_for(engine, matrix, log=log)
-        return {pair: builder.ensure(*pair) for pair in pairs}
+        builder = builder_for(engine, matrix, log=log, refresh_base=refresh_base)
+        tags, built = {}, set()
+        for pair in pairs:
+            existed = engine.image_id(builder.tag(*pair)) is not None
+            tags[pair] = builder.ensure(*pair)
+            if not existed:
+                built.add(pair)
+        if save is not None:
+            save_images(engine, [builder.base, *tags.values()], save)
+        return Ensured(tags, built, builder.base)
     finally:
         if own:
             engine.close()
 
 
-def builder_for(engine: Engine, matrix: Matrix, *, log: Log | None = None) -> ImageBuilder:
+class Ensured(NamedTuple):
+    tags: dict[tuple[str, str], str]
+    built: set[tuple[str, str]]
+    base: str
+
+
+def save_images(engine: Engine, refs: Sequence[str], path: Path) -> None:
+    """``docker save`` of ``refs`` (names kept) into ``path``, written whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            for chunk in engine.api.get_image(list(refs)):
+                f.write(chunk)
+        os.replace(tmp, path)
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"cannot save {', '.join(refs)}: {exc.explanation}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def builder_for(engine: Engine, matrix: Matrix, *, log: Log | None = None, refresh_base: bool = False) -> ImageBuilder:
     log = log or _stderr
-    base = ensure_base(engine, matrix.images, log=log)
+    base = ensure_base(engine, matrix.images, log=log, refresh=refresh_base)
     return ImageBuilder(engine, matrix, base=base, ca_bundle=ca_bundle_from_env(), log=log)
 
 

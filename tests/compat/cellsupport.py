@@ -58,5 +58,5 @@ def image(python: str, group: str = "base") -> str:
     from compat.matrix import Cell
     from compat.runners.images import ensure_images
 
-    tags = ensure_images(fixture_matrix(), [Cell(python, group, "trio", "fd")], engine=_engine())
-    return tags[(python, group)]
+    ensured = ensure_images(fixture_matrix(), [Cell(python, group, "trio", "fd")], engine=_engine())
+    return ensured.tags[(python, group)]

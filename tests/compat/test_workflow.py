@@ -46,7 +46,11 @@ def test_generator_is_deterministic_and_follows_the_matrix(write_matrix):
     matrix = load(MATRIX)
     assert workflow.render(matrix) == workflow.render(load(MATRIX))
     longer = load(write_matrix("[timeouts]\nper-cell = 3000\n"))
-    assert "timeout-minutes: 70\n" in workflow.render(longer)
+    # 54 cells in at most 20 jobs of one image each: 3 cells of 50 minutes, plus setup.
+    assert f"timeout-minutes: {workflow.SETUP_MINUTES + 150}\n" in workflow.render(longer)
+    nightly = load(write_matrix('[ci]\nschedule = ""\npush-branches = ["trunk"]\n'))
+    data = YAML(typ="safe").load(workflow.render(nightly))
+    assert "schedule" not in data["on"] and data["on"]["push"] == {"branches": ["trunk"]}
 
 
 @pytest.mark.parametrize("schema", ["vendor.github-workflows", "custom.github-workflows-require-timeout"])
@@ -135,9 +139,15 @@ def test_least_privilege():
     data = YAML(typ="safe").load(COMMITTED.read_text())
     assert data["permissions"] == {"contents": "read"}
     writers = {name for name, job in data["jobs"].items() if "permissions" in job}
-    assert writers == {"report"}
-    assert data["jobs"]["report"]["permissions"] == {"contents": "write"}
-    for job in data["jobs"].values():
+    assert writers == {"pages"}  # nothing pushes to a branch; only the deploy job may write, to Pages
+    assert data["jobs"]["pages"]["permissions"] == {"pages": "write", "id-token": "write"}
+    assert data["jobs"]["pages"]["steps"] == [
+        {"id": "deploy", "uses": workflow.DEPLOY_PAGES.repo + "@" + workflow.DEPLOY_PAGES.sha}
+    ]
+    assert "git push" not in COMMITTED.read_text()
+    for name, job in data["jobs"].items():
+        if name == "pages":
+            continue
         checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
         assert checkout["with"]["persist-credentials"] is False
 
@@ -146,25 +156,49 @@ def test_cells_run_the_developers_nox_sessions_and_upload_per_cell():
     data = YAML(typ="safe").load(COMMITTED.read_text())
     cell = data["jobs"]["cell"]
     assert cell["strategy"]["matrix"]["include"] == "${{ fromJSON(needs.plan.outputs.jobs) }}"
-    assert cell["timeout-minutes"] == workflow.SETUP_MINUTES + 10  # per-cell = 600 s
+    assert cell["timeout-minutes"] == workflow.SETUP_MINUTES + 30  # 3 cells a job, per-cell = 600 s
     steps = {s.get("name"): s for s in cell["steps"]}
     assert 'uv run nox -s "${sessions[@]}"' in steps["nox"]["run"]
+    assert steps["Download its image"]["with"]["name"] == "image-${{ matrix.images }}"
     upload = steps["Upload raw results"]
     assert upload["if"] == "${{ !cancelled() }}"
-    assert upload["with"]["name"] == "raw-${{ matrix.name }}"
+    assert upload["with"]["name"] == "raw-${{ matrix.name }}-${{ github.run_attempt }}"  # a re-run adds, never collides
     report = {s.get("name"): s for s in data["jobs"]["report"]["steps"]}
-    assert report["Download raw results"]["with"]["pattern"] == "raw-*"
+    assert report["Download raw results"]["with"] == {"pattern": "raw-*", "path": workflow.ARTIFACTS}
+    assert "uv run compat merge" in report["Merge the newest attempt of each cell"]["run"]
     assert "uv run compat report" in report["compat report"]["run"]
     assert '--summary "$GITHUB_STEP_SUMMARY"' in report["compat report"]["run"]
+    assert data["env"]["COMPAT_RUN_ID"] == "${{ github.run_id }}"  # one run id across attempts
+    assert "main" not in json.dumps(data["on"]) and data["on"]["schedule"] == [{"cron": "17 3 * * *"}]
+    assert data["on"]["workflow_dispatch"]["inputs"]["cells"]["default"] == ""
 
 
-def test_large_matrices_share_jobs_within_githubs_limit():
+def test_images_are_built_once_per_kind_and_cached_by_their_own_tags():
+    data = YAML(typ="safe").load(COMMITTED.read_text())
+    images = data["jobs"]["images"]
+    assert images["strategy"]["matrix"]["include"] == "${{ fromJSON(needs.plan.outputs.images) }}"
+    steps = {s.get("name"): s for s in images["steps"]}
+    restore = steps["Restore the newest image of this kind"]["with"]
+    assert restore["restore-keys"] == "images-${{ matrix.name }}-"
+    build = steps["compat images (built only when its inputs changed)"]["run"]
+    assert "--pull" in build and "--github-output" in build
+    save = steps["Save the rebuilt image"]
+    assert save["if"] == "${{ steps.build.outputs.built == 'true' }}"
+    assert save["with"]["key"] == "images-${{ matrix.name }}-${{ steps.build.outputs.key }}"
+    assert data["jobs"]["cell"]["needs"] == ["plan", "images"]
+
+
+def test_large_matrices_share_jobs_of_one_image_within_the_bound():
     matrix = load(MATRIX)
-    cells = plan.plan(matrix, matrix.cells()).cells
-    assert len(plan.jobs(cells)) == len(cells)  # 54 cells: one job each
-    jobs = plan.jobs(cells, max_jobs=4)
-    assert [len(j.cells) for j in jobs] == [14, 14, 14, 12]
-    assert [c for j in jobs for c in j.cells] == [c.id for c in cells]
-    assert len({j.name for j in jobs}) == len(jobs)
-    assert jobs[0].name == f"{cells[0].id}+13"
-    assert jobs[0].sessions.split() == [c.session for c in cells[:14]]
+    cells = [c for c in plan.plan(matrix, matrix.cells()).cells if not c.na]
+    assert len(cells) == 45 and len(plan.jobs(cells, max_jobs=256)) == 45  # one job each when it fits
+    for bound in (4, 6, 20):
+        jobs = plan.jobs(cells, max_jobs=bound)
+        assert len(jobs) <= max(bound, 6)  # six images: at least one job each
+        assert sorted(c for j in jobs for c in j.cells) == sorted(c.id for c in cells)
+        assert len({j.name for j in jobs}) == len(jobs)
+        for j in jobs:
+            assert {f"py{c.python}-{c.group}" for c in cells if c.id in j.cells} == {j.images}
+    jobs = plan.jobs(cells, max_jobs=20)
+    assert [len(j.cells) for j in jobs] == [3] * 15
+    assert jobs[0].name == f"{jobs[0].cells[0]}+2"
