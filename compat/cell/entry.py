@@ -236,6 +236,47 @@ def exec_in_cell(spec: dict[str, Any], shell: bool) -> NoReturn:
     os.execvpe(argv[0], argv, env)
 
 
+TREE_WAIT_S = 1.5
+
+
+def forensics(out: Path, session: int | None = None) -> dict[str, Any]:
+    """At a timeout, before the kill: task trees (SIGUSR2 to whoever handles it), then the hang's class.
+
+    Bounded: the trees get ``TREE_WAIT_S``, the investigation its own probe bound.
+    """
+    from . import forensics as F
+
+    mine = {os.getpid(), os.getppid(), 1}
+    procs = [p for p in processes(exclude=mine, session=session) if p.state != "Z" and P.ENTRY_MODULE not in p.cmdline]
+    asked = []
+    for proc in procs:
+        if proc.catches(signal.SIGUSR2):
+            try:
+                os.kill(proc.pid, signal.SIGUSR2)
+                asked.append(proc.pid)
+            except OSError:
+                continue
+    deadline = time.monotonic() + TREE_WAIT_S
+    answered: set[int] = set()
+    while time.monotonic() < deadline and len(answered) < len(asked):
+        time.sleep(0.05)
+        answered = {pid for pid in asked if any((out / P.DUMPS).glob(f"*-{pid}.txt")) and _has_tree(out, pid)}
+    report = F.investigate([p.pid for p in procs], output=out / P.OUTPUT)
+    report["task_trees"] = {"asked": asked, "answered": sorted(answered)}
+    (out / P.FORENSICS).write_text(json.dumps(report, indent=1))
+    return {"class": report["class"].get("class"), "seconds": report["seconds"]}
+
+
+def _has_tree(out: Path, pid: int) -> bool:
+    for path in (out / P.DUMPS).glob(f"*-{pid}.txt"):
+        try:
+            if "--- trio task tree ---" in path.read_text(errors="replace"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def main(argv: list[str]) -> int:
     match argv:
         case ["run", spec]:
@@ -250,8 +291,15 @@ def main(argv: list[str]) -> int:
         case ["dump", session] if session.isdigit():
             print(json.dumps(dump_stacks(int(session))), flush=True)
             return 0
+        case ["forensics", out]:
+            print(json.dumps(forensics(Path(out))), flush=True)
+            return 0
+        case ["forensics", out, session] if session.isdigit():
+            print(json.dumps(forensics(Path(out), int(session))), flush=True)
+            return 0
         case _:
-            print(f"usage: python -m {P.ENTRY_MODULE} run|exec|shell SPEC_JSON | dump [SESSION_ID]", file=sys.stderr)
+            usage = "run|exec|shell SPEC_JSON | dump [SESSION_ID] | forensics OUT_DIR [SESSION_ID]"
+            print(f"usage: python -m {P.ENTRY_MODULE} {usage}", file=sys.stderr)
             return 2
 
 

@@ -29,6 +29,7 @@ from typing import IO, Any
 import pytest
 
 from . import protocol as P
+from . import tasktree
 
 MESSAGE_TAIL = 4096
 CRASH_LIMIT = 1000
@@ -135,6 +136,7 @@ class CellPlugin:
         if self.dump_dir and hasattr(signal, "SIGUSR1"):
             # trylast: a target plugin (backends') registering its own file wins.
             faulthandler.register(signal.SIGUSR1, file=self._open_dump("pytest"), all_threads=True)
+            tasktree.install(Path(self.dump_dir) / f"pytest{P.TASKS_SUFFIX}-{os.getpid()}.txt")
         self.events.emit(
             "session",
             t=time.time(),

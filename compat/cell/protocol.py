@@ -18,6 +18,8 @@ CENSUS = "census.json"
 DUMPS = "dumps"
 META = "meta.json"
 SIGNALS = "signals.json"  # who was asked for a stack dump at a timeout, and who could not be
+FORENSICS = "forensics.json"  # what kind of hang a timed-out cell was in (compat.cell.forensics)
+TASKS_SUFFIX = "-tasks"  # dumps/<title>-tasks-<pid>.txt: a process's trio task tree
 
 # Environment the entry gives pytest (and the plugin reads).
 ENV_EVENTS = "COMPAT_EVENTS_FILE"

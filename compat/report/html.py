@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from importlib.resources import files
 from typing import Any
 
-from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger, LedgerResult, LedgerTest
+from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger, LedgerCell, LedgerResult, LedgerTest
 from .findings import (
     Finding,
     expected_failures,
@@ -216,7 +216,7 @@ def problems_html(ledger: Ledger, known: KnownIssues, history: History | None, m
         for c in bad:
             reason = f": {_linked(c.reason, known)}" if c.reason else ""
             glyph = CELL_GLYPH[c.status]
-            yield f'<li class="c-{c.status}">{glyph} <code>{esc(c.id)}</code> <b>{c.status}</b>{reason}</li>'
+            yield f'<li class="c-{c.status}">{glyph} <code>{esc(c.id)}</code> <b>{c.status}</b>{reason}{_hang(c)}</li>'
         yield "</ul>"
     if leaks:
         yield '<p>Leaks (whatever else the cell did):</p><ul id="leaks">'
@@ -229,6 +229,21 @@ def problems_html(ledger: Ledger, known: KnownIssues, history: History | None, m
             )
         yield "</ul>"
     yield "</section>"
+
+
+def _hang(c: LedgerCell) -> str:
+    hang = c.hang
+    if hang is None:
+        return ""
+    parts = [f'<br><span class="hang" data-hang="{esc(hang.kind)}">hang: <b>{esc(hang.kind)}</b> — {esc(hang.detail)}']
+    if hang.child:
+        parts.append(f"<br>its child: {esc(hang.child)}")
+    parts += [f"<br>stuck: <code>{esc(task)}</code>" for task in hang.stuck[:3]]
+    parts.append("</span>")
+    if hang.dumps:
+        links = " ".join(f'<a href="raw/{esc(c.id)}/dumps/{esc(name)}">{esc(name)}</a>' for name in hang.dumps)
+        parts.append(f"<details><summary>dumps ({len(hang.dumps)})</summary>{links}</details>")
+    return "".join(parts)
 
 
 def expected_html(ledger: Ledger, known: KnownIssues) -> Iterator[str]:

@@ -12,7 +12,7 @@ import html
 import re
 from collections.abc import Iterator
 
-from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger
+from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger, LedgerCell
 from .findings import (
     Finding,
     Overview,
@@ -152,6 +152,7 @@ def problem_lines(ledger: Ledger, known: KnownIssues, history: History | None, m
             yield f"- {CELL_SYMBOL[c.status]} {md_code(c.id)} **{c.status}**" + (
                 f": {linked(c.reason, known)}" if c.reason else ""
             )
+            yield from hang_lines(c)
     if leaks:
         yield ""
         yield "Leaks (whatever else the cell did):"
@@ -160,6 +161,20 @@ def problem_lines(ledger: Ledger, known: KnownIssues, history: History | None, m
             detail = "; ".join(c.leaks.details[:3])
             yield f"- {LEAK_SYMBOL} {md_code(c.id)}: {leak_summary(c)}" + (f" — {md_text(detail)}" if detail else "")
     yield ""
+
+
+def hang_lines(c: LedgerCell) -> Iterator[str]:
+    """A timed-out cell's hang class, what it was stuck on, and where the full dumps are."""
+    hang = c.hang
+    if hang is None:
+        return
+    yield f"  <br>hang: **{hang.kind}** — {md_text(hang.detail)}"
+    if hang.child:
+        yield f"  <br>its child: {md_text(hang.child)}"
+    for task in hang.stuck[:3]:
+        yield f"  <br>stuck: {md_code(task)}"
+    if hang.dumps:
+        yield f"  <br>dumps: `raw/{c.id}/dumps/` ({len(hang.dumps)} file(s)) and `raw/{c.id}/forensics.json`"
 
 
 def diff_lines(diff: Diff | None, limit: int = DIFF_ITEMS) -> Iterator[str]:

@@ -18,7 +18,7 @@ from typing import Literal
 import msgspec
 
 from ..matrix import AXES
-from .raw import FAILING, CellResult, CellStatus, Leaks, TestResult, TestStatus
+from .raw import FAILING, CellResult, CellStatus, Hang, Leaks, TestResult, TestStatus
 
 # 2: schema_version always written, "n/a" test results, partial runs, not-run counts in the diff.
 SCHEMA_VERSION = 2
@@ -63,6 +63,8 @@ class LedgerCell(_Base, frozen=True, kw_only=True):
     notes: tuple[str, ...] = ()
     # The run whose result this is, when this run reused it (inputs unchanged).
     cached_from: str | None = None
+    # A timed-out cell's hang class and where it was stuck.
+    hang: Hang | None = None
 
 
 # A test result as the ledger records it: a skip that only says the test
@@ -212,6 +214,7 @@ def ledger_cell(cell: CellResult) -> LedgerCell:
         source=cell.source,
         notes=cell.notes,
         cached_from=meta.cached_from if meta else None,
+        hang=cell.hang,
     )
 
 

@@ -9,6 +9,7 @@ test that could still be read is kept.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import xml.etree.ElementTree as ET
@@ -120,6 +121,17 @@ class Leaks(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         return self.processes + self.zombies + self.reaped + self.shm + self.sockets
 
 
+class Hang(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What kind of hang a timed-out cell was in (compat.cell.forensics), and where it was stuck."""
+
+    kind: str  # await-hang, sigint-starved, blocked-syscall, waiting-for-child, unknown
+    detail: str = ""
+    child: str = ""  # for waiting-for-child: the child's own class and detail
+    stuck: tuple[str, ...] = ()  # leaf trio tasks and the frame each awaits in
+    seconds: float | None = None  # how long the forensics step took
+    dumps: tuple[str, ...] = ()  # files under the cell's dumps/ directory
+
+
 class CellResult(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the report needs about one cell."""
 
@@ -138,6 +150,7 @@ class CellResult(msgspec.Struct, frozen=True, kw_only=True):
     notes: tuple[str, ...] = ()
     # The damage that makes the cell an error (also among the notes), if any.
     problem: str | None = None
+    hang: Hang | None = None
 
 
 # --------------------------------------------------------------------------
@@ -404,6 +417,55 @@ def parse_census(data: bytes) -> tuple[int, int, list[str]]:
     return len(live), census.zombies, cmdlines
 
 
+TREE_HEADER = "--- trio task tree ---"
+SYSTEM_TASKS = ("<init>", "<TrioToken.run_sync_soon task>", "trio.")
+
+
+def read_hang(cell_dir: Path) -> Hang | None:
+    """forensics.json and the task trees in dumps/, if the cell was investigated; never raises."""
+    try:
+        data = json.loads(read_raw(cell_dir / P.FORENSICS))
+        found = data["class"]
+        kind = str(found["class"])
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    child = found.get("child") if isinstance(found, dict) else None
+    trees = data.get("task_trees") or {}
+    silent = sorted(set(trees.get("asked", [])) - set(trees.get("answered", [])))
+    detail = str(found.get("detail", ""))
+    if silent:
+        # A Python handler that never ran: the process's main thread could not run Python.
+        detail += f"; no trio task tree came back from pid {', '.join(map(str, silent))}"
+    dumps = tuple(sorted(p.name for p in (cell_dir / P.DUMPS).glob("*.txt"))) if (cell_dir / P.DUMPS).is_dir() else ()
+    return Hang(
+        kind=kind,
+        detail=detail[:MESSAGE_LIMIT],
+        child=f"{child.get('class')}: {child.get('detail', '')}"[:MESSAGE_LIMIT] if isinstance(child, dict) else "",
+        stuck=stuck_tasks(cell_dir / P.DUMPS),
+        seconds=data.get("seconds"),
+        dumps=dumps,
+    )
+
+
+def stuck_tasks(dumps: Path, limit: int = 5) -> tuple[str, ...]:
+    """The leaf tasks of every trio task tree in ``dumps`` (what each one awaits), system tasks left out."""
+    found: list[str] = []
+    for path in sorted(dumps.glob("*.txt")) if dumps.is_dir() else []:
+        try:
+            text = read_raw(path).decode(errors="replace")
+        except OSError:
+            continue
+        for tree in text.split(TREE_HEADER)[1:]:
+            tasks = [line for line in tree.splitlines() if line.lstrip().startswith("task ")]
+            for i, line in enumerate(tasks):
+                depth = len(line) - len(line.lstrip())
+                has_child = i + 1 < len(tasks) and len(tasks[i + 1]) - len(tasks[i + 1].lstrip()) > depth
+                name = line.strip()[len("task ") :].strip("'\"")
+                if not has_child and not name.startswith(SYSTEM_TASKS):
+                    found.append(f"{path.name}: {line.strip()}")
+    return tuple(dict.fromkeys(found))[:limit]
+
+
 def read_leaks(cell_dir: Path) -> tuple[Leaks, str | None]:
     """Leaks found in a cell, and the damage that hid some of them."""
     fields: dict[str, int] = {}
@@ -554,6 +616,7 @@ def read_cell(cell_dir: Path) -> CellResult:
     return CellResult(
         cell=cell_id, **axes, extra=extra, status=status, reason=reason, meta=meta,
         tests=tests, leaks=leaks, source=found.source, notes=notes, problem=problem,
+        hang=read_hang(cell_dir) if status == "timeout" else None,
     )  # fmt: skip
 
 
@@ -583,8 +646,15 @@ def _mark_running(
     dumps = read_dumps(cell_dir) if timed_out else ""
     bound = meta.limits.timeout_s if meta is not None else None
     tests = dict(tests)
-    for nodeid in sorted(hung - tests.keys()):
-        if timed_out:
+    targets = hung - tests.keys()
+    if timed_out and meta is not None and meta.running:
+        # Its result, if any, came from the forensics step's SIGINT after the bound expired.
+        targets.add(meta.running)
+    interrupted = meta is not None and meta.reason.startswith("interrupted")
+    for nodeid in sorted(targets):
+        if interrupted:
+            tests[nodeid] = TestResult(status="not-run", reason="the run was interrupted while it ran")
+        elif timed_out:
             reason = (
                 f"still running when the cell's {bound:g} s bound expired"
                 if bound

@@ -30,6 +30,8 @@ from ..paths import ROOT
 from ..results.raw import CellLimits, CellMeta, CellOutcome, Events, parse_events, read_raw
 
 DUMP_WAIT_S = 3.0
+# The hang forensics step's hard bound (it needs about 5 s: trees, a CPU sample, one SIGINT probe).
+FORENSICS_BOUND_S = 20
 EXPIRY_GRACE_S = 60.0  # past the cell bound, before a cell gives up on its runner
 CTR_OUT, CTR_TARGET, CTR_PLUGIN = "/out", "/target", "/opt/compat/plugin"
 # The embedded target is not installed in images, so its plugin is loaded by name.
@@ -150,6 +152,8 @@ class CellRun:
     stdout: str = ""
     image: str | None = None
     failure: str = ""
+    # The test running when the bound expired, read before anything (forensics) disturbed the cell.
+    running: str | None = None
 
 
 def tagged(stdout: str) -> dict[str, dict[str, Any]]:
@@ -195,7 +199,7 @@ def classify(run: CellRun, matrix: Matrix) -> tuple[CellOutcome, str, str | None
     if run.interrupted:
         return "error", "interrupted (Ctrl-C or SIGTERM) before the cell finished", running_test(run.out)
     if run.timed_out:
-        running = running_test(run.out)
+        running = run.running or running_test(run.out)
         where = f" while {running} was running" if running else ""
         return "timeout", f"cell exceeded its {bound:g} s bound{where}", running
     if run.failure:

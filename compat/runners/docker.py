@@ -18,6 +18,7 @@ from .base import (
     CTR_OUT,
     CTR_PLUGIN,
     CTR_TARGET,
+    FORENSICS_BOUND_S,
     CellRun,
     collect_dumps,
     entry_spec,
@@ -25,6 +26,7 @@ from .base import (
     python_path,
     record,
     remove_orphan_stages,
+    running_test,
     stage_plugin,
     static_meta,
 )
@@ -118,7 +120,9 @@ class DockerRunner:
                     run.failure = f"killed: memory limit {self.matrix.limits.memory} reached"
                 return
         run.timed_out = True
+        run.running = running_test(run.out)
         ask_for_stacks(ctr, run.out)
+        investigate_hang(ctr)
         ctr.kill()
         run.exit_code = ctr.wait(10.0)
 
@@ -153,6 +157,11 @@ def cell_container(
         memory=limits.memory,
         cpus=limits.cpus,
     )
+
+
+def investigate_hang(ctr: CellContainer) -> None:
+    """The in-cell forensics step (forensics.json in the cell's out dir); coreutils' timeout bounds it."""
+    ctr.exec(["timeout", "-s", "KILL", str(FORENSICS_BOUND_S), "python", "-m", P.ENTRY_MODULE, "forensics", CTR_OUT])
 
 
 def ask_for_stacks(ctr: CellContainer, out: Path) -> list[int]:

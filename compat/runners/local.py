@@ -25,7 +25,18 @@ from ..cell import protocol as P
 from ..errors import CompatError
 from ..matrix import Cell, Matrix
 from ..results.raw import CellMeta
-from .base import CellRun, collect_dumps, entry_spec, prepare_out, python_path, record, stage_plugin, static_meta
+from .base import (
+    FORENSICS_BOUND_S,
+    CellRun,
+    collect_dumps,
+    entry_spec,
+    prepare_out,
+    python_path,
+    record,
+    running_test,
+    stage_plugin,
+    static_meta,
+)
 from .install import install_for
 
 VENV_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spawn-compat" / "venvs"
@@ -183,7 +194,9 @@ class LocalRunner:
                     run.interrupted = True
                     return
         run.timed_out = True
+        run.running = running_test(run.out)
         self._ask_for_stacks(venv, proc.pid, run.out)
+        self._investigate(venv, proc.pid, run.out)
         _kill_group(proc)
         run.exit_code = proc.wait()
 
@@ -195,6 +208,11 @@ class LocalRunner:
         except (OSError, subprocess.TimeoutExpired):
             return
         collect_dumps(proc.stdout, out)
+
+    def _investigate(self, venv: Path, session: int, out: Path) -> None:
+        command = [str(venv / "bin" / "python"), "-m", P.ENTRY_MODULE, "forensics", str(out.resolve()), str(session)]
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            subprocess.run(command, capture_output=True, env=self.env(), timeout=FORENSICS_BOUND_S, check=False)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -9,7 +9,9 @@ import pytest
 
 
 def pytest_addoption(parser):
-    parser.addoption("--fixture-backend", default="ok", choices=("ok", "hang", "missing"))
+    # The hang forensics cases (cases_forensics.py) each build one class of hang.
+    hangs = ("await", "starved", "pipe", "child", "blocked")
+    parser.addoption("--fixture-backend", default="ok", choices=("ok", "hang", "missing", *hangs))
 
 
 def pytest_configure(config):
