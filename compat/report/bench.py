@@ -162,9 +162,11 @@ def bench(tests: int = 100, repeat: int = 3) -> int:
                 matrix=matrix,
             )
             best = min(best, time.process_time() - start)
-        sizes = {p.name: p.stat().st_size for p in out.iterdir()}
+        sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
+        per_run = sizes.get("history.jsonl", 0) / repeat
     print(
         f"report for 54 cells x {tests} tests: {best:.3f} s CPU (best of {repeat}); "
         + ", ".join(f"{k} {v / 1024:.0f} KiB" for k, v in sorted(sizes.items()))
+        + f"; history: {per_run / 1024:.0f} KiB a run, {per_run * 100 / 1024 / 1024:.1f} MiB for 100 runs"
     )
     return 0

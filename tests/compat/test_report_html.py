@@ -259,3 +259,52 @@ def test_glyphs_need_no_emoji_font(page: Path) -> None:
     text = page.read_text()
     emoji = {ch for ch in text if ord(ch) >= 0x1F000 or ch == "\ufe0f"}
     assert emoji == set()
+
+
+# GitHub's Markdown column on a repository page, and its table styling.
+GITHUB_COLUMN_PX = 1012
+GITHUB_CSS = (
+    "body{margin:0}article{width:" + str(GITHUB_COLUMN_PX) + "px;font:16px/1.5 -apple-system,'Segoe UI',"
+    "Helvetica,Arial,sans-serif}"
+    "table{border-collapse:collapse;display:block;width:max-content;max-width:100%;overflow:auto}"
+    "td,th{padding:6px 13px;border:1px solid #d0d7de}code{font:85% ui-monospace,monospace}"
+)
+WIDEST = (
+    "<script>let w=0;for(const t of document.querySelectorAll('table'))w=Math.max(w,t.scrollWidth);"
+    "document.body.dataset.widest=w;</script></body>"
+)
+
+
+def widest_table_px(markdown: str, tmp_path: Path) -> int:
+    """The widest table of ``markdown`` as GitHub lays it out (markdown-it's GFM tables, GitHub's CSS)."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+    page = tmp_path / "md.html"
+    page.write_text(
+        f"<!doctype html><meta charset=utf-8><style>{GITHUB_CSS}</style><body><article>{body}</article>{WIDEST}"
+    )
+    dom = browse(page, "", f"--window-size={GITHUB_COLUMN_PX + 40},900")
+    m = re.search(r'data-widest="(\d+)"', dom)
+    assert m, "the measuring script did not run"
+    return int(m.group(1))
+
+
+def test_the_markdown_of_the_full_matrix_fits_githubs_column(tmp_path: Path) -> None:
+    import msgspec
+
+    from compat.matrix import AxesConfig, Matrix
+    from compat.report.bench import FULL_AXES, synthetic_matrix
+
+    synthetic_matrix(tmp_path / "raw", tests=100)
+    matrix = Matrix(axes=msgspec.convert(FULL_AXES, AxesConfig))
+    build_report(
+        tmp_path / "raw", tmp_path / "out", baseline=Path("/dev/null"), summary=None, publish=True,
+        fail_on_regression=False, matrix=matrix,
+    )  # fmt: skip
+    md = (tmp_path / "out" / "COMPATIBILITY.md").read_text()
+    assert len(md.encode()) < 30 * 1024
+    assert widest_table_px(md, tmp_path) <= GITHUB_COLUMN_PX
+    # The old layout (python x group x capture as columns) would not fit: the measurement can fail.
+    wide = "| backend | " + " | ".join(f"3.1{i % 2}<br>group{i}<br>fd" for i in range(18)) + " |\n|---|" + "---|" * 18
+    assert widest_table_px(wide + "\n| **trio** |" + " ✅ |" * 18 + "\n", tmp_path) > GITHUB_COLUMN_PX

@@ -139,3 +139,23 @@ def test_the_badge_counts_applicable_cells(tmp_path: Path) -> None:
 def test_node_ids_with_pipes_and_backticks_stay_one_code_span_in_one_cell(text: str, code: str) -> None:
     assert md_code(text) == code
     assert md_text("a | b *c* `d` <e>") == "a \\| b \\*c\\* \\`d\\` &lt;e&gt;"
+
+
+def test_a_hundred_runs_of_the_default_matrix_stay_under_five_megabytes(tmp_path: Path) -> None:
+    import msgspec
+
+    from compat.matrix import AxesConfig, Matrix
+    from compat.report.bench import FULL_AXES, synthetic_matrix
+    from compat.report.build import make_ledger
+    from compat.report.history import record
+    from compat.results.raw import read_cells
+
+    synthetic_matrix(tmp_path / "raw", tests=100)  # 54 cells x 100 tests, a failing/xfail/skip mix
+    matrix = Matrix(axes=msgspec.convert(FULL_AXES, AxesConfig))
+    ledger = make_ledger(read_cells(tmp_path / "raw"), tmp_path / "raw", matrix)
+    history = History([])
+    for i in range(100):
+        history = history.with_run(record(msgspec.structs.replace(ledger, run_id=f"run-{i}")))
+    history.write(tmp_path / "history.jsonl")
+    assert (tmp_path / "history.jsonl").stat().st_size < 5 * 1024 * 1024
+    assert len(History.read(tmp_path / "history.jsonl")[0].records) == 100
