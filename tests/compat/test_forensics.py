@@ -29,7 +29,7 @@ MATRIX = Matrix(
     axes=Axes(python=("3.14",), group=("base",), backend=HANGS, capture=("fd",)),
     target=Target(
         path=str(cellsupport.FIXTURE),
-        tests=("tests/cases_forensics.py",),
+        tests=("hangs/cases_forensics.py",),
         backend_option="--fixture-backend",
         backend_map={h: h for h in HANGS},
     ),
@@ -60,11 +60,11 @@ def test_an_await_on_a_channel_whose_peer_is_gone_is_an_await_hang_naming_the_ta
     assert hang is not None and hang.kind == "await-hang"
     # The task tree names the stuck task and the await it is parked on (in the test's code, not trio's).
     assert any(
-        "task 'orphan-waiter' awaiting " in s and "cases_forensics.py:" in s and "in orphan_waiter" in s
+        "task 'orphan-waiter' awaiting " in s and "hangs/cases_forensics.py:" in s and "in orphan_waiter" in s
         for s in hang.stuck
     ), hang.stuck
     # The test was running when the bound expired: the probe's KeyboardInterrupt does not make it "failed".
-    test = read_cell(raw / "py3.14-base-await-capfd").tests["tests/cases_forensics.py::test_hang"]
+    test = read_cell(raw / "py3.14-base-await-capfd").tests["hangs/cases_forensics.py::test_hang"]
     assert test.status == "timeout"
 
 
