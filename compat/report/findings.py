@@ -111,13 +111,27 @@ class Finding:
         return VERB.get(self.status, self.status)
 
 
+def ran(ledger: Ledger) -> list[LedgerCell]:
+    """The cells that ran tests: what a "where" is said against (n/a cells ran nothing)."""
+    return [c for c in ledger.cells if c.counts]
+
+
+def test_where(ledger: Ledger, test: LedgerTest, hits: Sequence[str], universe: Sequence[LedgerCell]) -> str:
+    """Where a test had a status, said against every cell that ran tests; a test that exists only in
+    some of them (another backend's parametrisation) and has it in all of those says so."""
+    cells = {c.id: c for c in universe}
+    text = where([cells[c] for c in hits if c in cells], universe, ledger.axes)
+    if set(hits) == set(test.results) and len(hits) < len(universe) and text != "every cell":
+        text += " (every cell that ran it)"
+    return text
+
+
 def _findings(
     ledger: Ledger, statuses: Sequence[str], keep: Sequence[str] | None = None, history: History | None = None
 ) -> list[Finding]:
-    cells = {c.id: c for c in ledger.cells}
+    universe = ran(ledger)
     found = []
     for test in ledger.tests:
-        universe = [cells[cid] for cid in test.results if cid in cells]
         for status in statuses:
             hits = [cid for cid, r in test.results.items() if r.status == status and (keep is None or _keep(r))]
             if not hits:
@@ -127,7 +141,7 @@ def _findings(
                     nodeid=test.nodeid,
                     status=status,
                     cells=tuple(hits),
-                    where=where((cells[c] for c in hits if c in cells), universe, ledger.axes),
+                    where=test_where(ledger, test, hits, universe),
                     reason=_common_reason(test, hits),
                     why=test.why,
                     history=history.describe(test.nodeid, hits) if history is not None else "",
@@ -190,7 +204,7 @@ def skips(ledger: Ledger, status: str = "skipped") -> list[Folded]:
         Folded(
             reason,
             len(hits),
-            where([cells[c] for c in dict.fromkeys(hits) if c in cells], list(ledger.cells), ledger.axes),
+            where([cells[c] for c in dict.fromkeys(hits) if c in cells], ran(ledger), ledger.axes),
         )
         for reason, hits in by_reason.items()
     ]

@@ -148,8 +148,8 @@ def test_markdown_leads_with_counts_then_a_grid_that_fits_then_the_problems(repo
     assert "⏱️" in row14 and "💧" in row14 and row14.count("💥") == 2
 
     problems = md.split("## Failing, timing out, flaky, leaking\n", 1)[1].split("\n## ", 1)[0]
-    assert "- ⏱️ `t.py::test_fd` **times out** in 3.14 · fd" in problems
-    assert "- ❌ `t.py::test_fd` **fails** in 3.13 · fd — AssertionError: wrong fd" in problems
+    assert "- ⏱️ `t.py::test_fd` **times out** in 3.14 · trio · fd" in problems
+    assert "- ❌ `t.py::test_fd` **fails** in 3.13 · trio · fd — AssertionError: wrong fd" in problems
     assert "repro: `uv run compat repro py3.13-base-trio-capfd t.py::test_fd`" in problems
     assert "t.py::test_pass" not in problems  # plainly passing everywhere
     assert "- 💧 `py3.14-base-trio-capsys`: 1 process(es)" in problems

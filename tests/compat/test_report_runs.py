@@ -159,3 +159,16 @@ def test_a_hundred_runs_of_the_default_matrix_stay_under_five_megabytes(tmp_path
     history.write(tmp_path / "history.jsonl")
     assert (tmp_path / "history.jsonl").stat().st_size < 5 * 1024 * 1024
     assert len(History.read(tmp_path / "history.jsonl")[0].records) == 100
+
+
+def test_where_is_said_against_the_cells_that_ran_and_names_a_test_that_fails_wherever_it_exists(
+    tmp_path: Path,
+) -> None:
+    raw, out = tmp_path / "raw", tmp_path / "reports"
+    for capture in ("fd", "sys"):
+        write_cell(raw, f"py3.14-base-trio-cap{capture}", results=[ok("t.py::test_a[trio]")])
+        failed = {"nodeid": "t.py::test_a[subint]", "outcome": "failed", "message": "E boom"}
+        write_cell(raw, f"py3.14-base-subint-cap{capture}", results=[failed])
+    report(raw, out, baseline=Path("/dev/null"), publish=True)
+    md = (out / "COMPATIBILITY.md").read_text()
+    assert "`t.py::test_a[subint]` **fails** in subint · every capture (every cell that ran it)" in md
