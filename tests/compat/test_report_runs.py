@@ -172,3 +172,18 @@ def test_where_is_said_against_the_cells_that_ran_and_names_a_test_that_fails_wh
     report(raw, out, baseline=Path("/dev/null"), publish=True)
     md = (out / "COMPATIBILITY.md").read_text()
     assert "`t.py::test_a[subint]` **fails** in subint · every capture (every cell that ran it)" in md
+
+
+def test_known_issue_references_become_links_however_they_are_written(tmp_path: Path) -> None:
+    from compat.report.view import KnownIssues
+
+    (tmp_path / "capture-fd-hang.md").write_text("# x\n")
+    known = KnownIssues(tmp_path, "../docs/known-issues/")
+    for text in (
+        "see capture-fd-hang",
+        "see known-issues/capture-fd-hang.md",
+        "see docs/known-issues/capture-fd-hang.md",
+    ):
+        linked = known.link(text, lambda t, href: f"[{t}]({href})", str)
+        assert "](../docs/known-issues/capture-fd-hang.md)" in linked, linked
+    assert known.link("see not-capture-fd-hang-x", lambda t, h: "LINK", str) == "see not-capture-fd-hang-x"
