@@ -15,6 +15,7 @@ import msgspec
 
 from ..errors import CompatError, RegressionFound, ReportError
 from ..matrix import Matrix, load
+from ..paths import shown
 from ..results import ledger as L
 from ..results.raw import CellResult, read_cells
 from ..results.why import apply_reruns, read_reruns, why_labels
@@ -68,7 +69,7 @@ def build_report(
         print(f"compat report: {history_problem}", file=sys.stderr)
     dest = out_dir / PARTIAL_DIR if partial and not publish else out_dir
     known = KnownIssues(*_known_issues(dest, known_issues))
-    matrix_file = _display_path(matrix.source) if matrix is not None and matrix.source else "matrix.toml"
+    matrix_file = shown(matrix.source, outside="name") if matrix is not None and matrix.source else "matrix.toml"
     write_outputs(ledger, dest, known, summary, history=history, matrix_file=matrix_file)
     if dest != out_dir:
         print(
@@ -88,17 +89,6 @@ def _regression(c: L.Change) -> str:
     what = f"{c.nodeid} in {c.cell}" if c.nodeid else f"cell {c.cell}"
     strict = " (strict xfail)" if c.kind == "strict-xpass" else ""
     return f"{what} {c.before or 'absent'} -> {c.after}{strict}"
-
-
-def _display_path(path: str) -> str:
-    """Relative to where the command runs when inside it: never a machine's absolute path in a report."""
-    p = Path(path)
-    if not p.is_absolute():
-        return path
-    try:
-        return os.path.relpath(p, Path.cwd()) if p.is_relative_to(Path.cwd()) else p.name
-    except ValueError:
-        return p.name
 
 
 def _read(raw_dir: Path) -> list[CellResult]:

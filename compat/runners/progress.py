@@ -27,6 +27,7 @@ from rich.text import Text
 
 from ..cell import protocol as P
 from ..matrix import Cell
+from ..paths import shown
 from ..results.raw import FAILING, CellMeta, CellResult, parse_events, read_cell, read_meta, read_raw
 
 STYLE = {
@@ -147,6 +148,7 @@ def print_summary(
 ) -> None:
     """The table at the end of a run, and what to do next (-v: every cell, not only those that are not ok)."""
     stream = stream or sys.stderr
+    matrix_file = shown(matrix_file) if matrix_file else ""
     compat = "uv run compat" + (f" --matrix {matrix_file}" if matrix_file and matrix_file != "matrix.toml" else "")
     bad = [d for d in done if d.result.status not in FINE]
     counts: dict[str, int] = {}
