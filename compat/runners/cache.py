@@ -25,7 +25,6 @@ from pathlib import Path, PurePosixPath
 
 import msgspec
 
-from ..cell import protocol as P
 from ..matrix import Cell, Matrix
 from ..results.raw import CellMeta, read_cell, read_meta
 from .base import CTR_OUT, entry_spec, write_meta
@@ -133,12 +132,16 @@ def remember(out: Path, meta: CellMeta, key: str) -> CellMeta:
     return keyed
 
 
+def hit(out: Path, key: str) -> bool:
+    """Whether ``reuse`` would reuse the cell's last result (nothing is written)."""
+    meta, _ = read_meta(out)
+    return meta is not None and meta.cache_key == key and final(out)
+
+
 def reuse(out: Path, key: str, run_id: str) -> CellMeta | None:
     """The cell's last result if it was made with ``key`` (and is final), marked as reused by ``run_id``."""
     meta, _ = read_meta(out)
-    if meta is None or meta.cache_key != key or not (out / P.META).is_file():
-        return None
-    if not final(out):
+    if meta is None or meta.cache_key != key or not final(out):
         return None
     reused = msgspec.structs.replace(meta, run_id=run_id, cached_from=meta.cached_from or meta.run_id)
     write_meta(out, reused)

@@ -283,9 +283,12 @@ class ProgressBoard:
 
 @contextlib.contextmanager
 def live_progress(
-    cells: Sequence[Cell], out_dir: Path, *, run_id: str, runner: str, jobs: int = 1
+    cells: Sequence[Cell], out_dir: Path, *, run_id: str, runner: str, jobs: int = 1, cached: Sequence[Cell] = ()
 ) -> Iterator[ProgressBoard]:
     board = ProgressBoard(cells, out_dir, run_id=run_id, runner=runner, jobs=jobs)
+    # Cells whose last result will be reused take no time: the estimate leaves them out.
+    for cell in cached:
+        board.expected[cell] = 0.0
     console = Console(stderr=True)
     with Live(board, console=console, refresh_per_second=4, transient=False):
         yield board

@@ -91,7 +91,8 @@ def _run(
         from .progress import PlainLog, live_progress, print_summary
 
         if progress and sys.stderr.isatty():
-            with live_progress(cells, out_dir, run_id=run_id, runner=chosen.kind, jobs=jobs) as board:
+            cached = [c for c, k in keys.items() if use_cache and cache.hit(out_dir / c.id, k)]
+            with live_progress(cells, out_dir, run_id=run_id, runner=chosen.kind, jobs=jobs, cached=cached) as board:
                 metas = _schedule(matrix, chosen, cells, plan, out_dir, jobs, board)
             print_summary(board.done, out_dir, matrix.source, verbosity=verbosity)
             return metas

@@ -103,3 +103,13 @@ def test_q_shows_only_what_is_not_ok_and_v_every_failure_with_the_output(tmp_pat
     assert sum(line.startswith("    FAILED") for line in verbose) == 12
     assert "    E   AssertionError: the real one" in verbose
     assert any(line.startswith(f"  ok          {IDS[1]}") for line in verbose_summary)
+
+
+def test_cells_that_will_be_reused_take_no_time_in_the_estimate(tmp_path: Path) -> None:
+    from compat.runners.progress import live_progress
+
+    for cid in IDS:
+        write_cell(tmp_path, cid, results=[{"nodeid": "t.py::test_a", "outcome": "passed"}])
+    cells = [cell_of(c) for c in IDS]
+    with live_progress(cells, tmp_path, run_id="r", runner="docker", jobs=1, cached=cells[:2]) as board:
+        assert board.eta(board.started) == 10.0  # only the third cell will run, 10 s last time
