@@ -14,6 +14,7 @@ import faulthandler
 import os
 import signal
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
 import trio
@@ -69,7 +70,7 @@ def task_tree() -> list[str]:
     out: list[str] = []
 
     def walk(task: trio.lowlevel.Task, depth: int) -> None:
-        frames = list(task.iter_await_frames())
+        frames = through_shims(list(task.iter_await_frames()))
         # The await as the code that wrote it sees it: the innermost frame outside trio's own.
         own = [f for f in frames if "/trio/" not in f[0].f_code.co_filename] or frames
         last = f" awaiting {own[-1][0].f_code.co_filename}:{own[-1][1]} in {own[-1][0].f_code.co_name}" if own else ""
@@ -83,6 +84,20 @@ def task_tree() -> list[str]:
 
     walk(root, 0)
     return out
+
+
+def through_shims(frames: list[tuple[FrameType, int]]) -> list[tuple[FrameType, int]]:
+    """Follow greenback's shim into the coroutine it drives (on another greenlet, out of trio's sight)."""
+    while frames and frames[-1][0].f_code.co_name == "_greenback_shim":
+        coro = frames[-1][0].f_locals.get("orig_coro")
+        inner = []
+        while coro is not None and (frame := getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)):
+            inner.append((frame, frame.f_lineno))
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if not inner:
+            break
+        frames = frames + inner
+    return frames
 
 
 def _install_task_tree(path: Path) -> None:

@@ -37,7 +37,7 @@ def lines() -> Iterator[str]:
 
 def _task(task: Any, depth: int) -> Iterator[str]:
     pad = "  " * depth
-    frames: list[tuple[FrameType, int]] = list(task.iter_await_frames())
+    frames: list[tuple[FrameType, int]] = _through_shims(list(task.iter_await_frames()))
     # The await as the code that wrote it sees it: the innermost frame outside trio's own.
     own = [f for f in frames if "/trio/" not in f[0].f_code.co_filename] or frames
     where = f" awaiting {_frame(*own[-1])}" if own else ""
@@ -48,6 +48,20 @@ def _task(task: Any, depth: int) -> Iterator[str]:
         yield f"{pad}  nursery:"
         for child in sorted(nursery.child_tasks, key=lambda t: t.name):
             yield from _task(child, depth + 2)
+
+
+def _through_shims(frames: list[tuple[FrameType, int]]) -> list[tuple[FrameType, int]]:
+    """Follow greenback's shim into the coroutine it drives (on another greenlet, out of trio's sight)."""
+    while frames and frames[-1][0].f_code.co_name == "_greenback_shim":
+        coro = frames[-1][0].f_locals.get("orig_coro")
+        inner = []
+        while coro is not None and (frame := getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)):
+            inner.append((frame, frame.f_lineno))
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        if not inner:
+            break
+        frames = frames + inner
+    return frames
 
 
 def _frame(frame: FrameType, lineno: int) -> str:

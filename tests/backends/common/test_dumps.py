@@ -23,22 +23,20 @@ import trio
 import backends
 
 
-async def parked():
+async def parked(ready):
+    open(ready, "w").close()  # the test asks for the tree only once this task is parked
     await trio.sleep_forever()
 
 
-async def main(backend):
+async def main(backend, ready):
     async with backends.open_nursery(backend=backend) as an:
         portal = await an.start_actor("parker")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(portal.run, parked)
-            await trio.sleep(0.5)
-            print("PID", portal.pid, flush=True)
-            await trio.sleep_forever()
+        print("PID", portal.pid, flush=True)
+        await portal.run(parked, ready)
 
 
 if __name__ == "__main__":
-    trio.run(main, sys.argv[1])
+    trio.run(main, *sys.argv[1:])
 """
 
 
@@ -48,18 +46,23 @@ def test_an_actor_writes_its_task_tree_on_sigusr2(spawn_backend: str, tmp_path: 
     script, dumps = tmp_path / "parker.py", tmp_path / "dumps"
     script.write_text(SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BACKENDS_DUMP_DIR": str(dumps)}
+    ready = tmp_path / "ready"
     root = subprocess.Popen(
-        [sys.executable, str(script), spawn_backend], stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path
-    )
+        [sys.executable, str(script), spawn_backend, str(ready)],
+        stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
     child = None
     try:
         assert root.stdout is not None
-        ready, _, _ = select.select([root.stdout], [], [], BOUND_S)
-        line = root.stdout.readline() if ready else ""
+        readable, _, _ = select.select([root.stdout], [], [], BOUND_S)
+        line = root.stdout.readline() if readable else ""
         assert line.startswith("PID "), f"no PID line within {BOUND_S:g} s: {line!r}"
         child = int(line.split()[1])
-        os.kill(child, signal.SIGUSR2)
         deadline = time.monotonic() + BOUND_S
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), f"the actor's task did not start within {BOUND_S:g} s"
+        os.kill(child, signal.SIGUSR2)
         text = ""
         while time.monotonic() < deadline and "parked" not in text:
             time.sleep(0.05)
