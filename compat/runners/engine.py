@@ -90,13 +90,16 @@ class Engine:
             raise EngineError(f"cannot inspect image {ref}: {_short(exc)}") from None
 
     def run_containers(self, run_id: str) -> list[Any]:
-        return list(self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}))
+        # ignore_removed: another run may remove its containers between the listing and their inspection.
+        filters = {"label": f"{RUN_LABEL}={run_id}"}
+        return list(self.client.containers.list(all=True, filters=filters, ignore_removed=True))
 
     def remove_orphans(self) -> list[str]:
         """Remove containers whose runner on this host is gone; return what was removed."""
         host = socket.gethostname()
         removed = []
-        for container in self.client.containers.list(all=True, filters={"label": RUNNER_LABEL}):
+        listed = self.client.containers.list(all=True, filters={"label": RUNNER_LABEL}, ignore_removed=True)
+        for container in listed:
             owner_host, _, pid = (container.labels.get(RUNNER_LABEL) or "").rpartition(":")
             if owner_host != host or not pid.isdigit() or _pid_alive(int(pid)):
                 continue

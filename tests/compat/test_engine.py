@@ -108,3 +108,32 @@ def test_the_engines_error_is_kept_whole():
     message = str(info.value)
     assert len(message) > 300 and image in message, message
     assert engine.run_containers("test-error") == []
+
+
+def test_a_container_removed_by_another_run_mid_listing_is_skipped(monkeypatch):
+    # Another run removes its container between our listing and our inspection of it: the
+    # interleaving is made real by removing it, on the engine, just before it is inspected.
+    engine = cellsupport.require_engine()
+    from compat.runners.engine import RUNNER_LABEL
+
+    other = engine.client.containers.create(
+        cellsupport.image("3.13"), ["true"], labels={RUN_LABEL: "test-vanishing", RUNNER_LABEL: "elsewhere:1"}
+    )
+    inspect = engine.client.api.inspect_container
+
+    def removed_first(container, *args, **kwargs):
+        if container == other.id:
+            engine.client.api.remove_container(other.id, force=True)
+        return inspect(container, *args, **kwargs)
+
+    monkeypatch.setattr(engine.client.api, "inspect_container", removed_first)
+    try:
+        assert engine.remove_orphans() == []
+    finally:
+        monkeypatch.undo()
+    other = engine.client.containers.create(cellsupport.image("3.13"), ["true"], labels={RUN_LABEL: "test-vanishing"})
+    monkeypatch.setattr(engine.client.api, "inspect_container", removed_first)
+    try:
+        assert engine.run_containers("test-vanishing") == []
+    finally:
+        monkeypatch.undo()
