@@ -217,7 +217,7 @@ class Doctor:
             return Check("leftover containers", True, "no engine", required=False)
         # Running ones may belong to a run in progress; stopped ones outlived theirs.
         left = self.engine.client.containers.list(
-            all=True, filters={"label": RUN_LABEL, "status": ["created", "exited", "dead"]}
+            all=True, filters={"label": RUN_LABEL, "status": ["created", "exited", "dead"]}, ignore_removed=True
         )
         if not left:
             return Check("leftover containers", True, "none", required=False)

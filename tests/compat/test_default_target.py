@@ -98,6 +98,6 @@ def test_nothing_of_ours_is_left_running(raw):
     import docker
 
     client = docker.from_env()
-    leftovers = client.containers.list(all=True, filters={"label": f"spawn-compat.run={RUN_ID}"})
+    leftovers = client.containers.list(all=True, filters={"label": f"spawn-compat.run={RUN_ID}"}, ignore_removed=True)
     assert leftovers == [], [c.name for c in leftovers]
     assert not [n for n in os.listdir("/dev/shm") if n.startswith("backends-")]

@@ -45,7 +45,7 @@ def test_cell_container_is_hardened_labelled_and_removed():
     assert "docker-init" in out[2]
     assert "ro-root" in out and "tmp-ok" in out and "64" in out
     assert out[-1] == "1"  # NoNewPrivs
-    assert all(c.id != cid for c in engine.client.containers.list(all=True))
+    assert all(c.id != cid for c in engine.client.containers.list(all=True, ignore_removed=True))
 
 
 def test_run_scope_removes_the_runs_containers_even_on_error():

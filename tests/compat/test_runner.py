@@ -227,7 +227,12 @@ def test_the_next_run_removes_what_a_killed_runner_left(engine, tmp_path, capfd)
     stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{dead.pid}-"))
     try:
         DockerRunner(cellsupport.fixture_matrix(), "next-run", ()).close()
-        left = {c.id for c in engine.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}=killed-run"})}
+        left = {
+            c.id
+            for c in engine.client.containers.list(
+                all=True, filters={"label": f"{RUN_LABEL}=killed-run"}, ignore_removed=True
+            )
+        }
         assert left == {alive.id}  # a live runner's container is not ours to take
         assert not stage.exists()
         err = capfd.readouterr().err
