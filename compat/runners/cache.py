@@ -97,18 +97,28 @@ def target_digest(matrix: Matrix, out_dir: Path) -> str:
     return tree_digest(matrix.target_dir, ignore=matrix.target.cache_ignore, skip=skip)
 
 
+def run_inputs(matrix: Matrix, out_dir: Path) -> dict[str, str]:
+    """What every cell of a run shares in its key: the target's files and the in-cell package (hashed once)."""
+    return {"target": target_digest(matrix, out_dir), "cell_package": tree_digest(CELL_PACKAGE)}
+
+
 def cell_key(
-    matrix: Matrix, cell: Cell, *, runner: str, environment: str, target: str, pytest_args: Sequence[str]
+    matrix: Matrix,
+    cell: Cell,
+    *,
+    runner: str,
+    environment: str,
+    shared: dict[str, str],
+    pytest_args: Sequence[str],
 ) -> str:
-    """Everything that determines the cell's result, hashed."""
+    """Everything that determines the cell's result, hashed (``shared``: ``run_inputs``)."""
     spec = json.loads(entry_spec(matrix, cell, out=CTR_OUT, cwd="/target", extra=pytest_args, fresh_dirs=True))
     parts = {
         "format": FORMAT,
         "cell": cell.id,
         "runner": runner,
         "environment": environment,
-        "target": target,
-        "cell_package": tree_digest(CELL_PACKAGE),
+        **shared,
         "spec": spec,
         "limits": msgspec.to_builtins(matrix.limits),
         "import_paths": matrix.target.import_paths,
@@ -123,26 +133,14 @@ def final(out: Path) -> bool:
     return result.status in CACHEABLE_STATUSES and result.problem is None
 
 
-def remember(out: Path, meta: CellMeta, key: str) -> CellMeta:
-    """Store ``key`` in the cell's meta when its result is final; otherwise leave it unkeyed."""
-    if not final(out):
-        return meta
-    keyed = msgspec.structs.replace(meta, cache_key=key)
-    write_meta(out, keyed)
-    return keyed
-
-
-def hit(out: Path, key: str) -> bool:
-    """Whether ``reuse`` would reuse the cell's last result (nothing is written)."""
+def lookup(out: Path, key: str) -> CellMeta | None:
+    """The cell's last result if it was made with ``key`` and is final; nothing is written."""
     meta, _ = read_meta(out)
-    return meta is not None and meta.cache_key == key and final(out)
+    return meta if meta is not None and meta.cache_key == key and final(out) else None
 
 
-def reuse(out: Path, key: str, run_id: str) -> CellMeta | None:
-    """The cell's last result if it was made with ``key`` (and is final), marked as reused by ``run_id``."""
-    meta, _ = read_meta(out)
-    if meta is None or meta.cache_key != key or not final(out):
-        return None
+def reuse(out: Path, meta: CellMeta, run_id: str) -> CellMeta:
+    """Mark a looked-up result as this run's, reused from the run that made it."""
     reused = msgspec.structs.replace(meta, run_id=run_id, cached_from=meta.cached_from or meta.run_id)
     write_meta(out, reused)
     return reused

@@ -87,12 +87,14 @@ def _run(
         decided = not_applicable(matrix, cells)
         chosen.prepare([c for c in cells if c not in decided])
         keys = cache_keys(matrix, chosen, [c for c in cells if c not in decided], out_dir, pytest_args)
-        plan = Plan(decided=decided, keys=keys, use_cache=use_cache, selection=selection)
+        hits = {c: m for c, k in keys.items() if use_cache and (m := cache.lookup(out_dir / c.id, k)) is not None}
+        plan = Plan(decided=decided, keys=keys, hits=hits, selection=selection)
         from .progress import PlainLog, live_progress, print_summary
 
         if progress and sys.stderr.isatty():
-            cached = [c for c, k in keys.items() if use_cache and cache.hit(out_dir / c.id, k)]
-            with live_progress(cells, out_dir, run_id=run_id, runner=chosen.kind, jobs=jobs, cached=cached) as board:
+            with live_progress(
+                cells, out_dir, run_id=run_id, runner=chosen.kind, jobs=jobs, cached=list(hits)
+            ) as board:
                 metas = _schedule(matrix, chosen, cells, plan, out_dir, jobs, board)
             print_summary(board.done, out_dir, matrix.source, verbosity=verbosity)
             return metas
@@ -138,11 +140,11 @@ def record_not_applicable(matrix: Matrix, cell: Cell, reason: str, run_id: str, 
 
 @dataclass(frozen=True)
 class Plan:
-    """What is known about the cells before any runs: n/a ones, and each runnable one's cache key."""
+    """What is known about the cells before any runs: n/a ones, each runnable one's cache key, the cached ones."""
 
     decided: dict[Cell, str]
     keys: dict[Cell, str]
-    use_cache: bool
+    hits: dict[Cell, CellMeta]
     selection: tuple[str, ...] = ()
 
 
@@ -152,13 +154,18 @@ def cache_keys(
     """Each cell's cache key; a cell whose environment could not be made has none (it never hits)."""
     if not cells:
         return {}
-    target = cache.target_digest(matrix, out_dir)
+    shared = cache.run_inputs(matrix, out_dir)
+    # One environment per (python, group): every cell of it runs in the same image or venv.
+    environments: dict[tuple[str, str], str | None] = {}
     keys = {}
     for cell in cells:
-        environment = runner.environment(cell)
+        pair = (cell.python, cell.group)
+        if pair not in environments:
+            environments[pair] = runner.environment(cell)
+        environment = environments[pair]
         if environment is not None:
             keys[cell] = cache.cell_key(
-                matrix, cell, runner=runner.kind, environment=environment, target=target, pytest_args=pytest_args
+                matrix, cell, runner=runner.kind, environment=environment, shared=shared, pytest_args=pytest_args
             )
     return keys
 
@@ -180,21 +187,23 @@ def _schedule(
         if stop.is_set():
             return
         out = out_dir / cell.id
-        key = plan.keys.get(cell)
-        hit = cache.reuse(out, key, runner.run_id) if key and plan.use_cache else None
+        hit = plan.hits.get(cell)
         if observe and hit is None:
             observe("start", cell, None)
         if cell in decided:
             meta = record_not_applicable(matrix, cell, decided[cell], runner.run_id, runner.kind, out)
         elif hit is not None:
-            meta = hit
+            meta = cache.reuse(out, hit, runner.run_id)
         else:
             meta = runner.run_cell(cell, out, stop)
-            if plan.selection:
-                meta = msgspec.structs.replace(meta, selection=plan.selection)
+            key = plan.keys.get(cell)
+            # Only a final result gets its key: nothing else is ever reused.
+            extra: dict[str, object] = {"selection": plan.selection} if plan.selection else {}
+            if key and cache.final(out):
+                extra["cache_key"] = key
+            if extra:
+                meta = msgspec.structs.replace(meta, **extra)
                 write_meta(out, meta)
-            if key:
-                meta = cache.remember(out, meta, key)
         results[cell] = meta
         if observe:
             observe("done", cell, meta)
