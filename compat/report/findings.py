@@ -233,19 +233,3 @@ def problem_cells(ledger: Ledger) -> list[LedgerCell]:
 def leaky_cells(ledger: Ledger) -> list[LedgerCell]:
     """Every cell that leaked, whatever its status says first (a failing cell can leak too)."""
     return [c for c in ledger.cells if c.leaks.total]
-
-
-def leak_summary(cell: LedgerCell) -> str:
-    lk = cell.leaks
-    parts = [
-        f"{n} {word}"
-        for n, word in (
-            (lk.processes, "process(es)"),
-            (lk.zombies, "zombie(s)"),
-            (lk.reaped, "reaped"),
-            (lk.shm, "shm segment(s)"),
-            (lk.sockets, "socket file(s)"),
-        )
-        if n
-    ]
-    return ", ".join(parts)

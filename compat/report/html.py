@@ -19,7 +19,6 @@ from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger, LedgerCell, 
 from .findings import (
     Finding,
     expected_failures,
-    leak_summary,
     leaky_cells,
     na_cells,
     overview,
@@ -223,7 +222,7 @@ def problems_html(ledger: Ledger, known: KnownIssues, history: History | None, m
         for c in leaks:
             detail = "; ".join(c.leaks.details[:3])
             yield (
-                f'<li class="c-leaked">{LEAK_GLYPH} <code>{esc(c.id)}</code>: {esc(leak_summary(c))}'
+                f'<li class="c-leaked">{LEAK_GLYPH} <code>{esc(c.id)}</code>: {esc(c.leaks.summary())}'
                 + (f" — {esc(detail)}" if detail else "")
                 + "</li>"
             )

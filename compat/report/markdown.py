@@ -17,7 +17,6 @@ from .findings import (
     Finding,
     Overview,
     expected_failures,
-    leak_summary,
     leaky_cells,
     na_cells,
     overview,
@@ -159,7 +158,7 @@ def problem_lines(ledger: Ledger, known: KnownIssues, history: History | None, m
         yield ""
         for c in leaks:
             detail = "; ".join(c.leaks.details[:3])
-            yield f"- {LEAK_SYMBOL} {md_code(c.id)}: {leak_summary(c)}" + (f" — {md_text(detail)}" if detail else "")
+            yield f"- {LEAK_SYMBOL} {md_code(c.id)}: {c.leaks.summary()}" + (f" — {md_text(detail)}" if detail else "")
     yield ""
 
 

@@ -120,6 +120,17 @@ class Leaks(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     def total(self) -> int:
         return self.processes + self.zombies + self.reaped + self.shm + self.sockets
 
+    def summary(self) -> str:
+        """``1 process(es) alive after the reaper, 2 shm segment(s)``: what leaked, the counts that are not 0."""
+        parts = [
+            (self.processes, "process(es) alive after the reaper"),
+            (self.zombies, "zombie(s)"),
+            (self.reaped, "process(es) reaped"),
+            (self.shm, "shm segment(s)"),
+            (self.sockets, "socket file(s)"),
+        ]
+        return ", ".join(f"{n} {what}" for n, what in parts if n)
+
 
 class Hang(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What kind of hang a timed-out cell was in (compat.cell.forensics), and where it was stuck."""
@@ -710,18 +721,7 @@ def _timeout_reason(meta: CellMeta) -> str:
 
 
 def _leak_reason(leaks: Leaks) -> str:
-    parts = [
-        f"{n} {what}"
-        for n, what in (
-            (leaks.processes, "process(es) alive after the reaper"),
-            (leaks.zombies, "zombie(s)"),
-            (leaks.reaped, "process(es) reaped"),
-            (leaks.shm, "shm segment(s)"),
-            (leaks.sockets, "socket file(s)"),
-        )
-        if n
-    ]
-    return "leaked: " + ", ".join(parts)
+    return "leaked: " + leaks.summary()
 
 
 def cell_dirs(raw_dir: Path) -> list[Path]:
