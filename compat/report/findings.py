@@ -6,7 +6,7 @@ disagree about what is a problem, what is n/a and where a test fails.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..matrix import AXES
@@ -127,13 +127,16 @@ def test_where(ledger: Ledger, test: LedgerTest, hits: Sequence[str], universe: 
 
 
 def _findings(
-    ledger: Ledger, statuses: Sequence[str], keep: Sequence[str] | None = None, history: History | None = None
+    ledger: Ledger,
+    statuses: Sequence[str],
+    include: Callable[[LedgerResult], bool],
+    history: History | None = None,
 ) -> list[Finding]:
     universe = ran(ledger)
     found = []
     for test in ledger.tests:
         for status in statuses:
-            hits = [cid for cid, r in test.results.items() if r.status == status and (keep is None or _keep(r))]
+            hits = [cid for cid, r in test.results.items() if r.status == status and include(r)]
             if not hits:
                 continue
             found.append(
@@ -150,28 +153,17 @@ def _findings(
     return found
 
 
-def _keep(r: LedgerResult) -> bool:
-    return r.status != "xpassed" or bool(r.strict)
-
-
 def problems(ledger: Ledger, history: History | None = None) -> list[Finding]:
     """Tests that fail, error, time out, are flaky or strictly xpass, worst first."""
-    found = _findings(ledger, PROBLEM_TESTS, keep=PROBLEM_TESTS, history=history)
+    found = _findings(ledger, PROBLEM_TESTS, is_problem, history)
     order = {s: i for i, s in enumerate(PROBLEM_TESTS)}
     return sorted(found, key=lambda f: (order[f.status], f.nodeid))
 
 
 def expected_failures(ledger: Ledger) -> list[Finding]:
     """xfails, and xpasses that are not strict (those are problems)."""
-    found = _findings(ledger, ("xfailed",)) + [
-        f for f in _findings(ledger, ("xpassed",)) if not any(_strict(ledger, f.nodeid, c) for c in f.cells)
-    ]
+    found = _findings(ledger, ("xfailed", "xpassed"), lambda r: not is_problem(r))
     return sorted(found, key=lambda f: (f.nodeid, f.status))
-
-
-def _strict(ledger: Ledger, nodeid: str, cell: str) -> bool:
-    test = next(t for t in ledger.tests if t.nodeid == nodeid)
-    return bool(test.results[cell].strict)
 
 
 def _common_reason(test: LedgerTest, cells: Sequence[str]) -> str:
@@ -221,6 +213,28 @@ def na_cells(ledger: Ledger) -> list[Folded]:
         Folded(reason, len(cs), where(cs, list(ledger.cells), ledger.axes))
         for reason, cs in sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
     ]
+
+
+@dataclass(frozen=True)
+class FoldedSection:
+    """One folded block of the report: its summary line, and a line per reason."""
+
+    summary: str
+    unit: str
+    items: list[Folded]
+
+
+def folded_sections(ledger: Ledger) -> list[FoldedSection]:
+    """The n/a cells, the n/a results and the skips, each grouped by reason; empty ones left out."""
+    skipped, na_tests, na = skips(ledger), skips(ledger, "n/a"), na_cells(ledger)
+    sections = [
+        FoldedSection(f"{sum(f.count for f in na)} cell(s) n/a", "cell(s)", na),
+        FoldedSection(
+            f"{sum(f.count for f in na_tests)} result(s) n/a: another backend's suite", "result(s)", na_tests
+        ),
+        FoldedSection(f"{sum(f.count for f in skipped)} skip(s), {len(skipped)} reason(s)", "skip(s)", skipped),
+    ]
+    return [section for section in sections if section.items]
 
 
 def problem_cells(ledger: Ledger) -> list[LedgerCell]:

@@ -19,12 +19,11 @@ from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger, LedgerCell, 
 from .findings import (
     Finding,
     expected_failures,
+    folded_sections,
     leaky_cells,
-    na_cells,
     overview,
     problem_cells,
     problems,
-    skips,
 )
 from .history import History
 from .markdown import counts_line
@@ -260,20 +259,15 @@ def expected_html(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
 
 
 def folded_html(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
-    skipped, na_tests, na = skips(ledger), skips(ledger, "n/a"), na_cells(ledger)
-    if not (skipped or na_tests or na):
+    sections = folded_sections(ledger)
+    if not sections:
         return
     yield '<section id="folded"><h2>Skips and n/a</h2>'
-    for summary, items, unit in (
-        (f"{sum(f.count for f in na)} cell(s) n/a", na, "cell(s)"),
-        (f"{sum(f.count for f in na_tests)} result(s) n/a: another backend's suite", na_tests, "result(s)"),
-        (f"{sum(f.count for f in skipped)} skip(s), {len(skipped)} reason(s)", skipped, "skip(s)"),
-    ):
-        if items:
-            yield f"<details><summary>{esc(summary)}</summary><ul>"
-            for f in items[:LIST_ITEMS]:
-                yield f"<li>{f.count} {unit}: {_linked(f.reason, known)} — {esc(f.where)}</li>"
-            yield "</ul></details>"
+    for section in sections:
+        yield f"<details><summary>{esc(section.summary)}</summary><ul>"
+        for f in section.items[:LIST_ITEMS]:
+            yield f"<li>{f.count} {section.unit}: {_linked(f.reason, known)} — {esc(f.where)}</li>"
+        yield "</ul></details>"
     yield "</section>"
 
 

@@ -17,12 +17,11 @@ from .findings import (
     Finding,
     Overview,
     expected_failures,
+    folded_sections,
     leaky_cells,
-    na_cells,
     overview,
     problem_cells,
     problems,
-    skips,
 )
 from .history import History
 from .view import (
@@ -230,22 +229,16 @@ def expected_lines(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
 
 
 def folded_lines(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
-    skipped, na_tests, na = skips(ledger), skips(ledger, "n/a"), na_cells(ledger)
-    if not (skipped or na_tests or na):
+    sections = folded_sections(ledger)
+    if not sections:
         return
     yield "## Skips and n/a"
     yield ""
-    for summary, items, unit in (
-        (f"{sum(f.count for f in na)} cell(s) n/a", na, "cell(s)"),
-        (f"{sum(f.count for f in na_tests)} result(s) n/a: another backend's suite", na_tests, "result(s)"),
-        (f"{sum(f.count for f in skipped)} skip(s), {len(skipped)} reason(s)", skipped, "skip(s)"),
-    ):
-        if not items:
-            continue
-        yield f"<details><summary>{html.escape(summary)}</summary>"
+    for section in sections:
+        yield f"<details><summary>{html.escape(section.summary)}</summary>"
         yield ""
-        for f in items[:LIST_ITEMS]:
-            yield f"- {f.count} {unit}: {linked(f.reason, known)} — {md_text(f.where)}"
+        for f in section.items[:LIST_ITEMS]:
+            yield f"- {f.count} {section.unit}: {linked(f.reason, known)} — {md_text(f.where)}"
         yield ""
         yield "</details>"
         yield ""
