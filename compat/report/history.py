@@ -82,7 +82,6 @@ class History:
 
     def __init__(self, records: Sequence[Record]) -> None:
         self.records = list(records)
-        self._index: dict[str, list[int]] | None = None
 
     @classmethod
     def read(cls, path: Path) -> tuple[History, str]:
@@ -132,7 +131,8 @@ class History:
         best = ""
         worst = -1
         for cell in cells:
-            runs = self.results(nodeid, cell)[-last:]
+            every = self.results(nodeid, cell)
+            runs = every[-last:]
             if len(runs) < 2:
                 continue
             bad = sum(1 for _, s in runs if CODE[s] in FAILED_CODES or s == "flaky")
@@ -140,7 +140,7 @@ class History:
                 continue
             worst = bad
             text = f"failed {bad} of the last {len(runs)} runs in {cell}"
-            since = _since(self.results(nodeid, cell))
+            since = _since(every)
             if since is not None:
                 text += f"; failing since {_when(since.timestamp)} (run {since.run_id})"
             best = text
