@@ -260,7 +260,7 @@ def forensics(out: Path, session: int | None = None) -> dict[str, Any]:
     answered: set[int] = set()
     while time.monotonic() < deadline and len(answered) < len(asked):
         time.sleep(0.05)
-        answered = {pid for pid in asked if any((out / P.DUMPS).glob(f"*-{pid}.txt")) and _has_tree(out, pid)}
+        answered |= {pid for pid in asked if pid not in answered and _has_tree(out, pid)}
     report = F.investigate([p.pid for p in procs], output=out / P.OUTPUT)
     report["task_trees"] = {"asked": asked, "answered": sorted(answered)}
     (out / P.FORENSICS).write_text(json.dumps(report, indent=1))

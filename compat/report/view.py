@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import re
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,8 +160,6 @@ def grid_layout(ledger: Ledger) -> GridLayout:
 
 
 def repro_command(cell: str, nodeid: str, matrix_file: str = "matrix.toml") -> str:
-    import shlex
-
     prefix = "uv run compat" + (f" --matrix {matrix_file}" if matrix_file not in ("", "matrix.toml") else "")
     return f"{prefix} repro {cell} {shlex.quote(nodeid)}"
 
