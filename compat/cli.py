@@ -1,4 +1,4 @@
-"""``compat``: plan, run, images, doctor, report, triage, workflow.
+"""``compat``: init, plan, run, repro, images, doctor, report, triage, merge, workflow, provision.
 
 Only ``main`` catches ``CompatError``: it prints ``compat: error: <message>``
 as one line on stderr and exits with the error's own code. The modules that
@@ -20,6 +20,7 @@ import msgspec
 from .errors import CellsFailed, CompatError, ConfigError
 from .matrix import AXES, Cell, Matrix, load, new_run_id
 from .matrix import sessions as planning
+from .paths import git_root
 
 # Outcomes that say the cell ran as well as it could here; `unsupported` and
 # `unavailable` are results for the table, not failures of the run.
@@ -66,20 +67,29 @@ def split_pytest_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 EXIT_CODES = """exit codes:
   0  every cell ran as well as it can here (ok, n/a, unsupported, unavailable)
-  2  bad matrix.toml or arguments (one line names the file and key)
+  1  compat itself failed (a step it could not do; the line says which)
+  2  bad config or arguments (one line names the file and key)
   3  no container engine      4  an image could not be built (compat images)
   6  the report failed        7  a regression (--fail-on-regression)
   8  some cell is not clean (failing tests, timeout, error)
   9  the committed workflow is stale (compat workflow --check)
-  10 another run holds the results directory     130 interrupted (Ctrl-C)"""
+  10 another run holds the results directory
+  11 the results directory holds another target's results
+  130 interrupted (Ctrl-C)"""
 
 EXAMPLES = """examples:
+  compat init                                  write compat.toml for the project here
   compat plan                                  every cell id and its nox session
   compat run py3.14-base-subint-capfd          one cell, by the id the table shows
   compat repro py3.14-base-subint-capfd NODE_ID -- --pdb   that cell, on your terminal
   compat run 'py3.14-*-subint-*' -j 2 -- -k cancel
   compat run --backend subint --capture fd     cells by axis values
-  compat --matrix docs/targets/tractor/matrix.toml plan"""
+  compat report                                the table, from the last run's results
+  compat --matrix docs/targets/tractor/compat.toml plan"""
+
+CONFIG_HELP = (
+    "the config: a compat.toml, or a pyproject.toml with [tool.spawn-compat] (default: the nearest one upwards)"
+)
 
 
 EPILOG = f"{EXAMPLES}\n\n{EXIT_CODES}"
@@ -101,12 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    parser.add_argument("--matrix", type=Path, default=Path("matrix.toml"), help="default: %(default)s")
+    parser.add_argument("--matrix", "--config", dest="matrix", type=Path, default=None, help=CONFIG_HELP)
     # Accept --matrix after the subcommand too, without overriding an earlier one.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--matrix", type=Path, default=argparse.SUPPRESS, help="default: matrix.toml")
+    common.add_argument("--matrix", "--config", dest="matrix", type=Path, default=argparse.SUPPRESS, help=CONFIG_HELP)
     select = _selection_parser()
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "init",
+        help="write a commented compat.toml for the project in this directory",
+        description="Read the project here (pyproject.toml, its pytest config and conftest files) and write a "
+        "commented compat.toml: Pythons, groups, test paths, the backend option and values. It prints what it "
+        "guessed and what to check, and never overwrites a config.",
+    )  # fmt: skip
+    p.add_argument("--backend-option", metavar="OPT", help="the target's option that selects a backend")
+    p.add_argument("--backends", type=_comma_list, metavar="A,B", help="its values, comma-separated")
+    p.add_argument("--pyproject", action="store_true", help="write [tool.spawn-compat] into pyproject.toml instead")
+    p.add_argument("--dir", type=Path, default=Path(), help="the project's directory (default: here)")
+    p.set_defaults(func=cmd_init)
 
     p = sub.add_parser(
         "plan",
@@ -134,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", "-j", type=_positive_int, default=1, help="cells at once (default 1)")
     p.add_argument("--runner", choices=("auto", "docker", "local"), default="auto")
     p.add_argument("--run-id", default=os.environ.get("COMPAT_RUN_ID"), help="default: $COMPAT_RUN_ID or new")
-    p.add_argument("--out", type=Path, default=Path("reports/raw"), help="raw results (default %(default)s)")
+    p.add_argument("--out", type=Path, default=None, help="raw results (default: the config's [report] out/raw)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="plain log, no live view")
     p.add_argument(
         "-v", "--verbose", action="count", default=0, help="every failing test, and the output of cells that are not ok"
@@ -186,15 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
         "into --out: for each cell, the directory of the highest attempt wins.",
     )  # fmt: skip
     p.add_argument("artifacts", type=Path, metavar="ARTIFACTS")
-    p.add_argument("--out", type=Path, default=Path("reports/raw"), help="default: %(default)s")
+    p.add_argument("--out", type=Path, default=None, help="default: the config's [report] out/raw")
     p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("doctor", parents=[common], help="check what a run needs, and how to fix it")
     p.set_defaults(func=cmd_doctor)
 
-    p = sub.add_parser("report", parents=[common], help="raw cell results -> reports/")
-    p.add_argument("--raw", type=Path, default=Path("reports/raw"), help="default: %(default)s")
-    p.add_argument("--out", type=Path, default=Path("reports"), help="default: %(default)s")
+    p = sub.add_parser("report", parents=[common], help="raw cell results -> the table (Markdown, HTML, JSON)")
+    p.add_argument("--raw", type=Path, default=None, help="default: the config's [report] out/raw")
+    p.add_argument("--out", type=Path, default=None, help="default: the config's [report] out")
     p.add_argument("--baseline", type=Path, help="compat.json to diff against (default: the committed one)")
     p.add_argument("--summary", type=Path, help="also write a Markdown summary here")
     p.add_argument(
@@ -209,14 +232,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("triage", parents=[common], help="rerun failures across neighbouring cells")
-    p.add_argument("--raw", type=Path, default=Path("reports/raw"), help="default: %(default)s")
-    p.add_argument("--max-reruns", type=_positive_int, default=20, help="default: %(default)s")
+    p.add_argument("--raw", type=Path, default=None, help="default: the config's [report] out/raw")
+    p.add_argument("--max-reruns", type=_positive_int, default=None, help="default: the config's [triage] reruns")
     p.set_defaults(func=cmd_triage)
 
     p = sub.add_parser("workflow", parents=[common], help="write .github/workflows/matrix.yml")
     p.add_argument("--check", action="store_true", help="fail if the committed file is stale")
-    p.add_argument("--output", type=Path, default=None, help="default: .github/workflows/matrix.yml")
+    p.add_argument(
+        "--output", type=Path, default=None,
+        help="default: .github/workflows/matrix.yml at the root of the config's repository",
+    )  # fmt: skip
     p.set_defaults(func=cmd_workflow)
+
+    p = sub.add_parser(
+        "provision", help="install and start a container engine on this Debian host (as root)",
+        description="Run the provisioning script spawn-compat ships: install Debian's docker.io and debootstrap "
+        "and start dockerd in the background. Idempotent; it says what it did.",
+    )  # fmt: skip
+    p.set_defaults(func=cmd_provision)
     return parser
 
 
@@ -282,6 +315,20 @@ def selected_cells(args: argparse.Namespace, matrix: Matrix) -> list[Cell]:
 # -- commands -----------------------------------------------------------------
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from .init import init
+
+    return init(args.dir, backend_option=args.backend_option, backends=args.backends, pyproject=args.pyproject)
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from .paths import PROVISION_ENGINE
+
+    return subprocess.call(["sh", str(PROVISION_ENGINE)])
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     matrix = load(args.matrix)
     cells = selected_cells(args, matrix)
@@ -310,6 +357,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runners.schedule import run_cells
 
     matrix = load(args.matrix)
+    out = args.out if args.out is not None else matrix.raw_dir
     cells = selected_cells(args, matrix)
     if not cells:
         raise ConfigError("no cell matches the selection; `compat plan` with the same options lists them")
@@ -318,10 +366,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.failed or args.failed_tests:
         from .results.raw import failed_cells
 
-        previous = failed_cells(args.out)
+        previous = failed_cells(out)
         cells = [c for c in cells if c.id in previous]
         if not cells:
-            print(f"compat: no selected cell was failing in {args.out}; nothing to run", file=sys.stderr)
+            print(f"compat: no selected cell was failing in {out}; nothing to run", file=sys.stderr)
             return 0
         batches = {(): cells}
         if args.failed_tests:
@@ -338,7 +386,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             batch,
             run_id=run_id,
             runner=args.runner,
-            out_dir=args.out,
+            out_dir=out,
             jobs=args.jobs,
             pytest_args=tuple(args.pytest_args),
             progress=args.progress,
@@ -354,10 +402,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             from .triage import run as triage
 
             print(f"compat: triage: up to {bound} re-run(s) to explain the failures (the why column)", file=sys.stderr)
-            triage(matrix, args.out, max_reruns=bound, runner=args.runner, progress=False)
+            triage(matrix, out, max_reruns=bound, runner=args.runner, progress=False)
     if failed:
         names = ", ".join(f"{m.cell} ({_why(m.outcome, m.exit_code)})" for m in failed)
-        raise CellsFailed(f"{len(failed)} of {len(metas)} cells failed: {names}; results in {args.out}/")
+        raise CellsFailed(f"{len(failed)} of {len(metas)} cells failed: {names}; results in {out}/")
     return 0
 
 
@@ -398,9 +446,13 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     from .results.merge import merge
+    from .results.owner import claim
 
-    merged = merge(args.artifacts, args.out)
-    print(f"merged {len(merged)} cells into {args.out}")
+    matrix = load(args.matrix)
+    out = args.out if args.out is not None else matrix.raw_dir
+    claim(out, matrix)
+    merged = merge(args.artifacts, out)
+    print(f"merged {len(merged)} cells into {out}")
     return 0
 
 
@@ -413,11 +465,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
-    # Without matrix.toml the report still works; it only loses the declared axis order.
-    matrix = load(args.matrix) if args.matrix.is_file() else None
+    # Given --raw and no config to be found, the report still works (from the config that wrote
+    # the results, if it is still there); it only loses the declared axis order.
+    matrix: Matrix | None
+    try:
+        matrix = load(args.matrix)
+    except ConfigError:
+        if args.matrix is not None or args.raw is None:
+            raise
+        matrix = None
+    raw = args.raw if args.raw is not None else matrix.raw_dir if matrix is not None else Path("reports/raw")
+    out = args.out if args.out is not None else matrix.out_dir if matrix is not None else raw.parent
     return build_report(
-        args.raw,
-        args.out,
+        raw,
+        out,
         baseline=args.baseline,
         summary=args.summary,
         fail_on_regression=args.fail_on_regression,
@@ -429,14 +490,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_triage(args: argparse.Namespace) -> int:
     from .triage import run
 
-    return run(load(args.matrix), args.raw, max_reruns=args.max_reruns)
+    matrix = load(args.matrix)
+    raw = args.raw if args.raw is not None else matrix.raw_dir
+    bound = args.max_reruns if args.max_reruns is not None else matrix.triage.reruns
+    return run(matrix, raw, max_reruns=bound)
 
 
 def cmd_workflow(args: argparse.Namespace) -> int:
     from .ci import workflow
 
     matrix = load(args.matrix)
-    output = args.output or args.matrix.parent / workflow.WORKFLOW_PATH
+    here = Path(matrix.source).resolve().parent
+    output = args.output or (git_root(here) or here) / workflow.WORKFLOW_PATH
     if args.check:
         workflow.check(matrix, output)
         print(f"{output} is up to date")

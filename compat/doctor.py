@@ -16,6 +16,7 @@ from rich.table import Table
 from .errors import CompatError
 from .matrix import Matrix
 from .matrix.sessions import not_applicable
+from .matrix.target import read_project
 from .runners.engine import PROVISION, RUN_LABEL, Engine
 from .runners.images import ImageBuilder, base_tag, ca_bundle_from_env, registry_reachable
 
@@ -39,6 +40,7 @@ class Doctor:
 
     def checks(self) -> list[Check]:
         steps: list[Callable[[], Check]] = [
+            self.check_config,
             self.check_engine,
             self.check_base,
             self.check_container_limits,
@@ -47,11 +49,27 @@ class Doctor:
             self.check_images,
             self.check_uv,
             self.check_host_python,
-            self.check_chromium,
+            *([self.check_chromium] if self.is_spawn_compat() else []),
             self.check_disk,
             self.check_leftovers,
         ]
         return [step() for step in steps]
+
+    def is_spawn_compat(self) -> bool:
+        """Is the target spawn-compat's own repository (whose tests need a browser)?"""
+        root = read_project(self.matrix.target_dir)
+        return root.name == "spawn-compat"
+
+    def check_config(self) -> Check:
+        cells = self.matrix.cells()
+        na = not_applicable(self.matrix, cells)
+        try:
+            name = self.matrix.project().name or self.matrix.target_dir.name
+        except CompatError as exc:
+            return Check("config", False, str(exc), "fix the target's pyproject.toml")
+        where = self.matrix.source or "(built in code)"
+        detail = f"{where}: target {name}, {len(cells)} cells ({len(na)} n/a), results in {self.matrix.raw_dir}"
+        return Check("config", True, detail)
 
     def check_engine(self) -> Check:
         try:
@@ -120,6 +138,8 @@ class Doctor:
 
     def check_python_314(self) -> Check:
         required = "3.14" in self.matrix.axes.python
+        if not required:
+            return Check("Python 3.14", True, "not on this matrix's python axis", required=False)
         image = self._image("3.14")
         if image is None:
             return Check("Python 3.14", False, "no 3.14 image built yet", "nox -s images", required=False)

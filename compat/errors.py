@@ -39,6 +39,12 @@ class OutputBusy(CompatError):
     exit_code = 10
 
 
+class ForeignResults(CompatError):
+    """A results directory holds another config's (another target's) results."""
+
+    exit_code = 11
+
+
 class ReportError(CompatError):
     """Results could not be turned into a report."""
 

@@ -1,14 +1,28 @@
-"""Where this checkout's own files are: the embedded target and the image recipes."""
+"""Where the files that run in other places are: package data, found through the package.
+
+``compat/resources/`` (the Dockerfile, the debootstrap base recipe, the engine
+provisioning script) and ``compat/cell/`` (the stdlib-only code a cell runs)
+ship inside the wheel, as cibuildwheel ships its ``resources/``: an installed
+``compat`` finds them wherever it was installed, and never looks for a
+spawn-compat checkout.
+"""
 
 from __future__ import annotations
 
 import os
+import shlex
+import sys
+from importlib import resources
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CONTAINERS = ROOT / "containers"
-DOCKERFILE = CONTAINERS / "Dockerfile"
-MAKE_BASE = CONTAINERS / "make-base"
+from .errors import ConfigError
+from .matrix.config import find_config
+
+RESOURCES = Path(str(resources.files("compat") / "resources"))
+DOCKERFILE = RESOURCES / "Dockerfile"
+MAKE_BASE = RESOURCES / "make-base"
+PROVISION_ENGINE = RESOURCES / "provision-engine"
+CELL_PACKAGE = Path(str(resources.files("compat") / "cell"))
 
 
 def shown(path: str, *, outside: str = "absolute") -> str:
@@ -21,3 +35,45 @@ def shown(path: str, *, outside: str = "absolute") -> str:
     if p.is_relative_to(cwd):
         return os.path.relpath(p, cwd)
     return path if outside == "absolute" else p.name
+
+
+def git_root(directory: Path) -> Path | None:
+    """The work tree ``directory`` is in, found by its ``.git`` (no git needed)."""
+    directory = directory.resolve()
+    for parent in (directory, *directory.parents):
+        if (parent / ".git").exists():
+            return parent
+    return None
+
+
+def compat_command(config: str | Path | None) -> str:
+    """How to call compat where the config lives: ``uv run compat`` inside the project
+    environment that has it (a spawn-compat checkout), else the installed ``compat``."""
+    if config:
+        here = Path(config).resolve().parent
+        roots = [here, *([root] if (root := git_root(here)) else [])]
+        if any(Path(sys.prefix).resolve() == (r / ".venv").resolve() for r in roots):
+            return "uv run compat"
+    return "compat"
+
+
+def config_option(config: str | Path | None, *, base: Path | None = None) -> str:
+    """``--matrix PATH`` for a command run from ``base`` (the current directory), or ``""`` when
+    compat finds that config from there by itself."""
+    if not config:
+        return ""
+    path = Path(config).resolve()
+    base = (base or Path.cwd()).resolve()
+    try:
+        if find_config(base).resolve() == path:
+            return ""
+    except ConfigError:  # none found from base (or two): name ours
+        pass
+    shown_path = os.path.relpath(path, base) if path.is_relative_to(base) else str(path)
+    return f"--matrix {shlex.quote(shown_path)}"
+
+
+def compat_invocation(config: str | Path | None, *, base: Path | None = None) -> str:
+    """``compat [--matrix PATH]`` as a user types it from ``base``."""
+    option = config_option(config, base=base)
+    return compat_command(config) + (f" {option}" if option else "")

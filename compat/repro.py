@@ -22,9 +22,11 @@ from .errors import ConfigError, PythonUnavailable
 from .matrix import Cell, Matrix, match_ids
 from .matrix.sessions import not_applicable
 from .runners.base import prepare_out, stage_plugin
+from .runners.cache import target_files
 from .runners.docker import cell_container
 from .runners.engine import Engine, cli_args
 from .runners.images import builder_for
+from .runners.wheel import TargetBuildError, target_wheels
 
 
 def find_cell(matrix: Matrix, cell_id: str) -> Cell:
@@ -44,7 +46,7 @@ def find_cell(matrix: Matrix, cell_id: str) -> Cell:
 
 def command(
     matrix: Matrix, cell: Cell, image: str, *, stage: Path, out: Path, nodeids: Sequence[str],
-    pytest_args: Sequence[str], shell: bool, tty: bool,
+    pytest_args: Sequence[str], shell: bool, tty: bool, wheels: Path | None = None,
 ) -> list[str]:  # fmt: skip
     """The ``docker run`` that reproduces ``cell``."""
     narrowed = matrix
@@ -52,7 +54,7 @@ def command(
         narrowed = msgspec.structs.replace(matrix, target=msgspec.structs.replace(matrix.target, tests=tuple(nodeids)))
     container = cell_container(
         narrowed, cell, image=image, stage=stage, out=out, run_id=f"repro-{cell.id}",
-        mode="shell" if shell else "exec", pytest_args=pytest_args,
+        mode="shell" if shell else "exec", pytest_args=pytest_args, wheels=wheels,
     )  # fmt: skip
     return cli_args(container, tty=tty)
 
@@ -78,12 +80,17 @@ def repro(
             raise ConfigError(f"repro: {cell.id} is unavailable here: {exc}") from None
     finally:
         engine.close()
-    stage = stage_plugin()
+    files, digest = target_files(matrix)
+    try:
+        wheels = target_wheels(matrix, digest)
+    except TargetBuildError as exc:
+        raise ConfigError(f"repro: {exc}") from None
+    stage = stage_plugin(files)
     out = prepare_out(out if out is not None else Path(tempfile.mkdtemp(prefix=f"compat-repro-{cell.id}-")))
     try:
         argv = command(
             matrix, cell, image, stage=stage, out=out, nodeids=nodeids, pytest_args=pytest_args,
-            shell=shell, tty=sys.stdin.isatty() and sys.stdout.isatty(),
+            shell=shell, tty=sys.stdin.isatty() and sys.stdout.isatty(), wheels=wheels,
         )  # fmt: skip
         print(f"compat repro: {cell.id} in {image}: {shlex.join(argv[:3])} ...", file=sys.stderr, flush=True)
         print(f"compat repro: its junit.xml and dumps go to {out}", file=sys.stderr, flush=True)

@@ -19,27 +19,42 @@ import importlib.util
 import json
 import os
 import platform
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import protocol as P
 
 REAP_TIMEOUT_S = 60.0
-FRESH_DIRS = ("HOME", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME")
+INSTALL_TIMEOUT_S = 300.0
+# Relative to HOME: XDG's defaults, so a test that ignores the variables finds the same places.
+FRESH_DIRS = {
+    "XDG_RUNTIME_DIR": ".run",
+    "XDG_CACHE_HOME": ".cache",
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_DATA_HOME": ".local/share",
+}
+OUTPUT_TAIL = 12
 
 
-def say(tag: str, payload: dict[str, Any]) -> None:
+def say(tag: str, payload: Mapping[str, Any]) -> None:
     print(f"{tag} {json.dumps(payload)}", flush=True)
 
 
-def environment() -> dict[str, Any]:
+def environment(pythonpath: list[str] | None = None) -> P.EnvPayload:
+    """The interpreter and the distributions pytest will see (``pythonpath`` as it will have it)."""
+    path = [*(pythonpath or []), *sys.path]
     packages = {
-        dist.metadata["Name"]: dist.version for dist in importlib.metadata.distributions() if dist.metadata["Name"]
+        dist.metadata["Name"]: dist.version
+        for dist in importlib.metadata.distributions(path=path)
+        if dist.metadata["Name"]
     }
     return {"python": platform.python_version(), "packages": dict(sorted(packages.items()))}
 
@@ -137,18 +152,36 @@ def dump_stacks(session: int | None = None) -> dict[str, list[dict[str, Any]]]:
 # -- the cell ------------------------------------------------------------------
 
 
-def cell_env(spec: dict[str, Any], out: Path) -> dict[str, str]:
-    """pytest's environment: ours, fresh writable dirs, then the target's own."""
+def fresh_home() -> Path:
+    """The cell user's home as its passwd entry names it (on the tmpfs), else a new temporary directory."""
+    try:
+        home = Path(pwd.getpwuid(os.getuid()).pw_dir)
+    except KeyError:
+        home = Path()
+    tmp = Path(tempfile.gettempdir())
+    if not home.is_relative_to(tmp) or home == tmp:
+        return Path(tempfile.mkdtemp(prefix="cell-home-"))
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return home
+
+
+def cell_env(spec: P.EntrySpec, out: Path, site: Path | None = None) -> dict[str, str]:
+    """pytest's environment: ours, fresh writable dirs, the installed target, then the target's own."""
     env = dict(os.environ)
     values = {"tmp": tempfile.gettempdir(), "out": str(out)}
     if spec.get("fresh_dirs"):
-        root = Path(tempfile.mkdtemp(prefix="cell-"))
-        for name in FRESH_DIRS:
-            path = root / name.lower()
-            path.mkdir(mode=0o700)
+        home = fresh_home()
+        env["HOME"] = str(home)
+        for name, rel in FRESH_DIRS.items():
+            path = home / rel
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
             env[name] = str(path)
-        values["home"] = env["HOME"]
-    values.setdefault("home", env.get("HOME", values["tmp"]))
+    values["home"] = env.get("HOME", values["tmp"])
+    pythonpath = list(spec.get("pythonpath") or [])
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(pythonpath)
+    if site is not None:
+        env[P.ENV_TARGET_SITE] = str(site)
     for name, value in (spec.get("env") or {}).items():
         for key, filled in values.items():
             value = value.replace("{" + key + "}", filled)
@@ -159,7 +192,85 @@ def cell_env(spec: dict[str, Any], out: Path) -> dict[str, str]:
     return env
 
 
-def run_pytest(spec: dict[str, Any], out: Path, env: dict[str, str]) -> tuple[int, float]:
+# -- before pytest: the target's writable copy and its wheel -------------------
+
+
+class SetupFailed(Exception):
+    def __init__(self, step: str, detail: str) -> None:
+        super().__init__(f"{step}: {detail}")
+        self.step, self.detail = step, detail
+
+
+def copy_target(spec: P.EntrySpec) -> int:
+    """Copy the target's files (git's view of them, as the host listed them) from its read-only mount into cwd."""
+    source, listing = spec.get("source"), spec.get("files")
+    if not source or not listing:
+        return 0
+    try:
+        names = [n for n in Path(listing).read_bytes().decode(errors="surrogateescape").split("\0") if n]
+    except OSError as exc:
+        raise SetupFailed("copying the target", f"cannot read its file list: {exc}") from None
+    cwd = Path(spec["cwd"])
+    copied = 0
+    for name in names:
+        src, dest = Path(source) / name, cwd / name
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_symlink():
+                os.symlink(os.readlink(src), dest)
+            elif src.is_file():
+                shutil.copy2(src, dest)
+            else:
+                continue  # listed by git but deleted in the work tree
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise SetupFailed("copying the target", f"{name}: {exc.strerror or exc}") from None
+        copied += 1
+    return copied
+
+
+def install_wheels(spec: P.EntrySpec, out: Path) -> tuple[Path | None, list[str]]:
+    """Install the target's wheels (built on the host) into the cell's tmpfs, without dependencies or network."""
+    directory = spec.get("wheels")
+    if not directory:
+        return None, []
+    wheels = sorted(str(p) for p in Path(directory).glob("*.whl"))
+    if not wheels:
+        raise SetupFailed("installing the target", f"no wheel in {directory}")
+    site = Path(tempfile.mkdtemp(prefix="compat-target-"))
+    uv = shutil.which("uv")
+    if uv is None:
+        raise SetupFailed("installing the target", "uv is not on PATH in the cell")
+    cmd = [uv, "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-cache", "--target", str(site)]
+    cmd += ["--python", sys.executable, *wheels]
+    with open(out / P.OUTPUT, "ab") as log:
+        log.write(f"compat: installing the target: {' '.join(Path(w).name for w in wheels)}\n".encode())
+        log.flush()
+        try:
+            proc = subprocess.run(
+                cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=INSTALL_TIMEOUT_S, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SetupFailed("installing the target", str(exc)) from None
+        log.write(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-OUTPUT_TAIL:]
+        raise SetupFailed("installing the target", " | ".join(tail) or f"uv exited with {proc.returncode}")
+    return site, [Path(w).name for w in wheels]
+
+
+def setup(spec: P.EntrySpec, out: Path) -> tuple[Path | None, P.SetupPayload]:
+    """The steps before pytest; a failure is reported as the cell's setup failure, never pytest's."""
+    try:
+        copied = copy_target(spec)
+        site, installed = install_wheels(spec, out)
+    except SetupFailed as exc:
+        return None, {"copied": 0, "installed": [], "failed": exc.step, "detail": exc.detail}
+    return site, {"copied": copied, "installed": installed}
+
+
+def run_pytest(spec: P.EntrySpec, out: Path, env: dict[str, str]) -> tuple[int, float]:
     started = time.monotonic()
     with open(out / P.OUTPUT, "ab") as log:
         try:
@@ -181,7 +292,7 @@ def run_pytest(spec: dict[str, Any], out: Path, env: dict[str, str]) -> tuple[in
     return code, time.monotonic() - started
 
 
-def run_reaper(spec: dict[str, Any], out: Path, env: dict[str, str]) -> int | None:
+def run_reaper(spec: P.EntrySpec, out: Path, env: dict[str, str]) -> int | None:
     """``<reaper> --json`` if the target has that module; its stdout is reap.json."""
     module = spec.get("reaper") or ""
     if not module:
@@ -209,11 +320,15 @@ def run_reaper(spec: dict[str, Any], out: Path, env: dict[str, str]) -> int | No
             return -1
 
 
-def run(spec: dict[str, Any]) -> int:
+def run(spec: P.EntrySpec) -> int:
     out = Path(spec["out"])
     (out / P.DUMPS).mkdir(parents=True, exist_ok=True)
-    say(P.TAG_ENV, environment())
-    env = cell_env(spec, out)
+    site, done = setup(spec, out)
+    say(P.TAG_SETUP, done)
+    say(P.TAG_ENV, environment([str(site)] if site else None))
+    if "failed" in done:
+        return 1
+    env = cell_env(spec, out, site)
     code, duration = run_pytest(spec, out, env)
     say(P.TAG_PYTEST, {"exit": code, "duration": round(duration, 6)})
     reap_code = run_reaper(spec, out, env)
@@ -222,11 +337,15 @@ def run(spec: dict[str, Any]) -> int:
     return code
 
 
-def exec_in_cell(spec: dict[str, Any], shell: bool) -> NoReturn:
+def exec_in_cell(spec: P.EntrySpec, shell: bool) -> NoReturn:
     """Become the cell's pytest (or a shell) with its environment, attached to the caller's terminal."""
     out = Path(spec["out"])
     (out / P.DUMPS).mkdir(parents=True, exist_ok=True)
-    env = cell_env(spec, out)
+    site, done = setup(spec, out)
+    if "failed" in done:
+        print(f"compat: {done['failed']} failed: {done.get('detail', '')}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    env = cell_env(spec, out, site)
     os.chdir(spec["cwd"])
     if shell:
         argv = ["bash"] if Path("/bin/bash").exists() else ["sh"]
@@ -270,7 +389,7 @@ def forensics(out: Path, session: int | None = None) -> dict[str, Any]:
 def _has_tree(out: Path, pid: int) -> bool:
     for path in (out / P.DUMPS).glob(f"*-{pid}.txt"):
         try:
-            if "--- trio task tree ---" in path.read_text(errors="replace"):
+            if P.TREE_HEADER in path.read_text(errors="replace"):
                 return True
         except OSError:
             continue

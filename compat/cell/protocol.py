@@ -1,10 +1,14 @@
-"""The names both sides of the cell boundary use: modules, files, env, tags.
+"""Everything that crosses the cell boundary: modules, files, environment, tags, and their payloads.
 
 Imported by the in-cell code (stdlib only) and by the host, so neither
-re-spells a string the other reads.
+re-spells a string or a field the other reads. Payloads are ``TypedDict``s
+(the cell side stays stdlib-only); the host decodes them into its own
+structs, and a test holds the two to each other.
 """
 
 from __future__ import annotations
+
+from typing import NotRequired, TypedDict
 
 ENTRY_MODULE = "compat.cell.entry"
 PLUGIN_MODULE = "compat.cell.plugin"
@@ -20,17 +24,82 @@ META = "meta.json"
 SIGNALS = "signals.json"  # who was asked for a stack dump at a timeout, and who could not be
 FORENSICS = "forensics.json"  # what kind of hang a timed-out cell was in (compat.cell.forensics)
 TASKS_SUFFIX = "-tasks"  # dumps/<title>-tasks-<pid>.txt: a process's trio task tree
+TREE_HEADER = "--- trio task tree ---"  # the line a task tree starts with, in any dump file
+
+# Beside the staged in-cell package: the target's files a cell copies (NUL-separated, relative).
+FILES_LIST = "target-files"
 
 # Environment the entry gives pytest (and the plugin reads).
 ENV_EVENTS = "COMPAT_EVENTS_FILE"
 ENV_PER_TEST = "COMPAT_PER_TEST_TIMEOUT"
 ENV_SCOPE = "COMPAT_SCOPE"  # "all": every process is the cell's (a container); "session": ours only
 ENV_DUMP_DIR = "BACKENDS_DUMP_DIR"
+# Where the target's wheel was installed in this cell: a .pth file in every cell
+# environment (TARGET_PTH) puts it on sys.path of every interpreter started there,
+# whatever PYTHONPATH a test gives its children, as site-packages would be.
+ENV_TARGET_SITE = "COMPAT_TARGET_SITE"
+TARGET_PTH = "_compat_target.pth"
+TARGET_PTH_LINE = (
+    f"import os, sys; p = os.environ.get({ENV_TARGET_SITE!r}); "
+    "p and os.path.isdir(p) and p not in sys.path and sys.path.append(p)"
+)
 
 # Tagged lines on the entry's stdout: "<TAG> <json>".
 TAG_ENV = "COMPAT-ENV"
+TAG_SETUP = "COMPAT-SETUP"
 TAG_PYTEST = "COMPAT-PYTEST"
 TAG_DONE = "COMPAT-DONE"
-TAGS = (TAG_ENV, TAG_PYTEST, TAG_DONE)
+TAGS = (TAG_ENV, TAG_SETUP, TAG_PYTEST, TAG_DONE)
 
 EXPIRED = 124  # what timeout(1) exits with: the cell outlived its runner's bound
+
+
+class EntrySpec(TypedDict):
+    """What ``python -m compat.cell.entry run|exec|shell SPEC`` is told (``runners.base.entry_spec``)."""
+
+    out: str
+    cwd: str
+    pytest: list[str]
+    per_test_timeout: float
+    # Seconds after which the cell stops itself: its runner is gone.
+    expire_after: float
+    env: dict[str, str]
+    # A fresh writable HOME and XDG dirs on the cell's tmpfs (containers).
+    fresh_dirs: bool
+    reaper: str
+    # pytest's PYTHONPATH, in order (the staged package first).
+    pythonpath: list[str]
+    # Copy the target from this read-only mount into ``cwd`` first (the files FILES_LIST names).
+    source: NotRequired[str]
+    files: NotRequired[str]
+    # Install these wheels (the target, built on the host) into the cell's tmpfs first.
+    wheels: NotRequired[str]
+
+
+class EnvPayload(TypedDict):
+    """``COMPAT-ENV``: the cell's interpreter and installed distributions."""
+
+    python: str
+    packages: dict[str, str]
+
+
+class SetupPayload(TypedDict):
+    """``COMPAT-SETUP``: the steps before pytest (copy, install); ``failed`` names the one that failed."""
+
+    copied: int
+    installed: list[str]
+    failed: NotRequired[str]
+    detail: NotRequired[str]
+
+
+class PytestPayload(TypedDict):
+    """``COMPAT-PYTEST``: pytest's exit code and wall time."""
+
+    exit: int
+    duration: float
+
+
+class DonePayload(TypedDict):
+    """``COMPAT-DONE``: the reaper's exit code (None: the target has none)."""
+
+    reap_exit: int | None

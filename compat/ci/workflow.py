@@ -1,39 +1,54 @@
-"""Generate .github/workflows/matrix.yml from the matrix, deterministically.
+"""Generate .github/workflows/matrix.yml from a config, deterministically.
 
 Jobs: ``plan`` runs ``compat plan --json`` and records the n/a cells (they
 get no runner); ``images`` builds each (python, group) image once, on a
 cache keyed by the image's own content hash, and hands it to the cell jobs
 as an artifact; ``cell`` fans out over the plan's jobs (cells of one image
-each) and runs the nox sessions a developer would run; ``report`` merges
-the newest attempt of every cell, writes the table and the job summary, and
-on the default branch publishes the HTML report, the badge and the history
-to GitHub Pages (``pages``). Nothing is ever pushed to a branch.
+each) and runs them with ``compat run``; ``report`` merges the newest
+attempt of every cell, writes the table and the job summary, and on the
+default branch publishes the HTML report, the badge and the history to
+GitHub Pages (``pages``). Nothing is ever pushed to a branch.
+
+Every job installs exactly the spawn-compat that wrote the workflow (its
+version from an index, its commit, or its wheel; ``[ci] install`` names
+another) with ``uv tool install``, so the workflow works in any repository,
+not only in a spawn-compat checkout, and calls compat's own CLI with the
+config's path: no noxfile and no project environment is needed.
 
 Images: the cache is keyed by the hash of the tags ``compat images``
-computes (base image id, Dockerfile, the target's lock and sync arguments),
+computes (base image id, Dockerfile, the target's lock and install script),
 and restored by prefix. The job always pulls the registry base, so a
 republished base or a changed lock makes new tags, which are built and
 saved under a new key; unchanged ones are found and nothing is built.
 
 The YAML is written by ``_emit`` below, a small emitter for the subset a
 workflow needs (mappings, lists, strings, ints, bools, comments), because
-no YAML emitter is a dependency of the project and pinned actions want
-their version in a comment, which JSON cannot carry.
+pinned actions want their version in a comment, which JSON cannot carry,
+and the output must be byte-for-byte stable for ``--check``.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.metadata
 import json
 import math
 import re
+import shlex
+import shutil
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..errors import WorkflowStale
+from ..errors import ConfigError, WorkflowStale
 from ..matrix import Matrix
 from ..matrix import sessions as planning
+from ..paths import git_root
 
 WORKFLOW_PATH = Path(".github/workflows/matrix.yml")
 RUNS_ON = "ubuntu-24.04"
@@ -43,13 +58,16 @@ IMAGE_MINUTES = 30
 SETUP_MINUTES = 10
 IMAGE_CACHE = ".cache/images"
 IMAGE_TAR = f"{IMAGE_CACHE}/image.tar"
-SITE = "reports/site"
-ARTIFACTS = "reports/artifacts"
+DISTRIBUTION = "spawn-compat"
 # Where the table is published from: the repository's default branch, whatever its name.
 PUBLISH = (
     "${{ github.event_name == 'schedule' || ((github.event_name == 'push' || "
     "(github.event_name == 'workflow_dispatch' && inputs.cells == '')) && "
     "github.ref_name == github.event.repository.default_branch) }}"
+)
+# A pull request from a branch of this repository is already run by that branch's push.
+NOT_A_SAME_REPO_PR = (
+    "${{ github.event_name != 'pull_request' || github.event.pull_request.head.repo.full_name != github.repository }}"
 )
 
 
@@ -76,12 +94,100 @@ UPLOAD = Action("actions/upload-artifact", "ea165f8d65b6e75b540449e92b4886f43607
 DOWNLOAD = Action("actions/download-artifact", "d3f86a106a0bac45b974a628896c90dbdf5c8093", "v4.3.0")
 UPLOAD_PAGES = Action("actions/upload-pages-artifact", "fc324d3547104276b827a68afc52ff2a11cc49c9", "v5.0.0")
 DEPLOY_PAGES = Action("actions/deploy-pages", "cd2ce8fcbc39b97be8ca5fce6e763baed58fa128", "v5.0.0")
+ACTIONS = (CHECKOUT, SETUP_UV, CACHE_RESTORE, CACHE_SAVE, UPLOAD, DOWNLOAD, UPLOAD_PAGES, DEPLOY_PAGES)
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where things are, as the workflow sees them (paths relative to the repository's root)."""
+
+    config: str
+    raw: str
+    site: str
+    artifacts: str
+    install: str
+    uv_version: str
+
+    @property
+    def compat(self) -> str:
+        return f"compat --matrix {shlex.quote(self.config)}"
+
+
+def context(matrix: Matrix, *, warn: bool = False) -> Context:
+    here = Path(matrix.source).resolve().parent if matrix.source else Path.cwd()
+    root = git_root(here) or here
+
+    def rel(path: Path) -> str:
+        path = path.resolve()
+        if not path.is_relative_to(root):
+            raise ConfigError(f"{path} is outside the repository {root}: the workflow cannot reach it")
+        return path.relative_to(root).as_posix() or "."
+
+    config = rel(Path(matrix.source)) if matrix.source else "compat.toml"
+    return Context(
+        config=config,
+        raw=rel(matrix.raw_dir),
+        site=rel(matrix.out_dir / "site"),
+        artifacts=rel(matrix.out_dir / "artifacts"),
+        install=install_spec(matrix, root, warn=warn),
+        uv_version=matrix.ci.uv_version or running_uv_version(),
+    )
+
+
+def install_spec(matrix: Matrix, root: Path, *, warn: bool = False) -> str:
+    """What ``uv tool install`` gets in the workflow: ``[ci] install``, else this very spawn-compat."""
+    if matrix.ci.install:
+        return matrix.ci.install
+    try:
+        dist = importlib.metadata.distribution(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        raise ConfigError(
+            f"$.ci.install: {DISTRIBUTION} is not installed here; name what the workflow installs"
+        ) from None
+    direct = dist.read_text("direct_url.json")
+    if not direct:
+        return f"{DISTRIBUTION}=={dist.version}"  # from an index: that exact version
+    info = json.loads(direct)
+    url = str(info.get("url", ""))
+    vcs = info.get("vcs_info") or {}
+    if vcs.get("commit_id"):
+        return f"{DISTRIBUTION} @ git+{url}@{vcs['commit_id']}"
+    if not url.startswith("file:"):
+        return f"{DISTRIBUTION} @ {url}"
+    path = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+    if path.is_relative_to(root):
+        inside = path.relative_to(root).as_posix()
+        return "." if inside in ("", ".") else f"./{inside}"
+    if "dir_info" in info:
+        raise ConfigError(
+            f"$.ci.install: {DISTRIBUTION} is installed from the directory {path}, which a GitHub runner cannot "
+            "reach; name what the workflow installs (a version, a git URL, or a wheel in the repository)"
+        )
+    if warn:
+        print(
+            f"compat workflow: the jobs install {DISTRIBUTION} from {path}, which only this machine has; "
+            "commit the wheel and set [ci] install to its path, or install spawn-compat from an index or git",
+            file=sys.stderr,
+        )
+    return str(path)
+
+
+def running_uv_version() -> str:
+    uv = shutil.which("uv")
+    try:
+        proc = subprocess.run([uv or "uv", "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        proc = None
+    m = re.search(r"\b(\d+\.\d+\.\d+)\b", proc.stdout if proc else "")
+    if m is None:
+        raise ConfigError("$.ci.uv-version: no uv on PATH to pin; set the uv version the workflow's jobs use")
+    return m.group(1)
 
 
 # -- the workflow as data -----------------------------------------------------
 
 
-def workflow(matrix: Matrix) -> dict[str, Any]:
+def workflow(matrix: Matrix, ctx: Context) -> dict[str, Any]:
     ci = matrix.ci
     push: dict[str, Any] = {"branches": list(ci.push_branches)} if ci.push_branches else {}
     on: dict[str, Any] = {"push": push, "pull_request": {}}
@@ -108,10 +214,10 @@ def workflow(matrix: Matrix) -> dict[str, Any]:
         # One run id for every attempt, so a re-run job's cells join the same table.
         "env": {"COMPAT_RUN_ID": "${{ github.run_id }}"},
         "jobs": {
-            "plan": plan_job(),
-            "images": images_job(),
-            "cell": cell_job(cell_timeout_minutes(matrix)),
-            "report": report_job(),
+            "plan": plan_job(ctx, every_branch=not ci.push_branches),
+            "images": images_job(ctx),
+            "cell": cell_job(ctx, cell_timeout_minutes(matrix)),
+            "report": report_job(ctx),
             "pages": pages_job(),
         },
     }
@@ -123,28 +229,38 @@ def cell_timeout_minutes(matrix: Matrix) -> int:
     return SETUP_MINUTES + math.ceil(per_job * matrix.timeouts.per_cell / 60)
 
 
-def _setup_steps() -> list[dict[str, Any]]:
+def _setup_steps(ctx: Context) -> list[dict[str, Any]]:
     return [
         {"uses": CHECKOUT, "with": {"persist-credentials": False}},
         {
             "uses": SETUP_UV,
             "with": {
+                "version": ctx.uv_version,
                 "python-version": HOST_PYTHON,
                 "enable-cache": True,
-                "cache-dependency-glob": "uv.lock",
+                "cache-dependency-glob": ctx.config,
             },
+        },
+        {
+            "name": "Install spawn-compat",
+            # The spec goes through the environment, never pasted into the script.
+            "env": {"SPAWN_COMPAT": ctx.install},
+            "run": _script(
+                'uv tool install "$SPAWN_COMPAT"',
+                'uv tool dir --bin >> "$GITHUB_PATH"',
+            ),
         },
     ]
 
 
-def plan_job() -> dict[str, Any]:
-    return {
+def plan_job(ctx: Context, *, every_branch: bool) -> dict[str, Any]:
+    job: dict[str, Any] = {
         "name": "plan",
         "runs-on": RUNS_ON,
         "timeout-minutes": 10,
         "outputs": {"jobs": "${{ steps.plan.outputs.jobs }}", "images": "${{ steps.plan.outputs.images }}"},
         "steps": [
-            *_setup_steps(),
+            *_setup_steps(ctx),
             {
                 "id": "plan",
                 "name": "compat plan --json",
@@ -154,17 +270,21 @@ def plan_job() -> dict[str, Any]:
                 "env": {"CELLS": "${{ inputs.cells }}"},
                 "run": _script(
                     'read -ra cells <<< "${CELLS:-}"',
-                    'uv run compat plan --json --record-na reports/raw "${cells[@]}" > plan.json',
+                    f'{ctx.compat} plan --json --record-na {shlex.quote(ctx.raw)} "${{cells[@]}}" > plan.json',
                     'echo "jobs=$(jq -c .jobs plan.json)" >> "$GITHUB_OUTPUT"',
                     'echo "images=$(jq -c .images plan.json)" >> "$GITHUB_OUTPUT"',
                 ),
             },
-            _upload_raw("raw-plan-${{ github.run_attempt }}", "ignore"),
+            _upload_raw(ctx, "raw-plan-${{ github.run_attempt }}", "ignore"),
         ],
     }
+    if every_branch:
+        # Pushes to every branch run it, so a pull request from one of them would run twice.
+        job = {"name": job["name"], "if": NOT_A_SAME_REPO_PR, **{k: v for k, v in job.items() if k != "name"}}
+    return job
 
 
-def _upload_raw(name: str, if_missing: str) -> dict[str, Any]:
+def _upload_raw(ctx: Context, name: str, if_missing: str) -> dict[str, Any]:
     return {
         "name": "Upload raw results",
         "if": "${{ !cancelled() }}",
@@ -173,14 +293,14 @@ def _upload_raw(name: str, if_missing: str) -> dict[str, Any]:
             # Named per attempt: a re-run job adds its results beside the
             # first attempt's, and the report takes the newest of each cell.
             "name": name,
-            "path": "reports/raw/",
+            "path": f"{ctx.raw}/",
             "if-no-files-found": if_missing,
             "retention-days": 14,
         },
     }
 
 
-def images_job() -> dict[str, Any]:
+def images_job(ctx: Context) -> dict[str, Any]:
     return {
         "name": "image ${{ matrix.name }}",
         "needs": "plan",
@@ -189,7 +309,7 @@ def images_job() -> dict[str, Any]:
         "timeout-minutes": IMAGE_MINUTES,
         "strategy": {"fail-fast": False, "matrix": {"include": "${{ fromJSON(needs.plan.outputs.images) }}"}},
         "steps": [
-            *_setup_steps(),
+            *_setup_steps(ctx),
             {
                 "id": "cache",
                 "name": "Restore the newest image of this kind",
@@ -210,7 +330,7 @@ def images_job() -> dict[str, Any]:
                 "name": "compat images (built only when its inputs changed)",
                 "env": {"PYTHON": "${{ matrix.python }}", "GROUP": "${{ matrix.group }}"},
                 "run": _script(
-                    'uv run compat images --python "$PYTHON" --group "$GROUP" --pull '
+                    f'{ctx.compat} images --python "$PYTHON" --group "$GROUP" --pull '
                     f'--save {IMAGE_TAR} --github-output "$GITHUB_OUTPUT"',
                 ),
             },
@@ -234,7 +354,7 @@ def images_job() -> dict[str, Any]:
     }
 
 
-def cell_job(timeout_minutes: int) -> dict[str, Any]:
+def cell_job(ctx: Context, timeout_minutes: int) -> dict[str, Any]:
     return {
         "name": "${{ matrix.name }}",
         "needs": ["plan", "images"],
@@ -246,7 +366,7 @@ def cell_job(timeout_minutes: int) -> dict[str, Any]:
             "matrix": {"include": "${{ fromJSON(needs.plan.outputs.jobs) }}"},
         },
         "steps": [
-            *_setup_steps(),
+            *_setup_steps(ctx),
             {
                 "name": "Download its image",
                 "uses": DOWNLOAD,
@@ -254,23 +374,24 @@ def cell_job(timeout_minutes: int) -> dict[str, Any]:
             },
             {"name": "Load it", "run": f"docker load -i {IMAGE_TAR}"},
             {
-                "name": "nox",
-                "env": {"NOX_SESSIONS": "${{ matrix.sessions }}"},
-                # Session names are passed through the environment, never
-                # pasted into the script, so no value can become shell code.
-                # Each cell prints its status, counts and failures, folds its
-                # pytest output into a group and annotates failing tests.
+                "name": "compat run",
+                "env": {"CELLS": "${{ join(matrix.cells, ' ') }}"},
+                # Cell ids are passed through the environment, never pasted
+                # into the script, so no value can become shell code. Each cell
+                # prints its status, counts and failures, folds its pytest
+                # output into a group and annotates failing tests.
                 "run": _script(
-                    'read -ra sessions <<< "$NOX_SESSIONS"',
-                    'uv run nox -s "${sessions[@]}"',
+                    'read -ra cells <<< "$CELLS"',
+                    f'{ctx.compat} run "${{cells[@]}}" --no-progress --out {shlex.quote(ctx.raw)}',
                 ),
             },
-            _upload_raw("raw-${{ matrix.name }}-${{ github.run_attempt }}", "warn"),
+            _upload_raw(ctx, "raw-${{ matrix.name }}-${{ github.run_attempt }}", "warn"),
         ],
     }
 
 
-def report_job() -> dict[str, Any]:
+def report_job(ctx: Context) -> dict[str, Any]:
+    site = shlex.quote(ctx.site)
     return {
         "name": "report",
         "needs": ["plan", "cell"],
@@ -279,51 +400,54 @@ def report_job() -> dict[str, Any]:
         "timeout-minutes": 15,
         "outputs": {"publish": PUBLISH},
         "steps": [
-            *_setup_steps(),
+            *_setup_steps(ctx),
             {
                 "name": "Download raw results",
                 "uses": DOWNLOAD,
-                "with": {"pattern": "raw-*", "path": ARTIFACTS},
+                "with": {"pattern": "raw-*", "path": ctx.artifacts},
             },
             {
                 "name": "Merge the newest attempt of each cell",
-                "run": f"uv run compat merge {ARTIFACTS} --out reports/raw",
+                "run": f"{ctx.compat} merge {shlex.quote(ctx.artifacts)} --out {shlex.quote(ctx.raw)}",
             },
             {
                 "id": "site",
                 "name": "Restore the published report (baseline and history)",
                 "uses": CACHE_RESTORE,
-                "with": {"path": SITE, "key": "compat-site-${{ github.run_id }}", "restore-keys": "compat-site-"},
+                "with": {"path": ctx.site, "key": "compat-site-${{ github.run_id }}", "restore-keys": "compat-site-"},
             },
             {
                 "name": "compat report",
                 # The baseline is the last published compat.json; the Markdown
-                # table goes to the job summary; pull requests fail on regressions.
+                # table goes to the job summary. A run that publishes writes the
+                # table at the site's root even when cells are missing (it says
+                # which); every other run fails on regressions.
+                "env": {"PUBLISH": PUBLISH},
                 "run": _script(
-                    f'args=(--raw reports/raw --out {SITE} --summary "$GITHUB_STEP_SUMMARY")',
-                    f"if [ -f {SITE}/compat.json ]; then args+=(--baseline {SITE}/compat.json);"
+                    f'args=(--raw {shlex.quote(ctx.raw)} --out {site} --summary "$GITHUB_STEP_SUMMARY")',
+                    f"if [ -f {site}/compat.json ]; then args+=(--baseline {site}/compat.json);"
                     " else args+=(--baseline /dev/null); fi",
-                    'if [ "$GITHUB_EVENT_NAME" = pull_request ]; then args+=(--fail-on-regression); fi',
-                    'uv run compat report "${args[@]}"',
+                    'if [ "$PUBLISH" = true ]; then args+=(--publish); else args+=(--fail-on-regression); fi',
+                    f'{ctx.compat} report "${{args[@]}}"',
                 ),
             },
             {
                 "name": "Upload report",
                 "if": "${{ !cancelled() }}",
                 "uses": UPLOAD,
-                "with": {"name": "compat-report-${{ github.run_attempt }}", "path": f"{SITE}/"},
+                "with": {"name": "compat-report-${{ github.run_attempt }}", "path": f"{ctx.site}/"},
             },
             {
                 "name": "Keep it as the next baseline and history",
                 "if": PUBLISH,
                 "uses": CACHE_SAVE,
-                "with": {"path": SITE, "key": "compat-site-${{ github.run_id }}-${{ github.run_attempt }}"},
+                "with": {"path": ctx.site, "key": "compat-site-${{ github.run_id }}-${{ github.run_attempt }}"},
             },
             {
                 "name": "Stage it for GitHub Pages",
                 "if": PUBLISH,
                 "uses": UPLOAD_PAGES,
-                "with": {"path": f"{SITE}/"},
+                "with": {"path": f"{ctx.site}/"},
             },
         ],
     }
@@ -351,31 +475,38 @@ def _script(*lines: str) -> str:
 
 # -- writing and checking -----------------------------------------------------
 
-HEADER = (
-    "# Generated by `compat workflow` from matrix.toml: do not edit by hand.\n"
-    "# Regenerate with `uv run compat workflow` (or `nox -s workflow`);\n"
-    "# `compat workflow --check` fails while this file is stale.\n"
-)
+
+def header(ctx: Context) -> str:
+    command = f"{ctx.compat} workflow"
+    return (
+        f"# Generated by `compat workflow` from {ctx.config}: do not edit by hand.\n"
+        f"# Regenerate with `{command}` (from the repository's root);\n"
+        f"# `{command} --check` fails while this file is stale.\n"
+    )
 
 
-def render(matrix: Matrix) -> str:
-    return HEADER + "".join(_emit(workflow(matrix), 0))
+def render(matrix: Matrix, *, warn: bool = False) -> str:
+    ctx = context(matrix, warn=warn)
+    return header(ctx) + "".join(_emit(workflow(matrix, ctx), 0))
 
 
 def write(matrix: Matrix, path: Path) -> None:
+    text = render(matrix, warn=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(matrix))
+    path.write_text(text)
 
 
 def check(matrix: Matrix, path: Path) -> None:
-    want = render(matrix)
+    ctx = context(matrix)
+    want = header(ctx) + "".join(_emit(workflow(matrix, ctx), 0))
+    command = f"{ctx.compat} workflow"
     try:
         have = path.read_text()
     except OSError:
-        raise WorkflowStale(f"{path} is missing; run `compat workflow` to write it") from None
+        raise WorkflowStale(f"{path} is missing; run `{command}` to write it") from None
     if have != want:
         first = _first_difference(have, want)
-        raise WorkflowStale(f"{path} is stale ({first}); run `compat workflow` and commit the result")
+        raise WorkflowStale(f"{path} is stale ({first}); run `{command}` and commit the result")
 
 
 def _first_difference(have: str, want: str) -> str:

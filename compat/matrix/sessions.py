@@ -117,10 +117,12 @@ def not_applicable(matrix: Matrix, cells: Sequence[Cell]) -> dict[Cell, str]:
     """
     project = matrix.project()
     target = matrix.target
+    test_groups = matrix.test_groups(project)
+    requirements = matrix.install_mode(project) == "requirements"
     found = {}
     for cell in cells:
-        name = target.group_name(cell.group)
-        groups = [*target.test_groups, *([name] if name is not None else [])]
+        name = None if requirements else target.group_name(cell.group)
+        groups = [*test_groups, *([name] if name is not None else [])]
         reason = matrix.excluded(cell) or project.refusal(cell.python, groups)
         if reason is not None:
             found[cell] = reason

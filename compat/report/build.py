@@ -15,13 +15,15 @@ import msgspec
 
 from ..errors import CompatError, RegressionFound, ReportError
 from ..matrix import Matrix, load
-from ..paths import shown
+from ..paths import compat_invocation, git_root
 from ..results import ledger as L
+from ..results.owner import check_owner, ignore_in_git, read_owner
 from ..results.raw import CellResult, read_cells
 from ..results.why import apply_reruns, read_reruns, why_labels
 from .findings import overview
 from .history import NAME as HISTORY_NAME
 from .history import History
+from .history import read as read_history
 from .history import update as update_history
 from .html import render_html
 from .markdown import render_markdown, render_summary
@@ -58,20 +60,26 @@ def build_report(
     disk); an empty file such as /dev/null means no comparison.
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    matrix = matrix if matrix is not None else _matrix_near(raw_dir)
+    matrix = matrix if matrix is not None else _matrix_of(raw_dir)
+    if matrix is not None:
+        check_owner(raw_dir, matrix)
     cells, older = this_run(_read(raw_dir))
     partial = partial_reason(cells, older, matrix)
     ledger = make_ledger(cells, raw_dir, matrix, partial=partial)
     base, name, problem = _baseline(out_dir, baseline)
     ledger = msgspec.structs.replace(ledger, diff=L.diff(ledger, base, name, problem))
-    history, history_problem = update_history(out_dir / HISTORY, ledger)
+    dest = out_dir / PARTIAL_DIR if partial and not publish else out_dir
+    # Only the published table's runs join its history; a partial report changes no tracked file.
+    history, history_problem = (
+        update_history(out_dir / HISTORY, ledger) if dest == out_dir else read_history(out_dir / HISTORY, ledger)
+    )
     if history_problem:
         print(f"compat report: {history_problem}", file=sys.stderr)
-    dest = out_dir / PARTIAL_DIR if partial and not publish else out_dir
     known = KnownIssues(*_known_issues(dest, known_issues))
-    matrix_file = shown(matrix.source, outside="name") if matrix is not None and matrix.source else "matrix.toml"
-    write_outputs(ledger, dest, known, summary, history=history, matrix_file=matrix_file)
+    invocation = _invocation(matrix, out_dir)
+    write_outputs(ledger, dest, known, summary, history=history, invocation=invocation)
     if dest != out_dir:
+        ignore_in_git(dest)
         print(
             f"compat report: partial run ({partial}): wrote {dest / MARKDOWN}; "
             f"the published {out_dir / MARKDOWN} is unchanged (--publish replaces it)",
@@ -144,16 +152,23 @@ def make_ledger(cells: list[CellResult], raw_dir: Path, matrix: Matrix | None, *
     )
 
 
-def _matrix_near(raw_dir: Path) -> Matrix | None:
-    """matrix.toml of the project the raw dir belongs to, when it can be read."""
-    for root in (Path.cwd(), *raw_dir.resolve().parents):
-        path = root / "matrix.toml"
-        if path.is_file():
-            try:
-                return load(path)
-            except CompatError:
-                return None
-    return None
+def _invocation(matrix: Matrix | None, out_dir: Path) -> str:
+    """compat as a reader of the report calls it: from the root of the repository the report is in."""
+    if matrix is None or not matrix.source:
+        return "compat"
+    base = git_root(out_dir) or Path(matrix.source).resolve().parent
+    return compat_invocation(matrix.source, base=base)
+
+
+def _matrix_of(raw_dir: Path) -> Matrix | None:
+    """The config that wrote the raw directory (its owner record), when it can still be read."""
+    owner = read_owner(raw_dir)
+    if owner is None or not owner.config:
+        return None
+    try:
+        return load(owner.config)
+    except CompatError:
+        return None
 
 
 def _target(matrix: Matrix | None) -> L.TargetInfo:
@@ -207,17 +222,17 @@ def write_outputs(
     summary: Path | None,
     *,
     history: History | None = None,
-    matrix_file: str = "matrix.toml",
+    invocation: str = "compat",
 ) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / LEDGER, L.encode(ledger))
     write_atomic(out_dir / SCHEMA, L.schema_text().encode())
-    write_atomic(out_dir / MARKDOWN, render_markdown(ledger, known, history, matrix_file).encode())
-    write_atomic(out_dir / HTML, render_html(ledger, known, history, matrix_file).encode())
+    write_atomic(out_dir / MARKDOWN, render_markdown(ledger, known, history, invocation).encode())
+    write_atomic(out_dir / HTML, render_html(ledger, known, history, invocation).encode())
     write_atomic(out_dir / BADGE, badge(ledger))
     if summary is not None:
         pointer = f"`{out_dir / HTML}` (and `{out_dir / MARKDOWN}`) in this run's artifacts"
-        text = render_summary(ledger, known, pointer, history=history, matrix_file=matrix_file)
+        text = render_summary(ledger, known, pointer, history=history, invocation=invocation)
         with open(summary, "a", encoding="utf-8") as f:  # GITHUB_STEP_SUMMARY is appended to
             f.write(text)
 

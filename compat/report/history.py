@@ -170,3 +170,9 @@ def update(path: Path, ledger: Ledger) -> tuple[History, str]:
     except OSError as exc:
         problem = f"{path}: not written ({exc.strerror}); this run is missing from the history"
     return history, problem
+
+
+def read(path: Path, ledger: Ledger) -> tuple[History, str]:
+    """The history at ``path`` with this run added in memory only: a partial report writes nothing."""
+    history, problem = History.read(path)
+    return history.with_run(record(ledger)), problem

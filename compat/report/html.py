@@ -183,7 +183,7 @@ def grid_html(ledger: Ledger) -> Iterator[str]:
     yield "</tbody></table></div>"
 
 
-def _finding_html(f: Finding, known: KnownIssues, matrix_file: str) -> str:
+def _finding_html(f: Finding, known: KnownIssues, invocation: str) -> str:
     glyph = GLYPH[STRICT_XPASS if f.status == "xpassed" else CODE[f.status]]
     text = (
         f'<li class="finding" data-status="{esc(f.status)}"><span class="t-{CODE[f.status]}">{glyph}</span> '
@@ -194,11 +194,11 @@ def _finding_html(f: Finding, known: KnownIssues, matrix_file: str) -> str:
     if f.why:
         text += f" <i>(why: {esc(f.why)})</i>"
     extra = [esc(f.history)] if f.history else []
-    extra.append(f"repro: <code>{esc(repro_command(f.cells[0], f.nodeid, matrix_file))}</code>")
+    extra.append(f"repro: <code>{esc(repro_command(f.cells[0], f.nodeid, invocation))}</code>")
     return text + '<br><span class="more">' + " · ".join(extra) + "</span></li>"
 
 
-def problems_html(ledger: Ledger, known: KnownIssues, history: History | None, matrix_file: str) -> Iterator[str]:
+def problems_html(ledger: Ledger, known: KnownIssues, history: History | None, invocation: str) -> Iterator[str]:
     found = problems(ledger, history)
     bad, leaks = problem_cells(ledger), leaky_cells(ledger)
     yield '<section id="problems"><h2>Failing, timing out, flaky, leaking</h2>'
@@ -206,7 +206,7 @@ def problems_html(ledger: Ledger, known: KnownIssues, history: History | None, m
         yield "<p>Nothing fails, times out, is flaky or leaks.</p></section>"
         return
     if found:
-        yield "<ul>" + "".join(_finding_html(f, known, matrix_file) for f in found[:LIST_ITEMS]) + "</ul>"
+        yield "<ul>" + "".join(_finding_html(f, known, invocation) for f in found[:LIST_ITEMS]) + "</ul>"
         if len(found) > LIST_ITEMS:
             yield f"<p>… and {len(found) - LIST_ITEMS} more in the table below.</p>"
     if bad:
@@ -372,9 +372,7 @@ def _island(data: dict[str, Any]) -> str:
 # the page
 
 
-def render_html(
-    ledger: Ledger, known: KnownIssues, history: History | None = None, matrix_file: str = "matrix.toml"
-) -> str:
+def render_html(ledger: Ledger, known: KnownIssues, history: History | None = None, invocation: str = "compat") -> str:
     lay = layout(ledger)
     partial = f"<p id='partial'><b>Partial run:</b> {esc(ledger.partial)}. Counts cover only what ran.</p>"
     static = "".join(
@@ -384,7 +382,7 @@ def render_html(
             partial if ledger.partial else "",
             "<h2>Summary</h2>",
             *grid_html(ledger),
-            *problems_html(ledger, known, history, matrix_file),
+            *problems_html(ledger, known, history, invocation),
             *diff_html(ledger.diff, known),
             *expected_html(ledger, known),
             *folded_html(ledger, known),

@@ -113,7 +113,7 @@ def grid_lines(grid: GridLayout) -> Iterator[str]:
         yield f"| **{' '.join(row)}** | " + " | ".join(symbols) + " |"
 
 
-def finding_lines(f: Finding, known: KnownIssues, matrix_file: str) -> Iterator[str]:
+def finding_lines(f: Finding, known: KnownIssues, invocation: str) -> Iterator[str]:
     symbol = TEST_SYMBOL.get(f.status, "?")
     line = f"- {symbol} {md_code(f.nodeid)} **{f.verb}** in {md_text(f.where)}"
     if f.reason:
@@ -124,11 +124,11 @@ def finding_lines(f: Finding, known: KnownIssues, matrix_file: str) -> Iterator[
     extra = []
     if f.history:
         extra.append(md_text(f.history))
-    extra.append("repro: " + md_code(repro_command(f.cells[0], f.nodeid, matrix_file)))
+    extra.append("repro: " + md_code(repro_command(f.cells[0], f.nodeid, invocation)))
     yield "  <br>" + " · ".join(extra)
 
 
-def problem_lines(ledger: Ledger, known: KnownIssues, history: History | None, matrix_file: str) -> Iterator[str]:
+def problem_lines(ledger: Ledger, known: KnownIssues, history: History | None, invocation: str) -> Iterator[str]:
     found = problems(ledger, history)
     bad_cells = problem_cells(ledger)
     leaks = leaky_cells(ledger)
@@ -139,7 +139,7 @@ def problem_lines(ledger: Ledger, known: KnownIssues, history: History | None, m
         yield ""
         return
     for f in found[:LIST_ITEMS]:
-        yield from finding_lines(f, known, matrix_file)
+        yield from finding_lines(f, known, invocation)
     if len(found) > LIST_ITEMS:
         yield f"- … and {len(found) - LIST_ITEMS} more (see compat.json or index.html)"
     if bad_cells:
@@ -269,7 +269,7 @@ def legend_lines() -> Iterator[str]:
 # documents
 
 
-def _body(ledger: Ledger, known: KnownIssues, history: History | None, matrix_file: str, diff_items: int) -> list[str]:
+def _body(ledger: Ledger, known: KnownIssues, history: History | None, invocation: str, diff_items: int) -> list[str]:
     return [
         counts_line(overview(ledger)),
         "",
@@ -278,7 +278,7 @@ def _body(ledger: Ledger, known: KnownIssues, history: History | None, matrix_fi
         "",
         *grid_lines(grid_layout(ledger)),
         "",
-        *problem_lines(ledger, known, history, matrix_file),
+        *problem_lines(ledger, known, history, invocation),
         *diff_lines(ledger.diff, limit=diff_items),
         *expected_lines(ledger, known),
         *folded_lines(ledger, known),
@@ -287,10 +287,10 @@ def _body(ledger: Ledger, known: KnownIssues, history: History | None, matrix_fi
 
 
 def render_markdown(
-    ledger: Ledger, known: KnownIssues, history: History | None = None, matrix_file: str = "matrix.toml"
+    ledger: Ledger, known: KnownIssues, history: History | None = None, invocation: str = "compat"
 ) -> str:
     head = [f"# {title(ledger)}", "", heading(ledger), ""]
-    return "\n".join(head + _body(ledger, known, history, matrix_file, DIFF_ITEMS))
+    return "\n".join(head + _body(ledger, known, history, invocation, DIFF_ITEMS))
 
 
 def render_summary(
@@ -299,11 +299,11 @@ def render_summary(
     full_report: str,
     limit: int = SUMMARY_BUDGET,
     history: History | None = None,
-    matrix_file: str = "matrix.toml",
+    invocation: str = "compat",
 ) -> str:
     """The job summary: the same document, cut to fit GitHub's 1 MiB."""
     head = [f"# {title(ledger)}", "", heading(ledger), ""]
-    return _fit(head, _body(ledger, known, history, matrix_file, 20), limit, full_report)
+    return _fit(head, _body(ledger, known, history, invocation, 20), limit, full_report)
 
 
 def _fit(head: list[str], body: list[str], limit: int, full_report: str) -> str:

@@ -159,9 +159,9 @@ def grid_layout(ledger: Ledger) -> GridLayout:
     return GridLayout(rows, cols, cells)
 
 
-def repro_command(cell: str, nodeid: str, matrix_file: str = "matrix.toml") -> str:
-    prefix = "uv run compat" + (f" --matrix {matrix_file}" if matrix_file not in ("", "matrix.toml") else "")
-    return f"{prefix} repro {cell} {shlex.quote(nodeid)}"
+def repro_command(cell: str, nodeid: str, invocation: str = "compat") -> str:
+    """``compat [--matrix PATH] repro CELL NODE_ID``; ``invocation`` is how compat is called where the report lives."""
+    return f"{invocation} repro {cell} {shlex.quote(nodeid)}"
 
 
 def title(ledger: Ledger) -> str:

@@ -90,6 +90,8 @@ class CellMeta(msgspec.Struct, frozen=True, kw_only=True):
     cache_key: str | None = None
     # Set when this run reused the result of an earlier one: that run's id.
     cached_from: str | None = None
+    # The run was stopped (Ctrl-C, SIGTERM) while this cell ran.
+    interrupted: bool = False
     version: int = 1
 
 
@@ -661,7 +663,7 @@ def _mark_running(
     if timed_out and meta is not None and meta.running:
         # Its result, if any, came from the forensics step's SIGINT after the bound expired.
         targets.add(meta.running)
-    interrupted = meta is not None and meta.reason.startswith("interrupted")
+    interrupted = meta is not None and meta.interrupted
     for nodeid in sorted(targets):
         if interrupted:
             tests[nodeid] = TestResult(status="not-run", reason="the run was interrupted while it ran")

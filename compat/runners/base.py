@@ -25,89 +25,37 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 from ..cell import protocol as P
-from ..matrix import Cell, Matrix, substitute
-from ..paths import ROOT
+from ..matrix import Cell, Matrix
+from ..paths import CELL_PACKAGE
 from ..results.raw import CellLimits, CellMeta, CellOutcome, Events, parse_events, read_raw
+from .command import selection
 
 DUMP_WAIT_S = 3.0
 # The hang forensics step's hard bound (it needs about 5 s: trees, a CPU sample, one SIGINT probe).
 FORENSICS_BOUND_S = 20
-EXPIRY_GRACE_S = 60.0  # past the cell bound, before a cell gives up on its runner
-CTR_OUT, CTR_TARGET, CTR_PLUGIN = "/out", "/target", "/opt/compat/plugin"
-# The embedded target is not installed in images, so its plugin is loaded by name.
-DEFAULT_TARGET_ARGS = ("-p", "backends.testing.plugin", "--backends-dump-dir={dumps}")
 _TAG = re.compile(r"^(" + "|".join(P.TAGS) + r") (.*)$", re.M)
 REFUSAL_LINES = 6
 STAGE_PREFIX = "spawn-compat-plugin-"
 NO_TESTS = 5  # pytest's exit code when nothing was collected
+# pytest's exit codes for its own failures before or outside the tests: internal error, usage error.
+PYTEST_CRASHED = {3: "an internal error", 4: "a usage error"}
 
 RunnerKind = Literal["docker", "local"]
 
 
-# -- what a cell runs ---------------------------------------------------------
-
-
-def pytest_argv(matrix: Matrix, cell: Cell, *, out: str, extra: Sequence[str] = ()) -> list[str]:
-    """pytest's arguments for a cell, with ``{dumps}``/``{out}`` pointing at ``out``."""
-    target = matrix.target
-    target_args = target.pytest_args
-    if not target_args and matrix.target_dir == ROOT:
-        target_args = DEFAULT_TARGET_ARGS
-    backend = target.backend_map.get(cell.backend, cell.backend)
-    fill = {"dumps": f"{out}/{P.DUMPS}", "out": out}
-    axis_args = [
-        substitute(arg, {"value": dict(cell.extra)[axis.name]})
-        for axis in matrix.axes.extra
-        for arg in axis.pytest_args
-    ]
-    return [
-        *target.tests,
-        f"{target.backend_option}={backend}",
-        f"--capture={cell.capture}",
-        *axis_args,
-        "-p", P.PLUGIN_MODULE,
-        "-p", "no:cacheprovider",
-        f"--junitxml={out}/{P.JUNIT}",
-        *(substitute(arg, fill) for arg in target_args),
-        *extra,
-    ]  # fmt: skip
-
-
-def entry_spec(matrix: Matrix, cell: Cell, *, out: str, cwd: str, extra: Sequence[str], fresh_dirs: bool) -> str:
-    return json.dumps(
-        {
-            "out": out,
-            "cwd": cwd,
-            "pytest": pytest_argv(matrix, cell, out=out, extra=extra),
-            "per_test_timeout": matrix.timeouts.per_test,
-            # The runner enforces the cell's bound from outside; this one only
-            # acts when the runner is gone (SIGKILLed, OOM), so no cell runs on.
-            "expire_after": matrix.timeouts.per_cell + EXPIRY_GRACE_S,
-            "env": dict(matrix.target.env),
-            "fresh_dirs": fresh_dirs,
-            "reaper": matrix.target.reaper,
-        }
-    )
-
-
-def python_path(matrix: Matrix, root: str) -> list[str]:
-    """The target's import paths as the cell sees them (``root`` is where it is mounted)."""
-    return [str(Path(root) / p) if p != "." else root for p in matrix.target.import_paths]
-
-
-def stage_plugin() -> Path:
+def stage_plugin(target_files: Sequence[str] = ()) -> Path:
     """A world-readable directory holding the stdlib-only ``compat.cell`` package.
 
     Only the in-cell package goes in, so a cell never imports the service
     (docker, rich) and a ``compat`` directory of the target's is shadowed.
+    ``target_files`` (relative paths) are listed beside it for cells that copy the target.
     """
     stage = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-"))
     pkg = stage / "compat"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    shutil.copytree(
-        Path(__file__).resolve().parents[1] / "cell", pkg / "cell", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    shutil.copytree(CELL_PACKAGE, pkg / "cell", ignore=shutil.ignore_patterns("__pycache__"))
+    (stage / P.FILES_LIST).write_bytes("\0".join(target_files).encode(errors="surrogateescape"))
     for path in (stage, *stage.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     return stage
@@ -154,6 +102,8 @@ class CellRun:
     failure: str = ""
     # The test running when the bound expired, read before anything (forensics) disturbed the cell.
     running: str | None = None
+    # The user's pytest arguments, for a reason that says what a selection matched.
+    pytest_args: tuple[str, ...] = ()
 
 
 def tagged(stdout: str) -> dict[str, dict[str, Any]]:
@@ -197,14 +147,18 @@ def classify(run: CellRun, matrix: Matrix) -> tuple[CellOutcome, str, str | None
     """(outcome, reason, running) of a finished cell run."""
     bound = matrix.timeouts.per_cell
     if run.interrupted:
-        return "error", "interrupted (Ctrl-C or SIGTERM) before the cell finished", running_test(run.out)
+        return "error", INTERRUPTED_REASON, running_test(run.out)
     if run.timed_out:
         running = run.running or running_test(run.out)
         where = f" while {running} was running" if running else ""
         return "timeout", f"cell exceeded its {bound:g} s bound{where}", running
     if run.failure:
         return "error", run.failure, running_test(run.out)
-    pytest_exit = tagged(run.stdout).get(P.TAG_PYTEST, {}).get("exit")
+    info = tagged(run.stdout)
+    setup = info.get(P.TAG_SETUP, {})
+    if setup.get("failed"):
+        return "error", f"{setup['failed']} failed: {setup.get('detail', '')}", None
+    pytest_exit = info.get(P.TAG_PYTEST, {}).get("exit")
     if pytest_exit is None:
         return (
             "error",
@@ -216,14 +170,34 @@ def classify(run: CellRun, matrix: Matrix) -> tuple[CellOutcome, str, str | None
         if reason is not None:
             return "unsupported", reason, None
     if pytest_exit == NO_TESTS:
-        return (
-            "error",
-            "pytest collected no tests (exit 5): the selection (-k, -m, node ids, test paths) matched nothing",
-            None,
-        )
+        chosen = selection(matrix, run.cell, run.pytest_args)
+        return "error", f"pytest collected no tests (exit 5): the selection matched nothing: {chosen}", None
     if pytest_exit in (0, 1):
         return "completed", "", None
+    if pytest_exit in PYTEST_CRASHED and not any_test_ran(run.out):
+        what = PYTEST_CRASHED[pytest_exit]
+        return (
+            "error",
+            f"the target's pytest stopped with {what} (exit {pytest_exit}) before any test: {crash_message(run.out)}",
+            None,
+        )
     return "error", f"pytest exited with {pytest_exit}: {log_tail(run.out)}", None
+
+
+INTERRUPTED_REASON = "interrupted (Ctrl-C or SIGTERM) before the cell finished"
+_CRASH_LINE = re.compile(
+    r"^(?:INTERNALERROR> \s*)?(?:E\s+)?(?P<line>(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit)\b|ERROR:).*)$"
+)
+
+
+def crash_message(out: Path) -> str:
+    """The target's own account of why pytest stopped: its last error line, else the output's tail."""
+    try:
+        lines = (out / P.OUTPUT).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    found = [m["line"].strip() for line in lines if (m := _CRASH_LINE.match(line.strip()))]
+    return found[-1][:500] if found else log_tail(out)
 
 
 def refusal_reason(out: Path, patterns: Sequence[str]) -> str | None:
@@ -282,6 +256,7 @@ def finish_meta(run: CellRun, matrix: Matrix) -> CellMeta:
         finished=finished,
         duration_s=round(finished - run.started, 3),
         pytest_duration_s=py.get("duration"),
+        interrupted=run.interrupted,
         limits=CellLimits(
             pids=matrix.limits.pids,
             memory=matrix.limits.memory,
@@ -300,15 +275,23 @@ def write_meta(out: Path, meta: CellMeta) -> None:
     tmp.replace(out / P.META)
 
 
-def static_meta(cell: Cell, run_id: str, runner: RunnerKind, out: Path, outcome: CellOutcome, reason: str) -> CellMeta:
-    """A cell decided without running it: unavailable, unsupported by metadata, excluded, or a failed image."""
+def static_meta(
+    cell: Cell, run_id: str, runner: RunnerKind, out: Path, outcome: CellOutcome, reason: str, *, output: str = ""
+) -> CellMeta:
+    """A cell decided without running it: unavailable, unsupported by metadata, excluded, or a failed build.
+
+    ``output`` (a failed build's whole output) is kept as the cell's output.log.
+    """
     now = time.time()
     meta = CellMeta(
         cell=cell.id, python=cell.python, group=cell.group, backend=cell.backend,
         capture=cell.capture, extra=dict(cell.extra), run_id=run_id, runner=runner,
         outcome=outcome, reason=reason, started=now, finished=now, duration_s=0.0,
     )  # fmt: skip
-    write_meta(prepare_out(out), meta)
+    prepare_out(out)
+    if output:
+        (out / P.OUTPUT).write_text(output)
+    write_meta(out, meta)
     return meta
 
 

@@ -26,8 +26,10 @@ from pathlib import Path, PurePosixPath
 import msgspec
 
 from ..matrix import Cell, Matrix
+from ..paths import CELL_PACKAGE
 from ..results.raw import CellMeta, read_cell, read_meta
-from .base import CTR_OUT, entry_spec, write_meta
+from .base import write_meta
+from .command import CTR_OUT, CTR_PLUGIN, CTR_TARGET, entry_spec
 
 FORMAT = "spawn-compat-cache-1"
 CACHEABLE_STATUSES = frozenset({"ok", "unsupported"})
@@ -36,7 +38,6 @@ CACHEABLE_STATUSES = frozenset({"ok", "unsupported"})
 JUNK_DIRS = frozenset(
     {".git", ".hg", ".venv", "venv", ".nox", ".tox", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 )
-CELL_PACKAGE = Path(__file__).resolve().parents[1] / "cell"
 
 
 def _files(root: Path) -> list[str]:
@@ -59,6 +60,15 @@ def _files(root: Path) -> list[str]:
     return sorted(found)
 
 
+def target_files(matrix: Matrix, out_dir: Path | None = None) -> tuple[list[str], str]:
+    """What a cell sees of the target (git's view, without the results in ``out_dir``), and a digest of all of it."""
+    root = matrix.target_dir
+    results = (out_dir or matrix.raw_dir).resolve()
+    prefix = results.relative_to(root).as_posix() + "/" if results.is_relative_to(root) else None
+    files = [rel for rel in _files(root) if prefix is None or not rel.startswith(prefix)]
+    return files, _digest_files(root, files)
+
+
 def _ignored(rel: str, patterns: Sequence[str]) -> bool:
     path = PurePosixPath(rel)
     return any(path.full_match(p) for p in patterns)
@@ -67,13 +77,18 @@ def _ignored(rel: str, patterns: Sequence[str]) -> bool:
 def tree_digest(root: Path, *, ignore: Sequence[str] = (), skip: Iterable[Path] = ()) -> str:
     """sha256 over the names and contents of ``root``'s files (symlinks by target)."""
     skipped = [p.resolve() for p in skip]
+    files = [
+        rel
+        for rel in _files(root)
+        if not _ignored(rel, ignore) and not any((root / rel).resolve().is_relative_to(s) for s in skipped)
+    ]
+    return _digest_files(root, files)
+
+
+def _digest_files(root: Path, files: Iterable[str]) -> str:
     h = hashlib.sha256()
-    for rel in _files(root):
-        if _ignored(rel, ignore):
-            continue
+    for rel in files:
         path = root / rel
-        if any(path.resolve().is_relative_to(s) for s in skipped):
-            continue
         try:
             if path.is_symlink():
                 data = b"->" + os.readlink(path).encode(errors="surrogateescape")
@@ -112,7 +127,7 @@ def cell_key(
     pytest_args: Sequence[str],
 ) -> str:
     """Everything that determines the cell's result, hashed (``shared``: ``run_inputs``)."""
-    spec = json.loads(entry_spec(matrix, cell, out=CTR_OUT, cwd="/target", extra=pytest_args, fresh_dirs=True))
+    spec = entry_spec(matrix, cell, out=CTR_OUT, cwd=CTR_TARGET, plugin=CTR_PLUGIN, extra=pytest_args, fresh_dirs=True)
     parts = {
         "format": FORMAT,
         "cell": cell.id,
@@ -121,6 +136,8 @@ def cell_key(
         **shared,
         "spec": spec,
         "limits": msgspec.to_builtins(matrix.limits),
+        "sandbox": msgspec.to_builtins(matrix.sandbox),
+        "installs_project": matrix.installs_project(),
         "import_paths": matrix.target.import_paths,
         "unsupported": matrix.target.unsupported_patterns,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import threading
@@ -15,23 +16,21 @@ from ..errors import ImageBuildError, PythonUnavailable
 from ..matrix import Cell, Matrix
 from ..results.raw import CellMeta
 from .base import (
-    CTR_OUT,
-    CTR_PLUGIN,
-    CTR_TARGET,
     FORENSICS_BOUND_S,
     CellRun,
     collect_dumps,
-    entry_spec,
     prepare_out,
-    python_path,
     record,
     remove_orphan_stages,
     running_test,
     stage_plugin,
     static_meta,
 )
+from .cache import target_files
+from .command import CTR_OUT, CTR_PLUGIN, CTR_SOURCE, CTR_TARGET, CTR_WHEELS, entry_spec
 from .engine import CellContainer, ContainerSpec, Engine, run_scope
 from .images import builder_for
+from .wheel import TargetBuildError, target_wheels
 
 WAIT_SLICE_S = 5.0
 
@@ -39,7 +38,7 @@ WAIT_SLICE_S = 5.0
 class DockerRunner:
     kind: Literal["docker"] = "docker"
 
-    def __init__(self, matrix: Matrix, run_id: str, pytest_args: Sequence[str]) -> None:
+    def __init__(self, matrix: Matrix, run_id: str, pytest_args: Sequence[str], out_dir: Path | None = None) -> None:
         self.engine = Engine.connect()
         # A runner that was SIGKILLed left its containers and staged plugin behind.
         for gone in self.engine.remove_orphans():
@@ -51,15 +50,22 @@ class DockerRunner:
         self.pytest_args = tuple(pytest_args)
         # (python, group) -> image tag, or the ImageBuildError that stopped it.
         self.images: dict[tuple[str, str], str | ImageBuildError] = {}
-        self.stage = stage_plugin()
+        # The target's wheel directory (None: not installed), or why it could not be built.
+        self.wheels: Path | TargetBuildError | None = None
+        self.files, self.files_digest = target_files(matrix, out_dir)
+        self.stage = stage_plugin(self.files)
         self._scope = run_scope(self.engine, run_id)
         self._scope.__enter__()
 
     def prepare(self, cells: Sequence[Cell]) -> None:
-        """Build each (python, group) image once; a failed build fails only its cells."""
+        """Build the target's wheel and each (python, group) image once; a failure fails only its cells."""
         pairs = sorted({(c.python, c.group) for c in cells})
         if not pairs:
             return
+        try:
+            self.wheels = target_wheels(self.matrix, self.files_digest)
+        except TargetBuildError as exc:
+            self.wheels = exc
         builder = builder_for(self.engine, self.matrix)
         for pair in pairs:
             try:
@@ -68,8 +74,14 @@ class DockerRunner:
                 self.images[pair] = exc
 
     def environment(self, cell: Cell) -> str | None:
+        """The image's tag, which hashes every input of the image; an image resolved at build time
+        (no lock) also by its id, since a rebuild under the same tag may resolve other versions."""
         image = self.images.get((cell.python, cell.group))
-        return self.engine.image_id(image) if isinstance(image, str) else None
+        if not isinstance(image, str):
+            return None
+        if self.matrix.install_mode() == "lock":
+            return image
+        return f"{image}@{self.engine.image_id(image)}"
 
     def abort(self) -> None:
         self.engine.remove_run(self.run_id)
@@ -82,9 +94,10 @@ class DockerRunner:
             self.engine.close()
 
     def spec(self, cell: Cell, out: Path, image: str) -> ContainerSpec:
+        wheels = self.wheels if isinstance(self.wheels, Path) else None
         return cell_container(
             self.matrix, cell, image=image, stage=self.stage, out=out, run_id=self.run_id,
-            mode="run", pytest_args=self.pytest_args,
+            mode="run", pytest_args=self.pytest_args, wheels=wheels,
         )  # fmt: skip
 
     def run_cell(self, cell: Cell, out: Path, stop: threading.Event) -> CellMeta:
@@ -94,7 +107,11 @@ class DockerRunner:
         if not isinstance(image, str):
             reason = str(image) if image is not None else "its image was never prepared"
             return static_meta(cell, self.run_id, "docker", out, "error", reason)
-        run = CellRun(cell=cell, run_id=self.run_id, runner="docker", out=prepare_out(out))
+        if isinstance(self.wheels, TargetBuildError):
+            return static_meta(cell, self.run_id, "docker", out, "error", str(self.wheels), output=self.wheels.output)
+        run = CellRun(
+            cell=cell, run_id=self.run_id, runner="docker", out=prepare_out(out), pytest_args=self.pytest_args
+        )
 
         def body(run: CellRun) -> None:
             with CellContainer(self.engine, spec=self.spec(cell, out, image)) as ctr:
@@ -137,25 +154,38 @@ def cell_container(
     run_id: str,
     mode: Literal["run", "exec", "shell"],
     pytest_args: Sequence[str] = (),
+    wheels: Path | None = None,
 ) -> ContainerSpec:
     """The one description of a cell's container: the runner's, and `compat repro`'s."""
-    limits = matrix.limits
-    entry = entry_spec(matrix, cell, out=CTR_OUT, cwd=CTR_TARGET, extra=pytest_args, fresh_dirs=True)
+    limits, sandbox = matrix.limits, matrix.sandbox
+    copy = sandbox.writable_target
+    entry = entry_spec(
+        matrix, cell, out=CTR_OUT, cwd=CTR_TARGET, plugin=CTR_PLUGIN, extra=pytest_args, fresh_dirs=True,
+        source=CTR_SOURCE if copy else None, files=f"{CTR_PLUGIN}/{P.FILES_LIST}" if copy else None,
+        wheels=CTR_WHEELS if wheels is not None else None,
+    )  # fmt: skip
+    mounts = {
+        str(matrix.target_dir): (CTR_SOURCE if copy else CTR_TARGET, "ro"),
+        str(stage): (CTR_PLUGIN, "ro"),
+        str(out.resolve()): (CTR_OUT, "rw"),
+    }
+    if wheels is not None:
+        mounts[str(wheels)] = (CTR_WHEELS, "ro")
     return ContainerSpec(
         image=image,
-        command=["python", "-m", P.ENTRY_MODULE, mode, entry],
+        command=["python", "-m", P.ENTRY_MODULE, mode, json.dumps(entry)],
         run_id=run_id,
         cell_id=cell.id,
-        mounts={
-            str(matrix.target_dir): (CTR_TARGET, "ro"),
-            str(stage): (CTR_PLUGIN, "ro"),
-            str(out.resolve()): (CTR_OUT, "rw"),
-        },
-        env={"PYTHONPATH": ":".join([CTR_PLUGIN, *python_path(matrix, CTR_TARGET)]), P.ENV_SCOPE: "all"},
+        mounts=mounts,
+        env={"PYTHONPATH": CTR_PLUGIN, P.ENV_SCOPE: "all"},
         working_dir=CTR_TARGET,
         pids=limits.pids,
         memory=limits.memory,
         cpus=limits.cpus,
+        # The target's writable copy shares the cell's memory limit.
+        tmpfs={CTR_TARGET: limits.memory} if copy else {},
+        network=sandbox.network,
+        cap_add=sandbox.cap_add,
     )
 
 

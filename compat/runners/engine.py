@@ -45,9 +45,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 KEEP_ENV = "COMPAT_KEEP_CONTAINERS"
+CONFLICT = 409
 API_VERSION = "1.41"
 # Root hosts (CI runners, containers) often have no sudo at all.
-PROVISION = ("" if os.geteuid() == 0 else "sudo ") + "containers/provision-engine"
+PROVISION = ("" if os.geteuid() == 0 else "sudo ") + "compat provision"
 PROVISION_HINT = f"run `{PROVISION}` (or start your docker engine)"
 
 
@@ -89,10 +90,11 @@ class Engine:
         except docker.errors.APIError as exc:
             raise EngineError(f"cannot inspect image {ref}: {_short(exc)}") from None
 
-    def run_containers(self, run_id: str) -> list[Any]:
+    def run_containers(self, run_id: str, *, runner: str | None = None) -> list[Any]:
+        """The containers of ``run_id``; with ``runner``, only those that runner (``host:pid``) made."""
         # ignore_removed: another run may remove its containers between the listing and their inspection.
-        filters = {"label": f"{RUN_LABEL}={run_id}"}
-        return list(self.client.containers.list(all=True, filters=filters, ignore_removed=True))
+        labels = [f"{RUN_LABEL}={run_id}", *([f"{RUNNER_LABEL}={runner}"] if runner else [])]
+        return list(self.client.containers.list(all=True, filters={"label": labels}, ignore_removed=True))
 
     def remove_orphans(self) -> list[str]:
         """Remove containers whose runner on this host is gone; return what was removed."""
@@ -109,12 +111,22 @@ class Engine:
         return removed
 
     def remove_run(self, run_id: str) -> int:
-        """Force-remove every container labelled with ``run_id``; returns how many."""
+        """Force-remove the containers this process made for ``run_id``; returns how many.
+
+        Only this process's: several jobs of one CI run (act, a self-hosted
+        runner with several agents) or two `compat run`s may share a run id
+        and an engine, and must never remove each other's live cells.
+        """
         removed = 0
-        for container in self.run_containers(run_id):
-            with contextlib.suppress(docker.errors.NotFound):
+        for container in self.run_containers(run_id, runner=runner_identity()):
+            try:
                 container.remove(force=True)
                 removed += 1
+            except docker.errors.NotFound:
+                continue
+            except docker.errors.APIError as exc:
+                if exc.status_code != CONFLICT:  # 409: its removal is already under way (another thread's)
+                    raise EngineError(f"cannot remove container {container.name}: {_short(exc)}") from None
         return removed
 
     def close(self) -> None:
@@ -149,6 +161,10 @@ class ContainerSpec:
     memory: str = "2g"
     cpus: float | None = None
     tmpfs_size: str = "512m"
+    # Further tmpfs mounts (path -> size), e.g. the cell's writable copy of the target.
+    tmpfs: Mapping[str, str] = field(default_factory=dict)
+    network: str = "none"
+    cap_add: Sequence[str] = ()
 
     def create_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -164,16 +180,24 @@ class ContainerSpec:
             "working_dir": self.working_dir,
             "user": self.user,
             "init": True,
-            "network_mode": "none",
+            "network_mode": self.network,
+            # The engine turns IPv6 off in a container's network namespace; a test that binds ::1
+            # (a dual-stack free-port helper) must find the loopback a machine has.
+            "sysctls": {"net.ipv6.conf.lo.disable_ipv6": "0", "net.ipv6.conf.all.disable_ipv6": "0"},
             "read_only": True,
             # exec: pytest and the target may run helpers from /tmp; sockets live there too.
-            "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={self.tmpfs_size}"},
+            "tmpfs": {
+                "/tmp": f"rw,exec,nosuid,nodev,size={self.tmpfs_size}",
+                **{path: f"rw,exec,nosuid,nodev,size={size},uid=1000,gid=1000" for path, size in self.tmpfs.items()},
+            },
             "pids_limit": self.pids,
             "mem_limit": self.memory,
             "security_opt": ["no-new-privileges"],
             "cap_drop": ["ALL"],
             "detach": True,
         }
+        if self.cap_add:
+            kwargs["cap_add"] = list(self.cap_add)
         if self.cpus:
             kwargs["nano_cpus"] = int(self.cpus * 1e9)
         return kwargs
@@ -187,9 +211,12 @@ def cli_args(spec: ContainerSpec, *, tty: bool) -> list[str]:
     one ``create_kwargs`` gives the engine.
     """
     kw = spec.create_kwargs()
-    args = ["docker", "run", "--rm", "-i", *(["-t"] if tty else []), "--init", "--network", "none", "--read-only"]
+    args = ["docker", "run", "--rm", "-i", *(["-t"] if tty else []), "--init", "--network", kw["network_mode"]]
+    args.append("--read-only")
     for path, options in kw["tmpfs"].items():
         args += ["--tmpfs", f"{path}:{options}"]
+    for key, value in kw["sysctls"].items():
+        args += ["--sysctl", f"{key}={value}"]
     for mount in kw["mounts"]:
         ro = ",readonly" if mount["ReadOnly"] else ""
         args += ["--mount", f"type=bind,source={mount['Source']},target={mount['Target']}{ro}"]
@@ -204,6 +231,8 @@ def cli_args(spec: ContainerSpec, *, tty: bool) -> list[str]:
         args += ["--security-opt", opt]
     for cap in kw["cap_drop"]:
         args += ["--cap-drop", cap]
+    for cap in kw.get("cap_add", ()):
+        args += ["--cap-add", cap]
     args += ["--user", kw["user"], "--workdir", kw["working_dir"], kw["image"], *kw["command"]]
     return args
 

@@ -1,7 +1,7 @@
 """Images: one per (python, group), tagged by a hash of everything that goes in.
 
 The base is a registry image when one is present or reachable, otherwise a
-local Debian base made by ``containers/make-base`` (debootstrap), itself
+local Debian base made by ``compat/resources/make-base`` (debootstrap), itself
 tagged by a hash of its recipe. An image whose tag exists is never rebuilt,
 so a run with unchanged inputs costs a few ``inspect`` calls.
 """
@@ -135,7 +135,8 @@ def registry_reachable(image: str, timeout: float = REGISTRY_PROBE_S) -> bool:
 
 
 def make_local_base(tag: str, images: ImagesConfig, *, log: Log = print) -> None:
-    cmd = [str(MAKE_BASE), tag, images.debian_suite, images.mirror]
+    # Run by sh: an installed package keeps no executable bit it can rely on.
+    cmd = ["sh", str(MAKE_BASE), tag, images.debian_suite, images.mirror]
     if os.geteuid() != 0 and shutil.which("sudo"):
         cmd.insert(0, "sudo")
     log(f"base: {' '.join(cmd)} (debootstrap, about 35 s)")
@@ -205,12 +206,7 @@ class ImageBuilder:
         shutil.copy(DOCKERFILE, ctx / "Dockerfile")
         install.copy_to(ctx / "project")
         (ctx / "ca").mkdir()
-        args = {
-            "BASE": self.base,
-            "SUITE": self.images.debian_suite,
-            "MIRROR": self.images.mirror,
-            "SYNC_ARGS": " ".join(install.args),
-        }
+        args = {"BASE": self.base, "SUITE": self.images.debian_suite, "MIRROR": self.images.mirror}
         if self.ca_bundle:
             shutil.copy(self.ca_bundle, ctx / "ca" / CA_NAME)
             args["CA_CERT"] = f"/opt/compat/ca/{CA_NAME}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -29,17 +30,18 @@ from .base import (
     FORENSICS_BOUND_S,
     CellRun,
     collect_dumps,
-    entry_spec,
     prepare_out,
-    python_path,
     record,
     running_test,
     stage_plugin,
     static_meta,
 )
-from .install import install_for
+from .cache import target_files
+from .command import entry_spec
+from .install import SCRIPT, install_for
+from .wheel import CACHE_ROOT, TargetBuildError, target_wheels
 
-VENV_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spawn-compat" / "venvs"
+VENV_ROOT = CACHE_ROOT / "venvs"
 POLL_S = 0.1
 
 
@@ -70,14 +72,14 @@ def venv_for(matrix: Matrix, python_exe: str, python: str, group: str) -> Path:
     venv = VENV_ROOT / f"py{python}-{group}-{digest}"
     if (venv / ".complete").exists():
         return venv
+    _uv()
     with tempfile.TemporaryDirectory(prefix="spawn-compat-project-") as project:
         install.copy_to(Path(project))
-        env = {**_uv_env(), "UV_PROJECT_ENVIRONMENT": str(venv)}
-        cmd = [_uv(), "sync", *install.args, "--python", python_exe]
-        proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, env=env, check=False)
+        cmd = ["sh", SCRIPT, str(venv), python_exe]
+        proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, env=_uv_env(), check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-8:] or ["no output"]
-        raise CompatError(f"uv sync for py{python}-{group} failed: {' | '.join(tail)}")
+        raise CompatError(f"installing py{python}-{group} (uv) failed: {' | '.join(tail)}")
     (venv / ".complete").touch()
     return venv
 
@@ -98,10 +100,13 @@ def pid_namespace_works() -> bool:
 class LocalRunner:
     kind: Literal["local"] = "local"
 
-    def __init__(self, matrix: Matrix, run_id: str, pytest_args: Sequence[str]) -> None:
+    def __init__(self, matrix: Matrix, run_id: str, pytest_args: Sequence[str], out_dir: Path | None = None) -> None:
         self.matrix = matrix
         self.run_id = run_id
         self.pytest_args = tuple(pytest_args)
+        self.files_digest = target_files(matrix, out_dir)[1]
+        # The target's wheel directory (None: not installed), or why it could not be built.
+        self.wheels: Path | TargetBuildError | None = None
         self.stage = stage_plugin()
         self.namespace = pid_namespace_works()
         # A str is why there is no venv (no interpreter); an error, why it could not be made.
@@ -110,6 +115,11 @@ class LocalRunner:
         self._lock = threading.Lock()
 
     def prepare(self, cells: Sequence[Cell]) -> None:
+        if cells:
+            try:
+                self.wheels = target_wheels(self.matrix, self.files_digest)
+            except TargetBuildError as exc:
+                self.wheels = exc
         for python, group in sorted({(c.python, c.group) for c in cells}):
             exe = find_python(python)
             if exe is None:
@@ -138,10 +148,12 @@ class LocalRunner:
 
     def command(self, venv: Path, cell: Cell, out: Path) -> list[str]:
         target = str(self.matrix.target_dir)
+        wheels = str(self.wheels) if isinstance(self.wheels, Path) else None
         spec = entry_spec(
-            self.matrix, cell, out=str(out.resolve()), cwd=target, extra=self.pytest_args, fresh_dirs=False
-        )
-        cmd = [str(venv / "bin" / "python"), "-m", P.ENTRY_MODULE, "run", spec]
+            self.matrix, cell, out=str(out.resolve()), cwd=target, plugin=str(self.stage),
+            extra=self.pytest_args, fresh_dirs=False, wheels=wheels,
+        )  # fmt: skip
+        cmd = [str(venv / "bin" / "python"), "-m", P.ENTRY_MODULE, "run", json.dumps(spec)]
         if self.namespace:
             cmd = ["unshare", "--pid", "--fork", "--mount-proc", *cmd]
         return cmd
@@ -149,7 +161,7 @@ class LocalRunner:
     def env(self) -> dict[str, str]:
         env = {
             **os.environ,
-            "PYTHONPATH": ":".join([str(self.stage), *python_path(self.matrix, str(self.matrix.target_dir))]),
+            "PYTHONPATH": str(self.stage),
             P.ENV_SCOPE: "all" if self.namespace else "session",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
@@ -162,7 +174,9 @@ class LocalRunner:
             if isinstance(venv, CompatError):
                 return static_meta(cell, self.run_id, "local", out, "error", str(venv))
             return static_meta(cell, self.run_id, "local", out, "unavailable", venv or "not prepared")
-        run = CellRun(cell=cell, run_id=self.run_id, runner="local", out=prepare_out(out))
+        if isinstance(self.wheels, TargetBuildError):
+            return static_meta(cell, self.run_id, "local", out, "error", str(self.wheels), output=self.wheels.output)
+        run = CellRun(cell=cell, run_id=self.run_id, runner="local", out=prepare_out(out), pytest_args=self.pytest_args)
 
         def body(run: CellRun) -> None:
             with tempfile.TemporaryFile() as stdout:

@@ -27,7 +27,7 @@ from rich.text import Text
 
 from ..cell import protocol as P
 from ..matrix import Cell
-from ..paths import shown
+from ..paths import compat_invocation, shown
 from ..results.raw import FAILING, CellMeta, CellResult, parse_events, read_cell, read_meta, read_raw
 
 STYLE = {
@@ -148,8 +148,7 @@ def print_summary(
 ) -> None:
     """The table at the end of a run, and what to do next (-v: every cell, not only those that are not ok)."""
     stream = stream or sys.stderr
-    matrix_file = shown(matrix_file) if matrix_file else ""
-    compat = "uv run compat" + (f" --matrix {matrix_file}" if matrix_file and matrix_file != "matrix.toml" else "")
+    compat = compat_invocation(matrix_file or None)
     bad = [d for d in done if d.result.status not in FINE]
     counts: dict[str, int] = {}
     for d in done:
@@ -159,7 +158,9 @@ def print_summary(
     if cached:
         lines[-1] += f" ({cached} cached: inputs unchanged since their last clean result; --no-cache runs them)"
     lines += [f"  {status_line(d)}" for d in (done if verbosity > 0 else bad)]
-    lines.append(f"next: {compat} report --raw {out_dir}   (the table, with every failure's reason)")
+    lines.append(
+        f"next: {compat} report --raw {shown(str(out_dir.resolve()))}   (the table, with every failure's reason)"
+    )
     if bad:
         ids = " ".join(d.cell.id for d in bad[:3])
         lines.append(f"      {compat} run {ids}{' ...' if len(bad) > 3 else ''}   (run those cells again)")

@@ -21,6 +21,7 @@ import msgspec
 from ..errors import CompatError, EngineError, OutputBusy
 from ..matrix import Cell, Matrix, new_run_id
 from ..matrix.sessions import not_applicable
+from ..results.owner import claim
 from ..results.raw import CellMeta, CellOutcome
 from . import cache
 from .base import CellRunner, static_meta, write_meta
@@ -30,16 +31,18 @@ from .local import LocalRunner
 Observer = Callable[[str, Cell, CellMeta | None], None]
 
 
-def choose_runner(kind: str, matrix: Matrix, run_id: str, pytest_args: Sequence[str]) -> CellRunner:
+def choose_runner(
+    kind: str, matrix: Matrix, run_id: str, pytest_args: Sequence[str], out_dir: Path | None = None
+) -> CellRunner:
     if kind not in ("auto", "docker", "local"):
         raise CompatError(f"unknown runner {kind!r}; use auto, docker or local")
     if kind in ("auto", "docker"):
         try:
-            return DockerRunner(matrix, run_id, pytest_args)
+            return DockerRunner(matrix, run_id, pytest_args, out_dir)
         except EngineError:
             if kind == "docker":
                 raise
-    return LocalRunner(matrix, run_id, pytest_args)
+    return LocalRunner(matrix, run_id, pytest_args, out_dir)
 
 
 def run_cells(
@@ -48,7 +51,7 @@ def run_cells(
     *,
     run_id: str | None = None,
     runner: str = "auto",
-    out_dir: Path = Path("reports/raw"),
+    out_dir: Path | None = None,
     jobs: int = 1,
     pytest_args: Sequence[str] = (),
     progress: bool = True,
@@ -60,10 +63,13 @@ def run_cells(
 
     ``narrowed_tests`` says the target's tests were replaced by these (``--failed-tests``); with any
     ``pytest_args`` they are kept in each meta as its ``selection``, which makes the run partial.
+    ``out_dir`` defaults to the config's raw directory (``<[report] out>/raw``).
     """
+    out_dir = out_dir if out_dir is not None else matrix.raw_dir
     run_id = run_id or new_run_id()
     selection = (*narrowed_tests, *pytest_args)
     with own_output(out_dir, run_id):
+        claim(out_dir, matrix)
         return _run(
             matrix, cells, run_id, runner, out_dir, jobs, pytest_args, progress, use_cache, verbosity, selection
         )
@@ -82,7 +88,7 @@ def _run(
     verbosity: int,
     selection: tuple[str, ...],
 ) -> list[CellMeta]:
-    chosen = choose_runner(runner, matrix, run_id, pytest_args)
+    chosen = choose_runner(runner, matrix, run_id, pytest_args, out_dir)
     try:
         decided = not_applicable(matrix, cells)
         chosen.prepare([c for c in cells if c not in decided])

@@ -21,7 +21,7 @@ from compat.matrix import sessions as plan
 # read(2)'s number, as /proc/<pid>/syscall shows it.
 READ_SYSCALL = {"x86_64": 0, "aarch64": 63}[platform.machine()]
 ROOT = Path(__file__).resolve().parents[2]
-MATRIX = ROOT / "matrix.toml"
+MATRIX = ROOT / "compat.toml"
 
 
 def compat(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -113,12 +113,14 @@ def test_split_pytest_args_keeps_everything_after_the_first_separator():
     assert cli.split_pytest_args(["run"]) == (["run"], [])
 
 
-def test_nox_posargs_reach_pytest_last(noxfile):
+def test_nox_posargs_reach_pytest_last():
     """nox -s 'test-3.14-subint(base-fd)' -- -k cancel: posargs -> compat run -> pytest argv."""
-    from compat.runners.base import pytest_argv
+    from compat import nox as compat_nox
+    from compat.runners.command import pytest_argv
 
     cell = Cell("3.14", "base", "subint", "fd")
-    argv = noxfile.cell_argv(cell, ["-k", "cancel", "-x"])
+    source = str(ROOT / "compat.toml")
+    argv = compat_nox.compat_argv(source, "run", cell.id, posargs=["-k", "cancel", "-x"], pytest=True)
     before, extra = cli.split_pytest_args(argv)
     args = cli.build_parser().parse_args(before)
     matrix = load(args.matrix)
@@ -127,9 +129,9 @@ def test_nox_posargs_reach_pytest_last(noxfile):
     assert extra == ["-k", "cancel", "-x"]
     pytest_args = pytest_argv(matrix, cell, out="/out", extra=extra)
     assert pytest_args[:3] == ["tests/backends", "--spawn-backend=subint", "--capture=fd"]
-    assert pytest_args[-3:] == ["-k", "cancel", "-x"]
+    assert pytest_args[-3:] == ["-x", "-k", "cancel"]  # every -k is combined into one, last
     # Without posargs nothing is appended, not even the separator.
-    assert "--" not in noxfile.cell_argv(cell)
+    assert "--" not in compat_nox.compat_argv(source, "run", cell.id, pytest=True)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""matrix.toml -> Matrix: the committed file, and every error as one exact line."""
+"""The config -> Matrix: the committed file, where a config is found, and every error as one exact line."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ CORES = os.cpu_count()
 
 
 def test_committed_matrix_has_every_cell_including_impossible_ones():
-    matrix = load(ROOT / "matrix.toml")
+    matrix = load(ROOT / "compat.toml")
     cells = matrix.cells()
     assert len(cells) == 2 * 3 * 3 * 3
     assert len({c.id for c in cells}) == len(cells)
@@ -35,7 +35,7 @@ def test_cell_id_is_stable_and_readable():
 
 
 def test_matrix_is_frozen():
-    matrix = load(ROOT / "matrix.toml")
+    matrix = load(ROOT / "compat.toml")
     with pytest.raises(AttributeError):
         matrix.axes = None  # type: ignore[misc]
 
@@ -118,7 +118,7 @@ def error_of(path: Path) -> str:
         ),
         (
             '[target]\npath = "missing"\n',
-            "$.target.path: 'missing' is not a directory (resolved against the matrix file: {dir}/missing)",
+            "$.target.path: 'missing' is not a directory (resolved against the config file: {dir}/missing)",
         ),
         ('[[exclude]]\npyhton = "3.13"\n', "$.exclude[0].pyhton: unknown axis 'pyhton'; did you mean 'python'?"),
         (
@@ -148,7 +148,37 @@ def error_of(path: Path) -> str:
             "$.target.unsupported-pattern[1]: not a regular expression: "
             "missing ), unterminated subpattern at position 0",
         ),
-        ("[target]\ntests = []\n", "$.target.tests: must list at least one test path"),
+        (
+            '[target]\npytest-args = ["-p", "x", "--x={nope}"]\n',
+            "$.target.pytest-args[2]: unknown placeholder {nope} in '--x={nope}'; known: {dumps}, {out}",
+        ),
+        (
+            '[target.backend-map]\ntrio = 1\n',
+            "$.target.backend-map.trio: must be the backend option's value (a string) or a table of option, "
+            "pytest-args and env, got `int`",
+        ),
+        (
+            '[target.backend-map.trio]\nenv = { X = 1 }\n',
+            "$.target.backend-map.trio.env.X: Expected `str`, got `int`",
+        ),
+        (
+            '[target.backend-map.trio]\noptoin = "x"\n',
+            "$.target.backend-map.trio.optoin: unknown key 'optoin'; did you mean 'option'?",
+        ),
+        ('[target]\ninstall = "wheel"\n', "$.target.install: 'wheel' is not one of auto, lock, pyproject, requirements"),
+        ('[target]\ninstall-project = "yes"\n', "$.target.install-project: 'yes' is not one of auto, true, false"),
+        ('[target]\nextras = ["fast"]\n', "$.target.extras[0]: 'fast': the target declares no [project.optional-dependencies]"),
+        ('[target]\nrequirements = ["reqs.txt"]\n', "$.target.requirements[0]: 'reqs.txt' is not a file of the target ({dir})"),
+        (
+            '[sandbox]\nnetwork = "bridge"\n',
+            "$.sandbox.reason: say why the target needs more than the sandbox gives (it is shown in the report)",
+        ),
+        ('[ci]\nuv-version = "latest"\n', "$.ci.uv-version: 'latest' is not an exact uv version like '0.9.5'"),
+        (
+            '[axes]\nbackend = ["a", "b"]\n[target]\nbackend-option = ""\n',
+            "$.target.backend-option: is \"\" and $.target.backend-map does not name a, b: "
+            "nothing tells the backends apart",
+        ),
     ],
 )
 def test_error_names_file_and_key_path(write_matrix, toml, expected):
@@ -164,7 +194,7 @@ def test_backend_map_defines_the_backends_when_given(write_matrix):
 
 
 def test_groups_are_checked_against_the_targets_dependency_groups(write_matrix, tmp_path):
-    (tmp_path / "pyproject.toml").write_text('[dependency-groups]\ntest = []\ngreenback = ["greenback"]\n')
+    (tmp_path / "pyproject.toml").write_text('[dependency-groups]\ntest = ["pytest"]\ngreenback = ["greenback"]\n')
     path = write_matrix('[axes]\ngroup = ["base", "grenback"]\n')
     assert error_of(path) == (
         f"{path}: $.axes.group[1]: 'grenback' is not 'base' or a dependency group of the target: "
@@ -203,4 +233,74 @@ def test_a_nul_byte_or_a_non_utf8_target_project_is_one_line(write_matrix, tmp_p
     path = write_matrix('[target]\npath = "latin1"\n')
     assert error_of(path) == (
         f"{path}: $.target.path: {target / 'pyproject.toml'}: not UTF-8 text (invalid continuation byte at byte 21)"
+    )
+
+
+# -- where the config is found -------------------------------------------------
+
+
+def test_the_config_is_found_from_the_current_directory_upwards(tmp_path, monkeypatch):
+    from compat.matrix import find_config
+
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "compat.toml").write_text('[target]\ntests = ["tests"]\n')
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    assert find_config() == tmp_path / "compat.toml"
+    matrix = load()
+    assert matrix.target_dir == tmp_path and matrix.raw_dir == tmp_path / "reports" / "raw"
+
+
+def test_a_pyproject_table_is_a_config_and_its_keys_say_where_they_are(tmp_path, monkeypatch):
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\nversion = "1"\ndependencies = ["pytest"]\n\n'
+        '[tool.spawn-compat.axes]\nbackend = ["trio"]\n\n[tool.spawn-compat.report]\nout = "out"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    matrix = load()
+    assert matrix.axes.backend == ("trio",) and matrix.out_dir == tmp_path / "out"
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\nversion = "1"\n\n[tool.spawn-compat.timeouts]\nper_test = 1\n'
+    )
+    path = tmp_path / "pyproject.toml"
+    assert error_of(path) == (
+        f"{path}: $.tool.spawn-compat.timeouts.per_test: unknown key 'per_test'; did you mean 'per-test'?"
+    )
+
+
+def test_no_config_and_two_configs_are_one_line_each(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load()
+    assert str(info.value) == (
+        f"no compat.toml (or [tool.spawn-compat] in a pyproject.toml) in {tmp_path} or any directory above it; "
+        "run `compat init` to write one, or name one with --matrix"
+    )
+    (tmp_path / "compat.toml").write_text("")
+    (tmp_path / "pyproject.toml").write_text("[tool.spawn-compat]\n")
+    with pytest.raises(ConfigError) as info:
+        load()
+    assert str(info.value) == (
+        f"{tmp_path / 'compat.toml'} and {tmp_path / 'pyproject.toml'} both configure spawn-compat; "
+        "keep one (or name it with --matrix)"
+    )
+
+
+def test_a_target_whose_cells_would_have_no_pytest_is_told_before_anything_is_built(write_matrix, tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "nopy"\nversion = "1"\ndependencies = ["trio"]\n')
+    path = write_matrix('[target]\ntests = ["tests"]\n')
+    assert error_of(path) == (
+        f"{path}: $.target.test-groups: nothing the cells install names pytest (the target's dependencies, "
+        "no test group): add pytest to the target's test group, or name that group here"
+    )
+    # Its test group is found by its conventional name, and named explicitly it is checked.
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "nopy"\nversion = "1"\n[dependency-groups]\ntesting = ["pytest>=8"]\n'
+    )
+    assert load(path).test_groups() == ("testing",)
+    path = write_matrix('[target]\ntests = ["tests"]\ntest-groups = ["test"]\n')
+    assert error_of(path) == (
+        f"{path}: $.target.test-groups[0]: 'test' is not a dependency group of the target: testing; did you mean 'testing'?"
     )

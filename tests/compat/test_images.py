@@ -6,31 +6,29 @@ import pytest
 
 from compat.matrix import Cell, load
 from compat.matrix import ImagesConfig as Images
-from compat.paths import ROOT
 from compat.runners.images import base_tag, ensure_images, image_hash, registry_host, registry_reachable
-from compat.runners.install import install_for
+from compat.runners.install import SCRIPT, install_for
+from tests.compat import cellsupport
 
 # One worker owns the engine: images are built once, not raced.
 pytestmark = pytest.mark.xdist_group("engine")
 
-try:
-    from tests.compat import cellsupport
-except ImportError:
-    import cellsupport
+FIXTURE = Path(__file__).with_name("fixture_project")
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
+    """A copy of the fixture project (its own pyproject and lock), with a config beside it."""
     root = tmp_path / "target"
     (root / "tests").mkdir(parents=True)
     for name in ("pyproject.toml", "uv.lock"):
-        shutil.copy(ROOT / name, root / name)
-    (tmp_path / "matrix.toml").write_text('[target]\npath = "target"\ntests = ["tests"]\n')
+        shutil.copy(FIXTURE / name, root / name)
+    (tmp_path / "compat.toml").write_text('[target]\npath = "target"\ntests = ["tests"]\n')
     return root
 
 
 def tag_of(project: Path, python: str, group: str, *, base: str = "sha256:1", **kwargs: object) -> str:
-    matrix = load(project.parent / "matrix.toml")
+    matrix = load(project.parent / "compat.toml")
     return image_hash(python, group, base_id=base, install=install_for(matrix, group), **kwargs)  # type: ignore[arg-type]
 
 
@@ -51,30 +49,71 @@ def test_every_input_changes_the_tag(project, tmp_path):
     with (project / "uv.lock").open("a") as lock:
         lock.write("\n# changed\n")
     variants.add(tag_of(project, "3.14", "base"))
-    (project.parent / "matrix.toml").write_text('[target]\npath = "target"\ntests = ["tests"]\ntest-groups = ["dev"]\n')
+    (project.parent / "compat.toml").write_text(
+        '[target]\npath = "target"\ntests = ["tests"]\ntest-groups = ["testing", "oldonly"]\n'
+    )
     variants.add(tag_of(project, "3.14", "base"))  # the target's test groups are what is installed
+    (project.parent / "compat.toml").write_text(
+        '[target]\npath = "target"\ntests = ["tests"]\n[target.build-env]\nSETUPTOOLS_SCM_PRETEND_VERSION = "1.0"\n'
+    )
+    variants.add(tag_of(project, "3.14", "base"))  # so is the environment it is built in
     assert reference not in variants
-    assert len(variants) == 6
+    assert len(variants) == 7
+
+
+def sync_line(script: str) -> str:
+    return next(line for line in script.splitlines() if " uv sync " in line)
 
 
 def test_the_targets_lock_and_groups_drive_the_install(project):
-    (project.parent / "matrix.toml").write_text(
-        '[axes]\ngroup = ["base", "greenback"]\n'
-        '[target]\npath = "target"\ntests = ["tests"]\ntest-groups = ["test", "compat"]\n'
-        '[target.group-map]\ngreenback = "cffi"\n'
+    (project.parent / "compat.toml").write_text(
+        '[axes]\ngroup = ["base", "old"]\n'
+        '[target]\npath = "target"\ntests = ["tests"]\ntest-groups = ["testing"]\n'
+        '[target.group-map]\nold = "oldonly"\n'
     )
-    matrix = load(project.parent / "matrix.toml")
-    install = install_for(matrix, "greenback")
-    assert install.files == (str(project / "pyproject.toml"), str(project / "uv.lock"))
-    assert install.args == (
-        "--frozen", "--no-install-project", "--no-default-groups",
-        "--group", "test", "--group", "compat", "--group", "cffi",
-    )  # fmt: skip
+    matrix = load(project.parent / "compat.toml")
+    install = install_for(matrix, "old")
+    assert install.files == (("pyproject.toml", str(project / "pyproject.toml")), ("uv.lock", str(project / "uv.lock")))
+    assert sync_line(install.script) == (
+        'UV_PROJECT_ENVIRONMENT="$venv" uv sync --frozen --no-install-project --no-default-groups '
+        '--group testing --group oldonly --python "$python"'
+    )
     (project / "uv.lock").unlink()  # without a lock, the pyproject is resolved at build time
-    assert install_for(load(project.parent / "matrix.toml"), "base").args[:2] == (
-        "--no-install-project",
-        "--no-default-groups",
+    unlocked = install_for(load(project.parent / "compat.toml"), "base")
+    assert " uv sync --no-install-project --no-default-groups --group testing " in sync_line(unlocked.script)
+    assert unlocked.names == ("pyproject.toml",)
+
+
+def test_extras_requirement_files_and_workspace_members_go_into_the_install(project):
+    (project / "requirements-test.txt").write_text("-r requirements/base.txt\npytest\n")
+    (project / "requirements").mkdir()
+    (project / "requirements" / "base.txt").write_text("tomli-w\n")
+    text = (project / "pyproject.toml").read_text()
+    text = text.replace("[dependency-groups]", '[project.optional-dependencies]\nfast = ["six"]\n\n[dependency-groups]')
+    (project / "pyproject.toml").write_text(text)
+    (project.parent / "compat.toml").write_text(
+        '[target]\npath = "target"\ntests = ["tests"]\ninstall = "pyproject"\nextras = ["fast"]\n'
+        'requirements = ["requirements-test.txt"]\n'
     )
+    install = install_for(load(project.parent / "compat.toml"), "base")
+    assert install.names == ("pyproject.toml", "requirements-test.txt", "requirements/base.txt")
+    assert "--group testing --extra fast" in sync_line(install.script)
+    assert 'uv pip install --python "$venv/bin/python" -r requirements-test.txt' in install.script.splitlines()
+
+
+def test_a_bare_test_tree_gets_pytest_and_a_requirements_target_only_its_files(tmp_path):
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "compat.toml").write_text('[target]\ntests = ["tests"]\n')
+    install = install_for(load(tmp_path / "compat.toml"), "base")
+    assert install.names == ()
+    lines = install.script.splitlines()
+    assert 'uv venv --quiet "$venv" --python "$python"' in lines
+    assert 'uv pip install --python "$venv/bin/python" pytest' in lines
+    (tmp_path / "reqs.txt").write_text("pytest>=8\n")
+    (tmp_path / "compat.toml").write_text('[target]\ntests = ["tests"]\nrequirements = ["reqs.txt"]\n')
+    install = install_for(load(tmp_path / "compat.toml"), "base")
+    assert install.names == ("reqs.txt",) and " pytest\n" not in install.script
+    assert SCRIPT == "compat-install.sh"
 
 
 def test_base_tag_follows_its_recipe():

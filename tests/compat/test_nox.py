@@ -1,4 +1,4 @@
-"""The noxfile: sessions listed from matrix.toml, and the same cells as `compat plan`."""
+"""The noxfile: compat.nox's sessions listed from compat.toml, and the same cells as `compat plan`."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from compat import cli
+from compat import nox as compat_nox
 from compat.matrix import load
 from compat.matrix import sessions as plan
 
 ROOT = Path(__file__).resolve().parents[2]
-MATRIX = ROOT / "matrix.toml"
+MATRIX = ROOT / "compat.toml"
 
 
 def nox(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -44,29 +45,37 @@ def test_a_bare_listing_selects_the_main_job():
     assert [s["session"] for s in json.loads(proc.stdout)] == ["matrix", "report"]
 
 
-def test_one_session_per_pair_parametrised_over_group_and_capture(listing):
-    subint = [s for s in listing if s["name"] == "test-3.14-subint"]
-    assert [s["session"] for s in subint] == [
-        f"test-3.14-subint({g}-{c})" for g in ("base", "greenback", "cffi") for c in ("fd", "sys", "no")
+def test_one_session_per_pair_and_one_per_cell(listing):
+    subint = [s["session"] for s in listing if s["session"].startswith("test-3.14-subint")]
+    assert subint == [
+        "test-3.14-subint",
+        *(f"test-3.14-subint({g}-{c})" for g in ("base", "greenback", "cffi") for c in ("fd", "sys", "no")),
     ]
-    assert subint[0]["call_spec"] == {"cell": "py3.14-base-subint-capfd"}
-    assert {"test", "py3.14", "subint", "base", "capfd"} <= set(subint[0]["tags"])
-    names = {s["name"] for s in listing}
+    by_name = {s["session"]: s for s in listing}
+    assert {"test", "py3.14", "subint"} <= set(by_name["test-3.14-subint"]["tags"])
+    assert {"cell", "py3.14", "subint", "base", "capfd"} <= set(by_name["test-3.14-subint(base-fd)"]["tags"])
     pairs = {f"test-{p}-{b}" for p in ("3.13", "3.14") for b in ("trio", "forkserver", "subint")}
-    assert names == pairs | {"matrix", "images", "doctor", "report", "tests", "workflow"}
+    others = {"matrix", "images", "doctor", "report", "tests", "workflow"}
+    cells = {c.session for c in plan.plan(load(MATRIX), load(MATRIX).cells()).cells}
+    assert set(by_name) == pairs | others | cells
 
 
-def test_every_session_has_a_one_line_description(listing):
+def test_every_session_has_its_own_one_line_description(listing):
     for session in listing:
         assert session["description"], session["session"]
         assert "\n" not in session["description"], session["session"]
+    # A description says which cell or pair it is: none is repeated (nox -l is read, not skimmed).
+    descriptions = [s["description"] for s in listing]
+    assert len(set(descriptions)) == len(descriptions)
+    assert {s["description"] for s in listing if s["session"] == "test-3.14-subint(cffi-no)"} == {
+        "py3.14-cffi-subint-capno: cffi group, --capture=no."
+    }
 
 
 def test_nox_cell_sessions_are_exactly_the_planned_cells(listing):
     matrix = load(MATRIX)
-    by_name = {plan.session_name(p, b): (p, b) for p, b in plan.pairs(matrix)}
-    from_nox = {s["session"]: s["call_spec"]["cell"] for s in listing if s["name"] in by_name}
-    assert from_nox == {c.session: c.id for c in plan.plan(matrix, matrix.cells()).cells}
+    planned = {c.session for c in plan.plan(matrix, matrix.cells()).cells}
+    assert {s["session"] for s in listing if "cell" in s["tags"]} == planned
 
 
 def test_every_ci_job_session_is_a_nox_session(listing):
@@ -76,7 +85,7 @@ def test_every_ci_job_session_is_a_nox_session(listing):
     assert all(name in sessions for job in jobs for name in job.sessions.split())
 
 
-def test_plan_json_equals_the_cells_nox_matrix_runs(noxfile):
+def test_plan_json_equals_the_cells_nox_matrix_runs():
     """`compat plan --json` (what CI fans out over) vs the `compat run` that `nox -s matrix` makes."""
     proc = subprocess.run(
         [sys.executable, "-m", "compat", "plan", "--json"], capture_output=True, text=True, cwd=ROOT, check=False
@@ -84,7 +93,7 @@ def test_plan_json_equals_the_cells_nox_matrix_runs(noxfile):
     assert proc.returncode == 0, proc.stderr
     planned = [c["id"] for c in json.loads(proc.stdout)["cells"]]
 
-    before, extra = cli.split_pytest_args(noxfile.matrix_argv(["-k", "cancel"]))
+    before, extra = cli.split_pytest_args(compat_nox.matrix_argv(str(MATRIX), ["-k", "cancel"]))
     args = cli.build_parser().parse_args(before)
     assert args.command == "run"
     assert args.jobs == (os.cpu_count() or 1) + 1

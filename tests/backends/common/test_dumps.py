@@ -45,7 +45,11 @@ def test_an_actor_writes_its_task_tree_on_sigusr2(spawn_backend: str, tmp_path: 
         pytest.skip("a sub-interpreter actor shares its host's signals: stacks only, no task tree of its own")
     script, dumps = tmp_path / "parker.py", tmp_path / "dumps"
     script.write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "BACKENDS_DUMP_DIR": str(dumps)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "BACKENDS_DUMP_DIR": str(dumps),
+    }
     ready = tmp_path / "ready"
     root = subprocess.Popen(
         [sys.executable, str(script), spawn_backend, str(ready)],

@@ -50,7 +50,7 @@ if __name__ == "__main__":
 
 
 def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=BOUND_S, check=False)
 
 
@@ -78,7 +78,7 @@ def test_a_script_without_a_main_guard_gets_told_why(spawn_backend: str, tmp_pat
 def test_code_given_by_c_or_stdin_is_the_one_clear_refusal(how: str, tmp_path: Path) -> None:
     code = SCRIPT.replace('if __name__ == "__main__":', "if True:").replace("sys.argv[1]", '"trio"')
     argv = [sys.executable, "-c", code] if how == "-c" else [sys.executable, "-"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run(
         argv, input=None if how == "-c" else code, cwd=tmp_path, env=env,
         capture_output=True, text=True, timeout=BOUND_S, check=False,
