@@ -22,11 +22,6 @@ from .matrix import AXES, Cell, Matrix, load, new_run_id
 from .matrix import sessions as planning
 from .paths import git_root
 
-# Outcomes that say the cell ran as well as it could here; `unsupported` and
-# `unavailable` are results for the table, not failures of the run.
-_FINE_OUTCOMES = {"unsupported", "unavailable", "excluded"}
-# pytest: 0 all passed. 5 (nothing collected: a `-k` typo) is a failed selection.
-_FINE_PYTEST_CODES = {0}
 INTERRUPTED = 130
 
 
@@ -71,7 +66,7 @@ EXIT_CODES = """exit codes:
   2  bad config or arguments (one line names the file and key)
   3  no container engine      4  an image could not be built (compat images)
   6  the report failed        7  a regression (--fail-on-regression)
-  8  some cell is not clean (failing tests, timeout, error)
+  8  some cell is not clean (failing tests, timeout, error, a leak, every test skipped)
   9  the committed workflow is stale (compat workflow --check)
   10 another run holds the results directory
   11 the results directory holds another target's results
@@ -364,7 +359,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # One set of tests per group of cells: the whole target, or (--failed-tests) each cell's failures.
     batches: dict[tuple[str, ...], list[Cell]] = {(): cells}
     if args.failed or args.failed_tests:
-        from .results.raw import failed_cells
+        from .results.selection import failed_cells
 
         previous = failed_cells(out)
         cells = [c for c in cells if c.id in previous]
@@ -395,7 +390,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             verbosity=args.verbose - args.quiet,
             narrowed_tests=narrowed,
         )
-    failed = [m for m in metas if not cell_is_fine(m.outcome, m.exit_code)]
+    from .results.raw import read_cell
+    from .results.status import FINE_CELLS
+
+    # What the table will say of each cell decides, not pytest's exit code: a leak or a cell
+    # whose every test was skipped is not clean either.
+    verdicts = {m.cell: read_cell(out / m.cell) for m in metas}
+    failed = [m for m in metas if verdicts[m.cell].status not in FINE_CELLS]
     if args.triage is not None:
         bound = matrix.triage.reruns if args.triage < 0 else args.triage
         if failed and bound > 0:
@@ -404,19 +405,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"compat: triage: up to {bound} re-run(s) to explain the failures (the why column)", file=sys.stderr)
             triage(matrix, out, max_reruns=bound, runner=args.runner, progress=False)
     if failed:
-        names = ", ".join(f"{m.cell} ({_why(m.outcome, m.exit_code)})" for m in failed)
+        names = ", ".join(f"{m.cell} ({verdicts[m.cell].status})" for m in failed)
         raise CellsFailed(f"{len(failed)} of {len(metas)} cells failed: {names}; results in {out}/")
     return 0
-
-
-def cell_is_fine(outcome: str, exit_code: int | None) -> bool:
-    if outcome in _FINE_OUTCOMES:
-        return True
-    return outcome == "completed" and exit_code in _FINE_PYTEST_CODES
-
-
-def _why(outcome: str, exit_code: int | None) -> str:
-    return f"pytest exit {exit_code}" if outcome == "completed" else outcome
 
 
 def cmd_repro(args: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ DOCKERFILE = RESOURCES / "Dockerfile"
 MAKE_BASE = RESOURCES / "make-base"
 PROVISION_ENGINE = RESOURCES / "provision-engine"
 CELL_PACKAGE = Path(str(resources.files("compat") / "cell"))
+# What compat keeps between runs on this machine: local venvs, the targets' wheels, build locks.
+CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spawn-compat"
 
 
 def shown(path: str, *, outside: str = "absolute") -> str:

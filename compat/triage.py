@@ -14,7 +14,8 @@ from pathlib import Path
 import msgspec
 
 from .matrix import Cell, Matrix
-from .results.raw import CellResult, read_cell, read_cells
+from .results.raw import read_cell, read_cells
+from .results.schema import CellResult
 from .results.why import (
     TRIAGE_DIR,
     AxisValues,
@@ -25,7 +26,6 @@ from .results.why import (
     plan_reruns,
     read_index,
     read_reruns_from,
-    why_labels,
     write_index,
 )
 from .runners.schedule import run_cells
@@ -59,8 +59,7 @@ def run(matrix: Matrix, raw_dir: Path, *, max_reruns: int, runner: str | None = 
                     purpose=purpose, status=test.status if test else rerun_cell.status,
                 )
             )  # fmt: skip
-    marked, neighbour_obs, flaky = apply_reruns(cells, read_reruns_from(raw_dir, index))
-    index.labels = why_labels(marked, neighbour_obs, flaky)
+    index.labels = apply_reruns(cells, read_reruns_from(raw_dir, index)).labels()
     index.budget = max_reruns
     index.skipped = max(0, len(plan_reruns(cells, values, 10**6, done)) - len(wanted))
     write_index(raw_dir, index)

@@ -17,7 +17,8 @@ from typing import Any
 import msgspec
 
 from ..matrix import AxesConfig, Matrix, cell_id
-from ..results.raw import CellMeta, axes_from_id
+from ..results.raw import axes_from_id
+from ..results.schema import CellMeta
 from .build import build_report
 
 

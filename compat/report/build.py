@@ -18,8 +18,9 @@ from ..matrix import Matrix, load
 from ..paths import compat_invocation, git_root
 from ..results import ledger as L
 from ..results.owner import check_owner, ignore_in_git, read_owner
-from ..results.raw import CellResult, read_cells
-from ..results.why import apply_reruns, read_reruns, why_labels
+from ..results.raw import read_cells
+from ..results.schema import CellResult
+from ..results.why import apply_reruns, read_reruns
 from .findings import overview
 from .history import NAME as HISTORY_NAME
 from .history import History
@@ -139,13 +140,14 @@ def partial_reason(cells: list[CellResult], older: list[CellResult], matrix: Mat
 
 
 def make_ledger(cells: list[CellResult], raw_dir: Path, matrix: Matrix | None, *, partial: str = "") -> L.Ledger:
-    cells, neighbour_runs, flaky = apply_reruns(cells, read_reruns(raw_dir))
+    applied = apply_reruns(cells, read_reruns(raw_dir))
+    cells = applied.cells
     declared = matrix.axes.values() if matrix is not None else None
     target = _target(matrix)
     return L.build_ledger(
         cells,
         axes=L.axes_of(cells, declared),
-        why=why_labels(cells, neighbour_runs, flaky),
+        why=applied.labels(),
         target=target,
         na_skips=matrix.target.na_skips if matrix is not None else (),
         partial=partial,

@@ -11,24 +11,12 @@ from dataclasses import dataclass
 
 from ..matrix import AXES
 from ..results.ledger import Ledger, LedgerCell, LedgerResult, LedgerTest
+from ..results.status import CELL, NA_CELLS, PROBLEM_TESTS, row_of
 from .history import History
 
-# Cell statuses that are not problems: the combination does not apply here.
-NOT_APPLICABLE_CELLS = frozenset({"excluded", "unsupported", "unavailable"})
-# Cell statuses that are problems, worst first.
-PROBLEM_CELLS = ("error", "timeout", "failing", "leaked")
-# Test statuses that are problems, worst first ("xpassed" only when strict).
-PROBLEM_TESTS = ("timeout", "error", "failed", "flaky", "xpassed")
-VERB = {
-    "timeout": "times out",
-    "error": "errors",
-    "failed": "fails",
-    "flaky": "is flaky",
-    "xpassed": "passes despite a strict xfail",
-    "xfailed": "xfails",
-    "skipped": "skipped",
-}
 WHERE_IDS = 4
+# Cells that are not ok for a reason of their own, not only their tests' (those show as findings).
+CELL_PROBLEMS_OF_THEIR_OWN = frozenset({"error", "timeout", "skipped"})
 
 
 def axis_value(cell: LedgerCell, axis: str) -> str:
@@ -82,7 +70,7 @@ def overview(ledger: Ledger) -> Overview:
     return Overview(
         cells=len(ledger.cells),
         by_status=by_status,
-        na=sum(n for s, n in by_status.items() if s in NOT_APPLICABLE_CELLS),
+        na=sum(n for s, n in by_status.items() if s in NA_CELLS),
         failing_tests=sum(1 for t in ledger.tests if any(is_problem(r) for r in t.results.values())),
         cached=sum(1 for c in ledger.cells if c.cached_from),
         not_run_cells=len(diff.not_run_cells) if diff else 0,
@@ -91,7 +79,8 @@ def overview(ledger: Ledger) -> Overview:
 
 
 def is_problem(r: LedgerResult) -> bool:
-    return r.status in PROBLEM_TESTS and (r.status != "xpassed" or bool(r.strict))
+    """A result the problem list shows: failing, flaky, or an xpass under a strict marker."""
+    return row_of(r.status, strict=r.strict).problem
 
 
 @dataclass(frozen=True)
@@ -105,10 +94,12 @@ class Finding:
     reason: str
     why: str = ""
     history: str = ""
+    # An xpass under a strict marker (a problem), or not (an expected failure that passed).
+    strict: bool = False
 
     @property
     def verb(self) -> str:
-        return VERB.get(self.status, self.status)
+        return row_of(self.status, strict=self.strict).verb or self.status
 
 
 def ran(ledger: Ledger) -> list[LedgerCell]:
@@ -148,6 +139,7 @@ def _findings(
                     reason=_common_reason(test, hits),
                     why=test.why,
                     history=history.describe(test.nodeid, hits) if history is not None else "",
+                    strict=all(test.results[c].strict for c in hits),
                 )
             )
     return found
@@ -156,8 +148,7 @@ def _findings(
 def problems(ledger: Ledger, history: History | None = None) -> list[Finding]:
     """Tests that fail, error, time out, are flaky or strictly xpass, worst first."""
     found = _findings(ledger, PROBLEM_TESTS, is_problem, history)
-    order = {s: i for i, s in enumerate(PROBLEM_TESTS)}
-    return sorted(found, key=lambda f: (order[f.status], f.nodeid))
+    return sorted(found, key=lambda f: (-row_of(f.status, strict=f.strict).rank, f.nodeid))
 
 
 def expected_failures(ledger: Ledger) -> list[Finding]:
@@ -207,7 +198,7 @@ def na_cells(ledger: Ledger) -> list[Folded]:
     """Cells that do not apply, grouped by reason."""
     by_reason: dict[str, list[LedgerCell]] = {}
     for c in ledger.cells:
-        if c.status in NOT_APPLICABLE_CELLS:
+        if c.status in NA_CELLS:
             by_reason.setdefault(c.reason or c.status, []).append(c)
     return [
         Folded(reason, len(cs), where(cs, list(ledger.cells), ledger.axes))
@@ -239,9 +230,8 @@ def folded_sections(ledger: Ledger) -> list[FoldedSection]:
 
 def problem_cells(ledger: Ledger) -> list[LedgerCell]:
     """Cells that are not ok for a reason of their own (not only failing tests), worst first."""
-    order = {s: i for i, s in enumerate(PROBLEM_CELLS)}
-    bad = [c for c in ledger.cells if c.status in ("error", "timeout")]
-    return sorted(bad, key=lambda c: (order[c.status], c.id))
+    bad = [c for c in ledger.cells if c.status in CELL_PROBLEMS_OF_THEIR_OWN]
+    return sorted(bad, key=lambda c: (-CELL[c.status].rank, c.id))
 
 
 def leaky_cells(ledger: Ledger) -> list[LedgerCell]:

@@ -17,25 +17,11 @@ from pathlib import Path
 import msgspec
 
 from ..results.ledger import Ledger
+from ..results.status import ABSENT, BY_CODE, FAILING, TEST
 
 NAME = "history.jsonl"
 KEEP_RUNS = 200
 RATE_RUNS = 10
-CODE = {
-    "passed": ".",
-    "failed": "F",
-    "error": "E",
-    "xfailed": "x",
-    "xpassed": "X",
-    "skipped": "s",
-    "timeout": "T",
-    "not-run": "n",
-    "flaky": "f",
-    "n/a": "a",
-}
-STATUS = {v: k for k, v in CODE.items()}
-ABSENT = " "
-FAILED_CODES = frozenset("FET")
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -45,7 +31,7 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     partial: str = ""
     cells: dict[str, str]  # cell id -> cell status, in the order of `tests` strings
     passed: tuple[str, ...] = ()  # tests that passed in every cell that ran them
-    tests: dict[str, str] = {}  # other tests -> one CODE per cell (ABSENT where not collected)
+    tests: dict[str, str] = {}  # other tests -> one status code per cell (ABSENT where not collected)
 
 
 def record(ledger: Ledger) -> Record:
@@ -55,7 +41,7 @@ def record(ledger: Ledger) -> Record:
         if all(r.status == "passed" for r in t.results.values()):
             passed.append(t.nodeid)
             continue
-        tests[t.nodeid] = "".join(CODE[r.status] if (r := t.results.get(cid)) else ABSENT for cid in order)
+        tests[t.nodeid] = "".join(TEST[r.status].code if (r := t.results.get(cid)) else ABSENT for cid in order)
     return Record(
         run_id=ledger.run_id,
         timestamp=ledger.timestamp,
@@ -73,7 +59,7 @@ def status_in(rec: Record, nodeid: str, cell: str) -> str | None:
         return None
     if nodeid in rec.tests:
         code = rec.tests[nodeid][list(rec.cells).index(cell)]
-        return None if code == ABSENT else STATUS[code]
+        return None if code == ABSENT else BY_CODE[code].name
     return "passed" if nodeid in rec.passed else None
 
 
@@ -135,7 +121,7 @@ class History:
             runs = every[-last:]
             if len(runs) < 2:
                 continue
-            bad = sum(1 for _, s in runs if CODE[s] in FAILED_CODES or s == "flaky")
+            bad = sum(1 for _, s in runs if s in FAILING or s == "flaky")
             if bad <= worst:
                 continue
             worst = bad
@@ -151,7 +137,7 @@ def _since(runs: list[tuple[Record, str]]) -> Record | None:
     """The first run of the current streak of failures (None: the last run did not fail)."""
     start = None
     for rec, status in reversed(runs):
-        if CODE[status] not in FAILED_CODES:
+        if status not in FAILING:
             break
         start = rec
     return start

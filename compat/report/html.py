@@ -16,6 +16,7 @@ from importlib.resources import files
 from typing import Any
 
 from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger, LedgerCell, LedgerResult, LedgerTest
+from ..results.status import ABSENT, ABSENT_GLYPH, CELL, CELLS, STRICT_XPASS, TEST, TESTS, Status, page_data, row_of
 from .findings import (
     Finding,
     expected_failures,
@@ -28,9 +29,7 @@ from .findings import (
 from .history import History
 from .markdown import counts_line
 from .view import (
-    CELL_MEANING,
     DECIDED,
-    TEST_MEANING,
     KnownIssues,
     Layout,
     column_label,
@@ -51,47 +50,9 @@ _CONTROLS = (_ASSETS / "controls.html").read_text(encoding="utf-8")
 PAGE_LIMIT = 1_000_000
 PAGE_BUDGET = PAGE_LIMIT - 40_000
 
-CODE = {
-    "passed": "p",
-    "failed": "f",
-    "error": "e",
-    "xfailed": "x",
-    "xpassed": "X",
-    "skipped": "s",
-    "timeout": "t",
-    "not-run": "n",
-    "flaky": "k",
-    "n/a": "a",
-}
-STRICT_XPASS = "S"
-
-# Plain glyphs rather than emoji: the page must read the same on a machine
+# The page's glyphs are plain characters, not emoji (status.py): it must read the same on a machine
 # without an emoji font (CI screenshots, minimal desktops); colour carries the rest.
-CELL_GLYPH = {
-    "ok": "✓",
-    "failing": "✗",
-    "timeout": "T",
-    "leaked": "L",
-    "unsupported": "U",
-    "unavailable": "–",
-    "excluded": "n/a",
-    "error": "E",
-}
-GLYPH = {
-    "p": "✓",
-    "f": "✗",
-    "e": "E",
-    "x": "xf",
-    "X": "XP",
-    "S": "XP!",
-    "s": "s",
-    "t": "T",
-    "n": "–",
-    "k": "~",
-    "a": "n/a",
-    ".": "·",
-}
-LEAK_GLYPH = "+L"
+LEAK_GLYPH = "+" + CELL["leaked"].glyph
 LIST_ITEMS = 200
 
 
@@ -99,10 +60,8 @@ def esc(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-def _code(r: LedgerResult) -> str:
-    if r.status == "xpassed" and r.strict:
-        return STRICT_XPASS
-    return CODE[r.status]
+def _row(r: LedgerResult) -> Status:
+    return row_of(r.status, strict=r.strict)
 
 
 def _md_bold(text: str) -> str:
@@ -171,22 +130,22 @@ def grid_html(ledger: Ledger) -> Iterator[str]:
         for col in grid.columns:
             cell = grid.cell(row, col)
             if cell is None:
-                yield f"<td>{GLYPH['.']}</td>"
+                yield f"<td>{ABSENT_GLYPH}</td>"
                 continue
             leak = LEAK_GLYPH if cell.leaks.total and cell.status != "leaked" else ""
             yield (
                 f'<td class="c-{cell.status}" data-cell="{esc(cell.id)}" data-status="{cell.status}" '
                 f'data-backend="{esc(cell.backend)}" data-python="{esc(cell.python)}" '
-                f'title="{esc(counts_title(cell))}">{CELL_GLYPH[cell.status]}{leak}</td>'
+                f'title="{esc(counts_title(cell))}">{CELL[cell.status].glyph}{leak}</td>'
             )
         yield "</tr>"
     yield "</tbody></table></div>"
 
 
 def _finding_html(f: Finding, known: KnownIssues, invocation: str) -> str:
-    glyph = GLYPH[STRICT_XPASS if f.status == "xpassed" else CODE[f.status]]
+    row = row_of(f.status, strict=f.strict)
     text = (
-        f'<li class="finding" data-status="{esc(f.status)}"><span class="t-{CODE[f.status]}">{glyph}</span> '
+        f'<li class="finding" data-status="{esc(f.status)}"><span class="t-{row.css}">{row.glyph}</span> '
         f"<code>{esc(f.nodeid)}</code> <b>{esc(f.verb)}</b> in {esc(f.where)}"
     )
     if f.reason:
@@ -213,7 +172,7 @@ def problems_html(ledger: Ledger, known: KnownIssues, history: History | None, i
         yield "<p>Cells that did not finish cleanly:</p><ul>"
         for c in bad:
             reason = f": {_linked(c.reason, known)}" if c.reason else ""
-            glyph = CELL_GLYPH[c.status]
+            glyph = CELL[c.status].glyph
             yield f'<li class="c-{c.status}">{glyph} <code>{esc(c.id)}</code> <b>{c.status}</b>{reason}{_hang(c)}</li>'
         yield "</ul>"
     if leaks:
@@ -252,7 +211,7 @@ def expected_html(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
     for f in found[:LIST_ITEMS]:
         reason = f" — {_linked(f.reason, known)}" if f.reason else ""
         yield (
-            f'<li><span class="t-{CODE[f.status]}">{GLYPH[CODE[f.status]]}</span> <code>{esc(f.nodeid)}</code> '
+            f'<li><span class="t-{TEST[f.status].css}">{TEST[f.status].glyph}</span> <code>{esc(f.nodeid)}</code> '
             f"<b>{esc(f.verb)}</b> in {esc(f.where)}{reason}</li>"
         )
     yield "</ul></details></section>"
@@ -273,15 +232,12 @@ def folded_html(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
 
 def legend_html() -> Iterator[str]:
     yield '<section id="legend"><h2>Legend</h2><table><tr><th>cell</th><th>meaning</th></tr>'
-    for k, v in CELL_MEANING.items():
-        yield f'<tr><td class="c-{k}">{CELL_GLYPH[k]} {k}</td><td>{esc(v)}</td></tr>'
+    for row in CELLS:
+        yield f'<tr><td class="c-{row.css}">{row.glyph} {row.name}</td><td>{esc(row.meaning)}</td></tr>'
     yield "</table><table><tr><th>test</th><th>meaning</th></tr>"
-    for k, v in TEST_MEANING.items():
-        yield f'<tr><td class="t-{CODE[k]}">{GLYPH[CODE[k]]} {k}</td><td>{esc(v)}</td></tr>'
-    yield (
-        f'<tr><td class="t-S">{GLYPH["S"]} strict xpass</td><td>xpassed under a strict marker</td></tr>'
-        f"<tr><td>{GLYPH['.']}</td><td>not collected in that cell</td></tr></table>"
-    )
+    for row in (*TESTS, STRICT_XPASS):
+        yield f'<tr><td class="t-{row.css}">{row.glyph} {row.name}</td><td>{esc(row.meaning)}</td></tr>'
+    yield f"<tr><td>{ABSENT_GLYPH}</td><td>not collected in that cell</td></tr></table>"
     yield "<h2>How each status is decided</h2><ul>"
     for line in DECIDED:
         yield f"<li>{_md_inline(line)}</li>"
@@ -303,7 +259,7 @@ def table_data(ledger: Ledger, lay: Layout, known: KnownIssues, budget: int) -> 
     files: dict[str, int] = {"": 0}
     tests, notes = [], []
     for ti, t in enumerate(ledger.tests):
-        codes = "".join(_code(t.results[c.id]) if c.id in t.results else "." for c in ledger.cells)
+        codes = "".join(_row(t.results[c.id]).code if c.id in t.results else ABSENT for c in ledger.cells)
         if len(set(codes)) == 1:
             codes = codes[0]
         file, sep, name = t.nodeid.partition("::")
@@ -325,7 +281,7 @@ def table_data(ledger: Ledger, lay: Layout, known: KnownIssues, budget: int) -> 
         "tests": tests,
         "notes": notes,
         "links": known.slugs,
-        "glyph": GLYPH,
+        "status": page_data(),
     }
     _clip_messages(data, budget)
     return data

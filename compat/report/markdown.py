@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 
 from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger, LedgerCell
+from ..results.status import CELL, CELLS, STRICT_XPASS, TESTS, row_of
 from .findings import (
     Finding,
     Overview,
@@ -26,11 +27,6 @@ from .findings import (
 from .history import History
 from .view import (
     ABSENT,
-    CELL_MEANING,
-    CELL_SYMBOL,
-    LEAK_SYMBOL,
-    TEST_MEANING,
-    TEST_SYMBOL,
     GridLayout,
     KnownIssues,
     counts_title,
@@ -40,6 +36,7 @@ from .view import (
     title,
 )
 
+LEAK_SYMBOL = CELL["leaked"].emoji
 SUMMARY_LIMIT = 1024 * 1024
 SUMMARY_BUDGET = SUMMARY_LIMIT - 16 * 1024  # room for the truncation note
 DIFF_ITEMS = 50
@@ -108,13 +105,14 @@ def grid_lines(grid: GridLayout) -> Iterator[str]:
             if cell is None:
                 symbols.append(ABSENT)
                 continue
-            symbol = CELL_SYMBOL[cell.status] + (LEAK_SYMBOL if cell.leaks.total and cell.status != "leaked" else "")
+            leak = LEAK_SYMBOL if cell.leaks.total and cell.status != "leaked" else ""
+            symbol = CELL[cell.status].emoji + leak
             symbols.append(title_span(symbol, counts_title(cell)))
         yield f"| **{' '.join(row)}** | " + " | ".join(symbols) + " |"
 
 
 def finding_lines(f: Finding, known: KnownIssues, invocation: str) -> Iterator[str]:
-    symbol = TEST_SYMBOL.get(f.status, "?")
+    symbol = row_of(f.status, strict=f.strict).emoji
     line = f"- {symbol} {md_code(f.nodeid)} **{f.verb}** in {md_text(f.where)}"
     if f.reason:
         line += f" — {linked(f.reason, known)}"
@@ -147,7 +145,7 @@ def problem_lines(ledger: Ledger, known: KnownIssues, history: History | None, i
         yield "Cells that did not finish cleanly:"
         yield ""
         for c in bad_cells:
-            yield f"- {CELL_SYMBOL[c.status]} {md_code(c.id)} **{c.status}**" + (
+            yield f"- {CELL[c.status].emoji} {md_code(c.id)} **{c.status}**" + (
                 f": {linked(c.reason, known)}" if c.reason else ""
             )
             yield from hang_lines(c)
@@ -221,7 +219,7 @@ def expected_lines(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
     yield "## Expected failures"
     yield ""
     for f in found[:LIST_ITEMS]:
-        line = f"- {TEST_SYMBOL[f.status]} {md_code(f.nodeid)} **{f.verb}** in {md_text(f.where)}"
+        line = f"- {row_of(f.status, strict=f.strict).emoji} {md_code(f.nodeid)} **{f.verb}** in {md_text(f.where)}"
         yield line + (f" — {linked(f.reason, known)}" if f.reason else "")
     if len(found) > LIST_ITEMS:
         yield f"- … and {len(found) - LIST_ITEMS} more (see compat.json or index.html)"
@@ -249,17 +247,17 @@ def legend_lines() -> Iterator[str]:
     yield ""
     yield (
         "Cells: "
-        + ", ".join(f"{s} {k}" for k, s in CELL_SYMBOL.items())
+        + ", ".join(f"{row.emoji} {row.name}" for row in CELLS)
         + f"; {LEAK_SYMBOL} after another symbol: that cell also leaked."
     )
-    yield "Tests: " + ", ".join(f"{s} {k}" for k, s in TEST_SYMBOL.items()) + "."
+    yield "Tests: " + ", ".join(f"{row.emoji} {row.name}" for row in (*TESTS, STRICT_XPASS)) + "."
     yield ""
     yield "<details><summary>How each status is decided</summary>"
     yield ""
-    for k, v in CELL_MEANING.items():
-        yield f"- cell {CELL_SYMBOL[k]} `{k}`: {md_text(v)}"
-    for k, v in TEST_MEANING.items():
-        yield f"- test {TEST_SYMBOL[k]} `{k}`: {md_text(v)}"
+    for row in CELLS:
+        yield f"- cell {row.emoji} `{row.name}`: {md_text(row.meaning)}"
+    for row in (*TESTS, STRICT_XPASS):
+        yield f"- test {row.emoji} `{row.name}`: {md_text(row.meaning)}"
     yield ""
     yield "</details>"
     yield ""

@@ -12,61 +12,13 @@ from pathlib import Path
 
 from ..matrix import AXES
 from ..results.ledger import Ledger, LedgerCell, LedgerResult, LedgerTest
+from ..results.status import row_of
 
-CELL_SYMBOL = {
-    "ok": "✅",
-    "failing": "❌",
-    "timeout": "⏱️",
-    "leaked": "💧",
-    "unsupported": "🚫",
-    "unavailable": "➖",
-    "excluded": "n/a",
-    "error": "💥",
-}
-TEST_SYMBOL = {
-    "passed": "✅",
-    "failed": "❌",
-    "error": "💥",
-    "xfailed": "🔶",
-    "xpassed": "🌟",
-    "skipped": "⏭️",
-    "timeout": "⏱️",
-    "not-run": "⬜",
-    "flaky": "🎲",
-}
-STRICT_XPASS_SYMBOL = "‼️"
-LEAK_SYMBOL = "💧"
-TEST_SYMBOL["n/a"] = "➖"
-# Cell statuses that are not problems: the combination does not apply.
-NOT_APPLICABLE = frozenset({"excluded"})
 ABSENT = "·"
 
-CELL_MEANING = {
-    "ok": "every test passed, xfailed or skipped as declared, and nothing leaked",
-    "failing": "at least one test failed, errored or strictly xpassed",
-    "timeout": "the cell's wall-clock bound expired; the running test is marked timeout, with its stack dump",
-    "leaked": (
-        "tests were fine but the reaper or the census found processes, zombies, shm segments or sockets left behind"
-    ),
-    "unsupported": "the backend's availability gate refused this interpreter or group (reason shown)",
-    "unavailable": "no interpreter or image for this cell",
-    "excluded": "n/a: an [[exclude]] rule of the matrix says this combination is meaningless (rule shown)",
-    "error": "the cell's own machinery failed (runner crash, missing or damaged raw files); reason shown",
-}
-TEST_MEANING = {
-    "passed": "the test passed",
-    "failed": "an assertion or exception in the test body",
-    "error": "an exception in setup or teardown (a fixture), or the test process died mid-test",
-    "xfailed": "failed as declared by an xfail marker (reason shown); not a skip",
-    "xpassed": "passed despite an xfail marker; a strict marker makes that a failure of the run",
-    "skipped": "skipped by a marker, pytest.skip or importorskip (reason shown)",
-    "timeout": "was running when the cell's bound expired (stack dump attached)",
-    "not-run": "never reached: the cell timed out or failed before getting to it",
-    "flaky": "failed, then passed when re-run in the same cell",
-    "n/a": "skipped because it belongs to another backend's suite (the target's na-skips): not a problem",
-}
+
 DECIDED = [
-    "Per-test outcomes come from `events.jsonl`, streamed by the `compat.cellplugin` pytest plugin as each "
+    "Per-test outcomes come from `events.jsonl`, streamed by the `compat.cell.plugin` pytest plugin as each "
     "test ends, so xfail, xpass (and its strictness) and skip stay distinct. When a cell has no readable "
     "events the JUnit XML is used instead (it cannot tell xpass from pass).",
     "A test with a `start` event and no result was running when the cell ended: `timeout` when the runner's "
@@ -86,11 +38,7 @@ DECIDED = [
 
 
 def result_symbol(r: LedgerResult | None) -> str:
-    if r is None:
-        return ABSENT
-    if r.status == "xpassed" and r.strict:
-        return STRICT_XPASS_SYMBOL
-    return TEST_SYMBOL.get(r.status, "?")
+    return ABSENT if r is None else row_of(r.status, strict=r.strict).emoji
 
 
 # python, group, capture, then the values of the target's own axes.

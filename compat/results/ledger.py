@@ -13,12 +13,12 @@ import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
 
 import msgspec
 
 from ..matrix import AXES
-from .raw import FAILING, CellResult, CellStatus, Hang, Leaks, TestResult, TestStatus
+from .schema import CellResult, Hang, Leaks, TestResult
+from .status import CELL, FAILING, CellStatus, LedgerStatus
 
 # 2: schema_version always written, "n/a" test results, partial runs, not-run counts in the diff.
 SCHEMA_VERSION = 2
@@ -65,11 +65,6 @@ class LedgerCell(_Base, frozen=True, kw_only=True):
     cached_from: str | None = None
     # A timed-out cell's hang class and where it was stuck.
     hang: Hang | None = None
-
-
-# A test result as the ledger records it: a skip that only says the test
-# belongs to another backend's suite (the target's na-skips) is "n/a".
-LedgerStatus = TestStatus | Literal["n/a"]
 
 
 class LedgerResult(_Base, frozen=True):
@@ -137,7 +132,6 @@ DIFF_KINDS = {
 }
 REGRESSIONS = frozenset({"new-failure", "strict-xpass", "cell-worse"})
 # How bad a cell status is, for "got worse"; n/a statuses are not worse than ok.
-CELL_RANK = {"ok": 0, "excluded": 0, "unsupported": 1, "unavailable": 1, "leaked": 2, "failing": 3, "timeout": 4}
 
 
 class Ledger(msgspec.Struct, frozen=True, kw_only=True):
@@ -397,7 +391,13 @@ def _cell_changes(current: Ledger, baseline: Ledger) -> list[Change]:
         was = before.get(c.id)
         if was == c.status:
             continue
-        worse = was is not None and CELL_RANK.get(c.status, 5) > CELL_RANK.get(was, 5)
+        worse = was is not None and _rank(c.status) > _rank(was)
         kind = "cell-worse" if worse else "cell-status"
         changes.append(Change(kind=kind, cell=c.id, before=was, after=c.status, reason=c.reason))
     return changes
+
+
+def _rank(status: str) -> int:
+    """How bad a cell status is (status.CELLS); an unknown one, from a newer ledger, counts as worst."""
+    row = CELL.get(status)
+    return row.rank if row is not None else max(r.rank for r in CELL.values()) + 1

@@ -18,7 +18,9 @@ import msgspec
 
 from ..matrix import AXES
 from ..matrix.cells import cell_id as format_cell_id
-from .raw import FAILING, PASSING, CellResult, read_cell, with_tests
+from .raw import read_cell, with_tests
+from .schema import CellResult
+from .status import FAILING, PASSING
 
 TRIAGE_DIR = "_triage"
 INDEX = "triage.json"
@@ -146,10 +148,21 @@ def _observe(seen: dict[str, dict[AxisValues, bool]], nodeid: str, axes: AxisVal
 
 
 def why_labels(
-    cells: Sequence[CellResult], reruns: Iterable[tuple[CellResult, str]] = (), flaky: Iterable[str] = ()
+    cells: Sequence[CellResult],
+    reruns: Iterable[tuple[CellResult, str]] = (),
+    flaky: Iterable[str] = (),
+    reproduced: Iterable[str] | None = None,
 ) -> dict[str, str]:
+    """Each failing test's why. An axis label needs a re-run that failed again where the test
+    failed (``reproduced``): one run's pattern alone is shown as unconfirmed, never as a fact.
+    ``reproduced=None`` trusts the observations as they are (the analysis on its own)."""
     names = axis_names(cells)
     labels = {n: explain(obs, names) for n, obs in observations(cells, reruns).items()}
+    if reproduced is not None:
+        again = set(reproduced)
+        for nodeid, label in labels.items():
+            if is_settled(label) and nodeid not in again:
+                labels[nodeid] = f"unconfirmed: {label} (from one run; `compat run --triage` re-runs it)"
     for nodeid in flaky:
         rest = labels.get(nodeid, "")
         labels[nodeid] = "flaky: failed, then passed on re-run" + (f"; {rest}" if rest else "")
@@ -182,15 +195,24 @@ def read_reruns(raw_dir: Path) -> list[tuple[CellResult, Rerun]]:
     return read_reruns_from(raw_dir, read_index(raw_dir))
 
 
-def apply_reruns(
-    cells: Sequence[CellResult], reruns: Sequence[tuple[CellResult, Rerun]]
-) -> tuple[list[CellResult], list[tuple[CellResult, str]], set[str]]:
-    """Fold re-runs in: a failure that passed when re-run in its own cell is flaky.
+class Applied(msgspec.Struct, frozen=True):
+    """Re-runs folded into the cells: flaky tests marked, neighbours as observations."""
 
-    Returns the cells (with flaky tests marked), the neighbour re-runs as
-    observations, and the flaky node ids.
-    """
+    cells: list[CellResult]
+    neighbours: list[tuple[CellResult, str]]
+    flaky: set[str]
+    # Tests a re-run saw fail again (where they failed, or in a neighbour).
+    reproduced: set[str]
+
+    def labels(self) -> dict[str, str]:
+        return why_labels(self.cells, self.neighbours, self.flaky, self.reproduced)
+
+
+def apply_reruns(cells: Sequence[CellResult], reruns: Sequence[tuple[CellResult, Rerun]]) -> Applied:
+    """Fold re-runs in: a failure that passed when re-run in its own cell is flaky, one that failed again
+    is reproduced."""
     flaky: dict[tuple[str, str], CellResult] = {}
+    reproduced: set[str] = set()
     neighbours = []
     for rerun_cell, rerun in reruns:
         test = rerun_cell.tests.get(rerun.nodeid)
@@ -198,7 +220,9 @@ def apply_reruns(
             flaky[(rerun.cell, rerun.nodeid)] = rerun_cell
         elif rerun.purpose == "neighbour":
             neighbours.append((rerun_cell, rerun.nodeid))
-    return [_mark_flaky(c, flaky) for c in cells], neighbours, {n for _, n in flaky}
+        if test is not None and test.status in FAILING:
+            reproduced.add(rerun.nodeid)  # it failed again in a fresh run: the pattern is not one run's chance
+    return Applied([_mark_flaky(c, flaky) for c in cells], neighbours, {n for _, n in flaky}, reproduced)
 
 
 def _mark_flaky(cell: CellResult, flaky: Mapping[tuple[str, str], CellResult]) -> CellResult:
@@ -237,8 +261,9 @@ def plan_reruns(
     """(nodeid, cell axes, purpose) to re-run, at most max_reruns of them.
 
     Every test with a failure first gets one re-run where it failed (flaky or
-    not); then unexplained tests get their missing one-axis neighbours.
-    Cells known to be unsupported or unavailable are never proposed.
+    not: a label needs the failure seen again); then unexplained tests get
+    their missing one-axis neighbours. Cells known to be unsupported or
+    unavailable are never proposed.
     """
     done = set(done)
     dead = _dead(cells)
@@ -248,7 +273,7 @@ def plan_reruns(
     for nodeid, test_obs in sorted(obs.items()):
         failing = [o.cell for o in test_obs if o.failed]
         label = explain(test_obs, list(values))
-        if not failing or (is_settled(label) and len(failing) > 1):
+        if not failing:
             continue
         flaky_checks.append((nodeid, failing[0], "flaky"))
         if is_settled(label):

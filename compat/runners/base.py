@@ -27,14 +27,14 @@ import msgspec
 from ..cell import protocol as P
 from ..matrix import Cell, Matrix
 from ..paths import CELL_PACKAGE
-from ..results.raw import CellLimits, CellMeta, CellOutcome, Events, parse_events, read_raw
+from ..results.probe import any_test_ran, crash_message, log_tail, refusal_reason, running_test
+from ..results.schema import CellLimits, CellMeta, CellOutcome
 from .command import selection
 
 DUMP_WAIT_S = 3.0
 # The hang forensics step's hard bound (it needs about 5 s: trees, a CPU sample, one SIGINT probe).
 FORENSICS_BOUND_S = 20
 _TAG = re.compile(r"^(" + "|".join(P.TAGS) + r") (.*)$", re.M)
-REFUSAL_LINES = 6
 STAGE_PREFIX = "spawn-compat-plugin-"
 NO_TESTS = 5  # pytest's exit code when nothing was collected
 # pytest's exit codes for its own failures before or outside the tests: internal error, usage error.
@@ -116,33 +116,6 @@ def tagged(stdout: str) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _events(out: Path) -> Events | None:
-    try:
-        return parse_events(read_raw(out / P.EVENTS))
-    except OSError:
-        return None
-
-
-def running_test(out: Path) -> str | None:
-    """The last test with a ``start`` and no ``result`` in events.jsonl."""
-    events = _events(out)
-    pending = [n for n in events.started if n not in events.results] if events is not None else []
-    return pending[-1] if pending else None
-
-
-def any_test_ran(out: Path) -> bool:
-    events = _events(out)
-    return events is not None and bool(events.started)
-
-
-def log_tail(out: Path, lines: int = 3) -> str:
-    try:
-        text = (out / P.OUTPUT).read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(text[-lines:])
-
-
 def classify(run: CellRun, matrix: Matrix) -> tuple[CellOutcome, str, str | None]:
     """(outcome, reason, running) of a finished cell run."""
     bound = matrix.timeouts.per_cell
@@ -185,37 +158,6 @@ def classify(run: CellRun, matrix: Matrix) -> tuple[CellOutcome, str, str | None
 
 
 INTERRUPTED_REASON = "interrupted (Ctrl-C or SIGTERM) before the cell finished"
-_CRASH_LINE = re.compile(
-    r"^(?:INTERNALERROR> \s*)?(?:E\s+)?(?P<line>(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit)\b|ERROR:).*)$"
-)
-
-
-def crash_message(out: Path) -> str:
-    """The target's own account of why pytest stopped: its last error line, else the output's tail."""
-    try:
-        lines = (out / P.OUTPUT).read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    found = [m["line"].strip() for line in lines if (m := _CRASH_LINE.match(line.strip()))]
-    return found[-1][:500] if found else log_tail(out)
-
-
-def refusal_reason(out: Path, patterns: Sequence[str]) -> str | None:
-    """The target's own refusal message: the ``reason`` group, else the match and what follows."""
-    try:
-        text = (out / P.OUTPUT).read_text(errors="replace")
-    except OSError:
-        return None
-    for pattern in patterns:
-        match = re.search(pattern, text, re.M)
-        if match is None:
-            continue
-        reason = match.groupdict().get("reason")
-        if reason and reason.strip():
-            return reason.strip()
-        following = text[match.start() :].strip().splitlines()[:REFUSAL_LINES]
-        return " ".join(line.strip() for line in following if line.strip())
-    return None
 
 
 def prune_dumps(dumps: Path) -> None:

@@ -27,7 +27,8 @@ import msgspec
 
 from ..matrix import Cell, Matrix
 from ..paths import CELL_PACKAGE
-from ..results.raw import CellMeta, read_cell, read_meta
+from ..results.raw import read_cell, read_meta
+from ..results.schema import CellMeta
 from .base import write_meta
 from .command import CTR_OUT, CTR_PLUGIN, CTR_TARGET, entry_spec
 

@@ -14,7 +14,8 @@ from typing import Literal
 from ..cell import protocol as P
 from ..errors import ImageBuildError, PythonUnavailable
 from ..matrix import Cell, Matrix
-from ..results.raw import CellMeta
+from ..results.probe import running_test
+from ..results.schema import CellMeta
 from .base import (
     FORENSICS_BOUND_S,
     CellRun,
@@ -22,7 +23,6 @@ from .base import (
     prepare_out,
     record,
     remove_orphan_stages,
-    running_test,
     stage_plugin,
     static_meta,
 )

@@ -29,6 +29,7 @@ from ..matrix import Cell, ImagesConfig, Matrix
 from ..paths import DOCKERFILE, MAKE_BASE
 from .engine import Engine
 from .install import Install, install_for
+from .locks import exclusive
 
 IMAGE_REPO = "spawn-compat"
 BASE_REPO = "spawn-compat-base"
@@ -190,7 +191,9 @@ class ImageBuilder:
         install = install_for(self.matrix, group)
         tag = self.tag(python, group, install)
         if self.engine.image_id(tag) is None:
-            self.build(python, group, tag, install)
+            with exclusive(f"image {tag}"):  # another run may be building the same tag right now
+                if self.engine.image_id(tag) is None:
+                    self.build(python, group, tag, install)
         return tag
 
     def build(self, python: str, group: str, tag: str, install: Install) -> None:

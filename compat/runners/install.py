@@ -93,7 +93,7 @@ def install_for(matrix: Matrix, group: str) -> Install:
             files[included] = root / included
         lines.append(f'uv pip install --python "$venv/bin/python" -r {shlex.quote(rel)}')
     # The target's wheel is installed when a cell starts; this line puts it on every interpreter's sys.path.
-    lines.append("site=$(\"$venv/bin/python\" -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])')")
+    lines.append('site=$("$venv/bin/python" -c \'import sysconfig; print(sysconfig.get_paths()["purelib"])\')')
     lines.append(f'printf "%s\\n" {shlex.quote(P.TARGET_PTH_LINE)} > "$site/{P.TARGET_PTH}"')
     return Install(files=tuple(sorted((d, str(s)) for d, s in files.items())), script="\n".join(lines) + "\n")
 

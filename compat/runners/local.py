@@ -25,21 +25,23 @@ from typing import Literal
 from ..cell import protocol as P
 from ..errors import CompatError
 from ..matrix import Cell, Matrix
-from ..results.raw import CellMeta
+from ..paths import CACHE_ROOT
+from ..results.probe import running_test
+from ..results.schema import CellMeta
 from .base import (
     FORENSICS_BOUND_S,
     CellRun,
     collect_dumps,
     prepare_out,
     record,
-    running_test,
     stage_plugin,
     static_meta,
 )
 from .cache import target_files
 from .command import entry_spec
-from .install import SCRIPT, install_for
-from .wheel import CACHE_ROOT, TargetBuildError, target_wheels
+from .install import SCRIPT, Install, install_for
+from .locks import exclusive
+from .wheel import TargetBuildError, target_wheels
 
 VENV_ROOT = CACHE_ROOT / "venvs"
 POLL_S = 0.1
@@ -73,6 +75,13 @@ def venv_for(matrix: Matrix, python_exe: str, python: str, group: str) -> Path:
     if (venv / ".complete").exists():
         return venv
     _uv()
+    with exclusive(str(venv)):
+        if not (venv / ".complete").exists():
+            _make_venv(install, venv, python_exe, python, group)
+    return venv
+
+
+def _make_venv(install: Install, venv: Path, python_exe: str, python: str, group: str) -> None:
     with tempfile.TemporaryDirectory(prefix="spawn-compat-project-") as project:
         install.copy_to(Path(project))
         cmd = ["sh", SCRIPT, str(venv), python_exe]
@@ -81,7 +90,6 @@ def venv_for(matrix: Matrix, python_exe: str, python: str, group: str) -> Path:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-8:] or ["no output"]
         raise CompatError(f"installing py{python}-{group} (uv) failed: {' | '.join(tail)}")
     (venv / ".complete").touch()
-    return venv
 
 
 def pid_namespace_works() -> bool:

@@ -28,24 +28,15 @@ from rich.text import Text
 from ..cell import protocol as P
 from ..matrix import Cell
 from ..paths import compat_invocation, shown
-from ..results.raw import FAILING, CellMeta, CellResult, parse_events, read_cell, read_meta, read_raw
+from ..results.events import parse_events
+from ..results.files import read_raw
+from ..results.raw import read_cell, read_meta
+from ..results.schema import CellMeta, CellResult
+from ..results.status import CELL, COUNT_ORDER, FAILING, FINE_CELLS
 
-STYLE = {
-    "ok": "green",
-    "failing": "bold red",
-    "timeout": "bold red",
-    "leaked": "yellow",
-    "error": "bold red",
-    "unsupported": "dim",
-    "unavailable": "dim",
-    "excluded": "dim",
-}
-# Cell statuses that need nothing from whoever reads the log.
-FINE = frozenset({"ok", "unsupported", "unavailable", "excluded"})
 MAX_ROWS = 12
 SHOWN_FAILURES = 10
 OUTPUT_TAIL = 60
-COUNT_ORDER = ("passed", "failed", "error", "timeout", "xfailed", "xpassed", "skipped", "not-run", "flaky")
 
 
 @dataclass(frozen=True)
@@ -106,7 +97,7 @@ class PlainLog:
             elif event == "done" and meta is not None:
                 done = finished(cell, meta, self.out_dir)
                 self.finished.append(done)
-                if self.verbosity >= 0 or done.result.status not in FINE:
+                if self.verbosity >= 0 or done.result.status not in FINE_CELLS:
                     self._print(f"[{len(self.finished)}/{self.total}] {status_line(done)}")
                 self._details(done)
 
@@ -117,7 +108,7 @@ class PlainLog:
             self._print(f"    FAILED {nodeid} - {reason}" if reason else f"    FAILED {nodeid}")
         if len(failures) > len(shown):
             self._print(f"    ... and {len(failures) - len(shown)} more (-v lists them; the report has them all)")
-        if done.result.status in FINE or not (self.github or self.verbosity > 0):
+        if done.result.status in FINE_CELLS or not (self.github or self.verbosity > 0):
             return
         tail = _tail(self.out_dir / done.cell.id / P.OUTPUT, OUTPUT_TAIL)
         if self.github:
@@ -149,7 +140,7 @@ def print_summary(
     """The table at the end of a run, and what to do next (-v: every cell, not only those that are not ok)."""
     stream = stream or sys.stderr
     compat = compat_invocation(matrix_file or None)
-    bad = [d for d in done if d.result.status not in FINE]
+    bad = [d for d in done if d.result.status not in FINE_CELLS]
     counts: dict[str, int] = {}
     for d in done:
         counts[d.result.status] = counts.get(d.result.status, 0) + 1
@@ -275,7 +266,7 @@ class ProgressBoard:
             for done in self.done[-MAX_ROWS:]:
                 status = done.result.status
                 detail = done.counts or done.result.reason
-                label = Text(status, STYLE.get(status, ""))
+                label = Text(status, CELL[status].style if status in CELL else "")
                 if done.result.meta is not None and done.result.meta.cached_from:
                     label.append(" (cached)", "dim")
                 table.add_row(label, done.cell.id, f"{done.duration_s:5.1f} s", detail[:80])

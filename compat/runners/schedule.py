@@ -22,7 +22,7 @@ from ..errors import CompatError, EngineError, OutputBusy
 from ..matrix import Cell, Matrix, new_run_id
 from ..matrix.sessions import not_applicable
 from ..results.owner import claim
-from ..results.raw import CellMeta, CellOutcome
+from ..results.schema import CellMeta, CellOutcome
 from . import cache
 from .base import CellRunner, static_meta, write_meta
 from .docker import DockerRunner

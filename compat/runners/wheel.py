@@ -20,8 +20,9 @@ from pathlib import Path
 
 from ..errors import CompatError
 from ..matrix import Matrix
+from ..paths import CACHE_ROOT
+from .locks import exclusive
 
-CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spawn-compat"
 WHEEL_ROOT = CACHE_ROOT / "wheels"
 BUILD_TIMEOUT_S = 900
 BUILD_TAIL = 12
@@ -48,6 +49,13 @@ def target_wheels(matrix: Matrix, files_digest: str, *, uv: str | None = None) -
     out = WHEEL_ROOT / key
     if (out / COMPLETE).exists():
         return out
+    with exclusive(f"wheel {out}"):
+        if (out / COMPLETE).exists():
+            return out
+        return _build_into(matrix, out, key, uv)
+
+
+def _build_into(matrix: Matrix, out: Path, key: str, uv: str | None) -> Path:
     uv = uv or shutil.which("uv")
     if uv is None:
         raise TargetBuildError("building the target needs uv on PATH (https://docs.astral.sh/uv/)")

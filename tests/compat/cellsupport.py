@@ -45,6 +45,8 @@ def fixture_matrix(*, per_cell: float = 30.0, per_test: float = 2.0) -> Matrix:
         target=Target(
             path=str(FIXTURE),
             tests=("tests",),
+            requirements=("requirements.txt",),
+            reaper="backends.reap",
             backend_option="--fixture-backend",
             backend_map={"trio": "ok", "forkserver": "hang", "subint": "missing"},
         ),

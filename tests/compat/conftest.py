@@ -10,6 +10,8 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The fixture projects are other projects, with tests of their own that only cells run.
+collect_ignore_glob = ["fixture_*"]
 
 
 @pytest.fixture

@@ -13,11 +13,7 @@ from compat.matrix.sessions import select
 from compat.results.raw import read_meta
 from compat.runners.cache import tree_digest
 from compat.runners.schedule import run_cells
-
-try:
-    from tests.compat import cellsupport
-except ImportError:
-    import cellsupport
+from tests.compat import cellsupport
 
 FIXTURE = Path(__file__).with_name("fixture_project")
 # A clean cell, a cell refused by the target at run time, and a cell with a failing test.

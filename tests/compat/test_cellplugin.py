@@ -6,10 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-try:
-    from tests.compat import cellsupport
-except ImportError:
-    import cellsupport
+from tests.compat import cellsupport
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,6 @@ from compat.ci import workflow
 from compat.matrix import load
 from compat.results import ledger as L
 from compat.runners.schedule import run_cells
-
 from tests.compat import cellsupport
 
 FIXTURE = Path(__file__).with_name("fixture_project")

@@ -153,22 +153,31 @@ def error_of(path: Path) -> str:
             "$.target.pytest-args[2]: unknown placeholder {nope} in '--x={nope}'; known: {dumps}, {out}",
         ),
         (
-            '[target.backend-map]\ntrio = 1\n',
+            "[target.backend-map]\ntrio = 1\n",
             "$.target.backend-map.trio: must be the backend option's value (a string) or a table of option, "
             "pytest-args and env, got `int`",
         ),
         (
-            '[target.backend-map.trio]\nenv = { X = 1 }\n',
+            "[target.backend-map.trio]\nenv = { X = 1 }\n",
             "$.target.backend-map.trio.env.X: Expected `str`, got `int`",
         ),
         (
             '[target.backend-map.trio]\noptoin = "x"\n',
             "$.target.backend-map.trio.optoin: unknown key 'optoin'; did you mean 'option'?",
         ),
-        ('[target]\ninstall = "wheel"\n', "$.target.install: 'wheel' is not one of auto, lock, pyproject, requirements"),
+        (
+            '[target]\ninstall = "wheel"\n',
+            "$.target.install: 'wheel' is not one of auto, lock, pyproject, requirements",
+        ),
         ('[target]\ninstall-project = "yes"\n', "$.target.install-project: 'yes' is not one of auto, true, false"),
-        ('[target]\nextras = ["fast"]\n', "$.target.extras[0]: 'fast': the target declares no [project.optional-dependencies]"),
-        ('[target]\nrequirements = ["reqs.txt"]\n', "$.target.requirements[0]: 'reqs.txt' is not a file of the target ({dir})"),
+        (
+            '[target]\nextras = ["fast"]\n',
+            "$.target.extras[0]: 'fast': the target declares no [project.optional-dependencies]",
+        ),
+        (
+            '[target]\nrequirements = ["reqs.txt"]\n',
+            "$.target.requirements[0]: 'reqs.txt' is not a file of the target ({dir})",
+        ),
         (
             '[sandbox]\nnetwork = "bridge"\n',
             "$.sandbox.reason: say why the target needs more than the sandbox gives (it is shown in the report)",
@@ -176,7 +185,7 @@ def error_of(path: Path) -> str:
         ('[ci]\nuv-version = "latest"\n', "$.ci.uv-version: 'latest' is not an exact uv version like '0.9.5'"),
         (
             '[axes]\nbackend = ["a", "b"]\n[target]\nbackend-option = ""\n',
-            "$.target.backend-option: is \"\" and $.target.backend-map does not name a, b: "
+            '$.target.backend-option: is "" and $.target.backend-map does not name a, b: '
             "nothing tells the backends apart",
         ),
     ],
@@ -302,5 +311,6 @@ def test_a_target_whose_cells_would_have_no_pytest_is_told_before_anything_is_bu
     assert load(path).test_groups() == ("testing",)
     path = write_matrix('[target]\ntests = ["tests"]\ntest-groups = ["test"]\n')
     assert error_of(path) == (
-        f"{path}: $.target.test-groups[0]: 'test' is not a dependency group of the target: testing; did you mean 'testing'?"
+        f"{path}: $.target.test-groups[0]: 'test' is not a dependency group of the target: testing; "
+        "did you mean 'testing'?"
     )

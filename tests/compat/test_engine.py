@@ -3,20 +3,24 @@ import os
 import pytest
 
 from compat.errors import EngineError
-from compat.runners.engine import RUN_LABEL, CellContainer, ContainerSpec, Engine, run_scope
+from compat.runners.engine import (
+    RUN_LABEL,
+    RUNNER_LABEL,
+    CellContainer,
+    ContainerSpec,
+    Engine,
+    run_scope,
+    runner_identity,
+)
+from tests.compat import cellsupport
 
 # One worker owns the engine: images are built once, not raced.
 pytestmark = pytest.mark.xdist_group("engine")
 
-try:
-    from tests.compat import cellsupport
-except ImportError:
-    import cellsupport
-
 
 def test_missing_engine_says_what_to_run(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    with pytest.raises(EngineError, match="containers/provision-engine") as info:
+    with pytest.raises(EngineError, match=r"run `(sudo )?compat provision`") as info:
         Engine.connect(timeout=1)
     # The fix is a command that works as given: root hosts often have no sudo.
     assert ("sudo " in str(info.value)) is (os.geteuid() != 0)
@@ -48,15 +52,24 @@ def test_cell_container_is_hardened_labelled_and_removed():
     assert all(c.id != cid for c in engine.client.containers.list(all=True, ignore_removed=True))
 
 
-def test_run_scope_removes_the_runs_containers_even_on_error():
+def test_run_scope_removes_its_own_containers_even_on_error_and_never_another_runners():
+    """Two jobs of one CI run share a run id and an engine: each removes only what it made."""
     engine = cellsupport.require_engine()
-    with pytest.raises(RuntimeError), run_scope(engine, "test-scope"):
-        engine.client.containers.create(
-            cellsupport.image("3.13"), ["sleep", "60"], labels={RUN_LABEL: "test-scope"}
-        ).start()
-        assert engine.run_containers("test-scope")
-        raise RuntimeError("boom")
-    assert engine.run_containers("test-scope") == []
+    image = cellsupport.image("3.13")
+    run = f"test-scope-{os.getpid()}"
+    other = engine.client.containers.create(
+        image, ["sleep", "60"], labels={RUN_LABEL: run, RUNNER_LABEL: "another-host:1"}
+    )
+    try:
+        with pytest.raises(RuntimeError), run_scope(engine, run):
+            engine.client.containers.create(
+                image, ["sleep", "60"], labels={RUN_LABEL: run, RUNNER_LABEL: runner_identity()}
+            ).start()
+            assert len(engine.run_containers(run)) == 2
+            raise RuntimeError("boom")
+        assert [c.id for c in engine.run_containers(run)] == [other.id]
+    finally:
+        other.remove(force=True)
 
 
 def test_doctor_without_engine_names_the_fix(monkeypatch):
@@ -68,7 +81,7 @@ def test_doctor_without_engine_names_the_fix(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     console = Console(record=True, width=200)
     assert run_doctor(Matrix(), console=console) == 1
-    assert "containers/provision-engine" in console.export_text()
+    assert "compat provision" in console.export_text()
 
 
 def test_doctor_passes_on_a_working_engine():

@@ -16,11 +16,7 @@ from compat.results import ledger as L
 from compat.results.raw import read_cell
 from compat.runners.base import FORENSICS_BOUND_S
 from compat.runners.schedule import run_cells
-
-try:
-    from tests.compat import cellsupport
-except ImportError:
-    import cellsupport
+from tests.compat import cellsupport
 
 pytestmark = pytest.mark.xdist_group("engine")
 
@@ -30,6 +26,8 @@ MATRIX = Matrix(
     target=Target(
         path=str(cellsupport.FIXTURE),
         tests=("hangs/cases_forensics.py",),
+        requirements=("requirements.txt",),
+        reaper="backends.reap",
         backend_option="--fixture-backend",
         backend_map={h: h for h in HANGS},
     ),

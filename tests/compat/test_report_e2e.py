@@ -19,7 +19,7 @@ from compat.matrix import Cell, Matrix
 from compat.matrix import CellBounds as Timeouts
 from compat.matrix import TargetConfig as Target
 from compat.report import build_report
-from compat.report.html import CODE
+from compat.results.status import TEST, TESTS, row_of
 from compat.results import ledger as L
 from compat.triage import run as run_triage
 
@@ -33,7 +33,13 @@ MATRIX = Matrix(
         backend=("trio", "forkserver", "subint"),
         capture=("fd", "sys", "no"),
     ),
-    target=Target(path=str(FIXTURE), tests=("cases",), backend_option="--target-backend"),
+    target=Target(
+        path=str(FIXTURE),
+        tests=("cases",),
+        backend_option="--target-backend",
+        requirements=("requirements.txt",),
+        group_map={"greenback": "requirements-greenback.txt"},
+    ),
     timeouts=Timeouts(per_test=5.0, per_cell=10.0),
 )
 A = "py3.13-base-forkserver-capfd"  # runs first: the flaky test's first run is here
@@ -179,8 +185,6 @@ def covered(where: str, universe: list[str]) -> set[str]:
 
 
 def test_every_problem_lands_in_the_markdown_with_where_it_happens(pipeline: Path) -> None:
-    from compat.report.view import TEST_SYMBOL
-
     md = (pipeline / "COMPATIBILITY.md").read_text()
     ledger = L.decode((pipeline / "compat.json").read_bytes())
     universe = {t.nodeid: list(t.results) for t in ledger.tests}
@@ -189,7 +193,7 @@ def test_every_problem_lands_in_the_markdown_with_where_it_happens(pipeline: Pat
     for line in problems.splitlines():
         if m := re.match(r"- (\S+) `([^`]+)` \*\*([^*]+)\*\* in (.+?)(?: — (.*))?$", line):
             listed[(m.group(2), m.group(3))] = (m.group(4), m.group(5) or "")
-            assert m.group(1) in TEST_SYMBOL.values()
+            assert m.group(1) in {row.emoji for row in TESTS} | {row_of("xpassed", strict=True).emoji}
     verbs = {"failed": "fails", "error": "errors", "flaky": "is flaky", "timeout": "times out"}
     want: dict[tuple[str, str], set[str]] = {}
     for (nodeid, cell), (status, _) in EXPECTED.items():
@@ -226,7 +230,7 @@ def test_every_outcome_lands_in_the_html(pipeline: Path) -> None:
         for cell in RAN:
             status, _ = expected(nodeid, cell)
             code = codes if len(codes) == 1 else codes[cell_ids.index(cell)]
-            want = "S" if status == "xpassed" and "strict_on" in nodeid else CODE[status]
+            want = row_of(status, strict="strict_on" in nodeid).code if status == "xpassed" else TEST[status].code
             assert code == want, (nodeid, cell, code)
         if nodeid in WHY:
             assert data["whys"][why].startswith(WHY[nodeid])

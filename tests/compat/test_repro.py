@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 
-try:
-    from tests.compat import cellsupport
-except ImportError:
-    import cellsupport
+from tests.compat import cellsupport
 
 pytestmark = pytest.mark.xdist_group("engine")
 
@@ -47,15 +44,23 @@ def test_repro_runs_the_cells_pytest_narrowed_to_a_node_id(out):
 
 def test_repro_shell_is_the_cells_user_and_environment(out):
     cellsupport.require_engine()
-    script = 'id -u; echo "$HOME|$WIREKIT_STATE"; touch "$HOME/x" && echo writable; exit 3\n'
+    script = (
+        'id -u; echo "$HOME|$WIREKIT_STATE"; touch "$HOME/x" && echo writable; '
+        "python -c 'import getpass, pwd, os; print(getpass.getuser(), pwd.getpwuid(os.getuid()).pw_dir)'; "
+        "touch written-here && echo target-writable; exit 3\n"
+    )
     done = repro(CELL, "--shell", stdin=script, out=out)
     assert done.returncode == 3, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("cell shell; pytest would run: python -m pytest tests --runtime-backend=fork")
     assert lines[1] == "1000"
     home, state = lines[2].split("|")
-    assert home.startswith("/tmp/cell-") and state == f"{home}/wirekit"
+    assert home == "/tmp/home" and state == f"{home}/wirekit"
     assert lines[3] == "writable"
+    # The cell's user is an ordinary user (a passwd entry, its home), and the target's copy is writable.
+    assert lines[4] == "cell /tmp/home"
+    assert lines[5] == "target-writable"
+    assert not (FIXTURE.parent / "written-here").exists()  # the copy's, never the checkout's
 
 
 def test_repro_of_an_unknown_or_na_cell_is_one_line():

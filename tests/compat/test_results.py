@@ -10,7 +10,9 @@ from pathlib import Path
 import msgspec
 
 from compat.report.bench import event_lines, write_cell
-from compat.results.raw import CellMeta, junit_nodeid, read_cell
+from compat.results.junit import junit_nodeid
+from compat.results.raw import read_cell
+from compat.results.schema import CellMeta
 
 CELL = "py3.14-base-trio-capfd"
 

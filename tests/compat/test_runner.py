@@ -15,16 +15,13 @@ import msgspec
 import pytest
 
 from compat.matrix import Cell, Matrix, load
-from compat.results.raw import CellMeta, read_cell
+from compat.results.raw import read_cell
+from compat.results.schema import CellMeta
 from compat.runners.schedule import run_cells
+from tests.compat import cellsupport
 
 # One worker owns the engine: images are built once, not raced.
 pytestmark = pytest.mark.xdist_group("engine")
-
-try:
-    from tests.compat import cellsupport
-except ImportError:
-    import cellsupport
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -139,20 +136,19 @@ def test_a_cell_whose_runner_is_gone_stops_itself(tmp_path):
     # Its runner would have ended it at the cell bound; a SIGKILLed runner
     # cannot, and a container must not then run for ever.
     from compat.cell.protocol import EXPIRED
-    from compat.runners.base import entry_spec
+    from compat.runners.command import entry_spec
 
     out = tmp_path / "cell"
     out.mkdir()
     matrix = cellsupport.fixture_matrix()
-    spec = json.loads(
-        entry_spec(
-            matrix,
-            cell("forkserver"),
-            out=str(out),
-            cwd=str(cellsupport.FIXTURE),
-            extra=("-k", "test_hangs"),
-            fresh_dirs=False,
-        )
+    spec = entry_spec(
+        matrix,
+        cell("forkserver"),
+        out=str(out),
+        cwd=str(cellsupport.FIXTURE),
+        plugin=str(ROOT),
+        extra=("-k", "test_hangs"),
+        fresh_dirs=False,
     )
     assert spec["expire_after"] > matrix.timeouts.per_cell
     spec.update(expire_after=2.0, per_test_timeout=None)
@@ -379,4 +375,4 @@ def test_the_plain_log_names_each_cells_failures_and_annotates_them_on_github(en
     [unsupported] = [x for x in err if x.startswith("[") and "unsupported" in x]
     assert unsupported.endswith("the fixture has no such thing (0.0 s)") or "no such thing" in unsupported
     assert "2 cells: 1 failing, 1 unsupported" in err
-    assert any(x.startswith("next: uv run compat report --raw ") for x in err)
+    assert any(x.startswith("next: compat report --raw ") for x in err)  # a config built in code: the installed tool

@@ -209,12 +209,15 @@ def test_the_workflow_installs_the_spawn_compat_that_wrote_it(write_matrix, monk
     root = path.parent
     cases = {
         None: "spawn-compat==0.2.0",
-        json.dumps({"url": "https://github.com/o/spawn-compat", "vcs_info": {"vcs": "git", "commit_id": "abc123"}}):
-            "spawn-compat @ git+https://github.com/o/spawn-compat@abc123",
-        json.dumps({"url": f"file://{root}/vendor/spawn_compat-0.2.0-py3-none-any.whl", "archive_info": {}}):
-            "./vendor/spawn_compat-0.2.0-py3-none-any.whl",
-        json.dumps({"url": "file:///elsewhere/spawn_compat-0.2.0-py3-none-any.whl", "archive_info": {}}):
-            "/elsewhere/spawn_compat-0.2.0-py3-none-any.whl",
+        json.dumps(
+            {"url": "https://github.com/o/spawn-compat", "vcs_info": {"vcs": "git", "commit_id": "abc123"}}
+        ): "spawn-compat @ git+https://github.com/o/spawn-compat@abc123",
+        json.dumps(
+            {"url": f"file://{root}/vendor/spawn_compat-0.2.0-py3-none-any.whl", "archive_info": {}}
+        ): "./vendor/spawn_compat-0.2.0-py3-none-any.whl",
+        json.dumps(
+            {"url": "file:///elsewhere/spawn_compat-0.2.0-py3-none-any.whl", "archive_info": {}}
+        ): "/elsewhere/spawn_compat-0.2.0-py3-none-any.whl",
     }
     (root / ".git").mkdir()
     for direct, spec in cases.items():

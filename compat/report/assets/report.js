@@ -1,8 +1,7 @@
 (function(){
 const D=JSON.parse(document.getElementById('data').textContent);
-const SYM=D.glyph;
-const NAME={p:'passed',f:'failed',e:'error',x:'xfailed',X:'xpassed',S:'xpassed (strict)',s:'skipped',a:'n/a',t:'timeout',n:'not-run',k:'flaky','.':'not collected'};
-const SEV={'.':0,a:1,p:1,s:2,x:3,X:4,k:5,n:6,S:7,f:8,e:9,t:10};
+// Every status's code, name, glyph, class and rank come with the data (compat/results/status.py).
+const ST=D.status,SYM=ST.glyphs,NAME=ST.names,SEV=ST.ranks,CLS=ST.classes,ABS=ST.absent,PASS=ST.passed;
 const LIMIT=500;
 const $=id=>document.getElementById(id);
 const esc=s=>String(s).replace(/[&<>"']/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
@@ -21,7 +20,7 @@ D.tests.forEach(([f,name,codes,why],t)=>{
   const id=D.files[f]?D.files[f]+'::'+name:name;
   for(let b=0;b<nb;b++){
     let cs='',seen=false;
-    for(let c=0;c<nc;c++){const i=colOf[b][c];const k=i<0?'.':(codes.length===1?codes:codes[i]);cs+=k;if(k!=='.')seen=true;}
+    for(let c=0;c<nc;c++){const i=colOf[b][c];const k=i<0?ABS:(codes.length===1?codes:codes[i]);cs+=k;if(k!==ABS)seen=true;}
     if(seen)rows.push({t,id,b,cs,why:D.whys[why]});
   }
 });
@@ -41,8 +40,7 @@ function setHash(){
 function fill(sel,values){for(const v of values){const o=document.createElement('option');o.value=v;o.textContent=v;sel.appendChild(o);}}
 fill($('f-backend'),D.backends);
 fill($('f-python'),[...new Set(D.colPython)]);
-fill($('f-status'),Object.keys(CODE_OF()));
-function CODE_OF(){return {passed:'p',failed:'f',error:'e',xfailed:'x',xpassed:'X','xpassed-strict':'S',skipped:'s','n/a':'a',timeout:'t','not-run':'n',flaky:'k'};}
+fill($('f-status'),Object.keys(ST.codes));
 function syncControls(){
   $('f-backend').value=S.backend;$('f-python').value=S.python;$('f-status').value=S.status;
   $('f-green').checked=S.green==='hide';$('f-q').value=S.q;
@@ -67,12 +65,12 @@ function linkify(text){
 }
 function render(){
   syncControls();
-  const cols=visibleCols(),want=S.status?CODE_OF()[S.status]:'',q=S.q.toLowerCase();
+  const cols=visibleCols(),want=S.status?ST.codes[S.status]:'',q=S.q.toLowerCase();
   const bi=S.backend?D.backends.indexOf(S.backend):-1;
   let list=rows.filter(r=>{
     if(S.backend&&r.b!==bi)return false;
     let any=false,green=true,has=!want;
-    for(const c of cols){const k=r.cs[c];if(k!=='.')any=true;if(k!=='p'&&k!=='.')green=false;if(k===want)has=true;}
+    for(const c of cols){const k=r.cs[c];if(k!==ABS)any=true;if(k!==PASS&&k!==ABS)green=false;if(k===want)has=true;}
     if(!any||!has)return false;
     if(S.green==='hide'&&green)return false;
     return !q||r.id.toLowerCase().includes(q);
@@ -94,7 +92,7 @@ function render(){
     let tds='';
     for(const c of cols){const k=r.cs[c];const i=colOf[r.b][c];
       const n=i>=0&&notes[r.t]&&notes[r.t][i];const title=NAME[k]+(n&&D.reasons[n[0]]?': '+D.reasons[n[0]]:'');
-      tds+='<td class="t-'+(k==='.'?'a':k)+'" data-status="'+k+'" title="'+esc(title)+'">'+SYM[k]+'</td>';}
+      tds+='<td class="t-'+CLS[k]+'" data-status="'+esc(NAME[k])+'" title="'+esc(title)+'">'+SYM[k]+'</td>';}
     out.push('<tr data-test="'+esc(r.id)+'" data-backend="'+esc(D.backends[r.b])+'"><td class="name">'+detail(r,cols)+'</td><td>'+esc(D.backends[r.b])+'</td>'+tds+'<td class="why">'+esc(r.why)+'</td><td class="reason">'+reasonText(r,cols)+'</td></tr>');
   }
   if(!out.length)out.push('<tr class="empty"><td colspan="'+(cols.length+4)+'">no matching tests</td></tr>');

@@ -1,0 +1,171 @@
+"""events.jsonl, as the cell's plugin streams it, into one result per test.
+
+The payloads are ``compat.cell.protocol``'s; this is their decoder.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from .schema import TestResult
+
+MESSAGE_LIMIT = 4096
+
+
+class _Session(msgspec.Struct, tag_field="event", tag="session"):
+    t: float | None = None
+    python: str | None = None
+    pytest: str | None = None
+    argv: list[str] = []
+
+
+class _Start(msgspec.Struct, tag_field="event", tag="start"):
+    nodeid: str
+    t: float | None = None
+
+
+class _Result(msgspec.Struct, tag_field="event", tag="result"):
+    nodeid: str
+    outcome: Literal["passed", "failed", "error", "xfailed", "xpassed", "skipped"]
+    when: str | None = None
+    reason: str | None = ""
+    strict: bool | None = None
+    duration: float | None = None
+    message: str | None = ""
+    # pytest's crash report: the exception's own message, and where it was raised.
+    crash: str | None = None
+    path: str | None = None
+    lineno: int | None = None
+
+
+class _Note(msgspec.Struct, tag_field="event", tag="note"):
+    """Something the plugin had to give up on, for the cell's notes."""
+
+    message: str = ""
+    t: float | None = None
+
+
+class _Collected(msgspec.Struct, tag_field="event", tag="collected"):
+    nodeids: list[str] = []
+    t: float | None = None
+
+
+class _Finish(msgspec.Struct, tag_field="event", tag="finish"):
+    exitstatus: int | None = None
+    t: float | None = None
+
+
+_Event = _Session | _Start | _Result | _Finish | _Collected | _Note
+_event_decoder = msgspec.json.Decoder(_Event)
+
+
+class Events(msgspec.Struct):
+    results: dict[str, list[_Result]]
+    started: list[str]
+    finished: bool
+    damage: str | None
+    collected: list[str] | None = None
+    notes: list[str] = []
+
+
+def parse_events(data: bytes) -> Events:
+    """Decode events.jsonl, keeping every line that can be read.
+
+    A final line without a newline is a write cut short by a kill: dropped
+    quietly.  Any other unreadable line is damage, reported to the caller.
+    """
+    results: dict[str, list[_Result]] = {}
+    started: list[str] = []
+    collected: list[str] | None = None
+    notes: list[str] = []
+    finished = False
+    damage = None
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            event = _event_decoder.decode(line)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            if number == len(lines) and line.startswith(b'{"event"'):
+                continue
+            damage = damage or f"events.jsonl line {number}: {exc}"
+            continue
+        match event:
+            case _Start(nodeid=nodeid):
+                started.append(nodeid)
+            case _Result(nodeid=nodeid):
+                results.setdefault(nodeid, []).append(event)
+            case _Finish():
+                finished = True
+            case _Collected(nodeids=nodeids):
+                collected = nodeids
+            case _Note(message=message):
+                notes.append(message)
+            case _Session():
+                pass
+    return Events(results, started, finished, damage, collected, notes)
+
+
+_STRICT_XPASS = "[XPASS(strict)]"
+
+
+def result_from_events(reports: list[_Result]) -> TestResult:
+    last = reports[-1]
+    earlier_failed = any(r.outcome in ("failed", "error") for r in reports[:-1])
+    if earlier_failed and last.outcome == "passed":
+        first_failure = next(r for r in reports if r.outcome in ("failed", "error"))
+        return TestResult(
+            status="flaky",
+            reason="failed, then passed on re-run",
+            message=_tail(first_failure.message or ""),
+            when=first_failure.when,
+            duration_s=last.duration,
+        )
+    if last.outcome == "failed" and (last.message or "").startswith(_STRICT_XPASS):
+        # pytest reports a strict xpass as a plain failure; it is an xpass.
+        return TestResult(
+            status="xpassed",
+            strict=True,
+            when=last.when,
+            duration_s=last.duration,
+            reason=(last.message or "")[len(_STRICT_XPASS) :].strip() or last.reason or "",
+        )
+    return TestResult(
+        status=last.outcome,
+        reason=last.reason or failure_reason(last.crash, last.message or ""),
+        message=_tail(last.message or ""),
+        when=last.when,
+        strict=last.strict,
+        duration_s=last.duration,
+    )
+
+
+REASON_LIMIT = 300
+
+
+def failure_reason(crash: str | None, message: str, limit: int = REASON_LIMIT) -> str:
+    """A failure in one line: the exception's own message (pytest's crash report), trimmed.
+
+    Without a crash report (JUnit, older events), the first "E" line that
+    names an exception, else the first "E" line: the last ones are pytest's
+    asides ("Use -v to get more diff").
+    """
+    text = crash
+    if not text:
+        lines = [ln[1:].strip() for ln in message.splitlines() if ln.startswith("E ") and ln[1:].strip()]
+        named = [ln for ln in lines if _names_exception(ln)]
+        text = (named or lines or [ln.strip() for ln in message.splitlines() if ln.strip()][-1:] or [""])[0]
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _names_exception(line: str) -> bool:
+    head = line.split(":", 1)[0].rsplit(".", maxsplit=1)[-1]
+    return head.endswith(("Error", "Exception", "Exit", "Interrupt", "Group")) or head in ("Failed", "assert")
+
+
+def _tail(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    return text if len(text) <= limit else "…" + text[-limit:]

@@ -1,0 +1,127 @@
+"""The shapes of a cell's results as the host reads them: what ``meta.json`` holds, and what a cell became.
+
+Written by the runners (``CellMeta``), read back by the reader
+(``results.raw``); both import this module, never each other.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from .status import CellStatus, TestStatus
+
+CellOutcome = Literal["completed", "timeout", "unsupported", "unavailable", "excluded", "error"]
+
+
+class CellLimits(msgspec.Struct, frozen=True):
+    """The bounds a cell ran under, as recorded in its meta.json."""
+
+    pids: int | None = None
+    memory: str | None = None
+    cpus: float | None = None
+    timeout_s: float | None = None
+
+
+class CellMeta(msgspec.Struct, frozen=True, kw_only=True):
+    cell: str
+    python: str
+    group: str
+    backend: str
+    capture: str
+    extra: dict[str, str] = {}
+    run_id: str
+    runner: Literal["docker", "local"]
+    outcome: CellOutcome
+    reason: str = ""
+    running: str | None = None
+    exit_code: int | None = None
+    image: str | None = None
+    python_version: str | None = None
+    packages: dict[str, str] = {}
+    started: float | None = None
+    finished: float | None = None
+    duration_s: float | None = None
+    pytest_duration_s: float | None = None
+    limits: CellLimits = CellLimits()
+    # The pytest arguments and test ids that narrowed this cell's run (a partial run's).
+    selection: tuple[str, ...] = ()
+    # What determined this result (see runners/cache.py); None: never reused.
+    cache_key: str | None = None
+    # Set when this run reused the result of an earlier one: that run's id.
+    cached_from: str | None = None
+    # The run was stopped (Ctrl-C, SIGTERM) while this cell ran.
+    interrupted: bool = False
+    version: int = 1
+
+
+class TestResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One test in one cell."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    status: TestStatus
+    reason: str = ""
+    message: str = ""
+    when: str | None = None
+    strict: bool | None = None
+    duration_s: float | None = None
+
+
+class Leaks(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the reaper and the census found after pytest ended."""
+
+    processes: int = 0
+    zombies: int = 0
+    reaped: int = 0
+    shm: int = 0
+    sockets: int = 0
+    details: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        return self.processes + self.zombies + self.reaped + self.shm + self.sockets
+
+    def summary(self) -> str:
+        """``1 process(es) alive after the reaper, 2 shm segment(s)``: what leaked, the counts that are not 0."""
+        parts = [
+            (self.processes, "process(es) alive after the reaper"),
+            (self.zombies, "zombie(s)"),
+            (self.reaped, "process(es) reaped"),
+            (self.shm, "shm segment(s)"),
+            (self.sockets, "socket file(s)"),
+        ]
+        return ", ".join(f"{n} {what}" for n, what in parts if n)
+
+
+class Hang(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What kind of hang a timed-out cell was in (compat.cell.forensics), and where it was stuck."""
+
+    kind: str  # await-hang, sigint-starved, blocked-syscall, waiting-for-child, unknown
+    detail: str = ""
+    child: str = ""  # for waiting-for-child: the child's own class and detail
+    stuck: tuple[str, ...] = ()  # leaf trio tasks and the frame each awaits in
+    seconds: float | None = None  # how long the forensics step took
+    dumps: tuple[str, ...] = ()  # files under the cell's dumps/ directory
+
+
+class CellResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the report needs about one cell."""
+
+    cell: str
+    python: str
+    group: str
+    backend: str
+    capture: str
+    extra: dict[str, str] = {}
+    status: CellStatus
+    reason: str = ""
+    meta: CellMeta | None = None
+    tests: dict[str, TestResult] = {}
+    leaks: Leaks = Leaks()
+    source: Literal["events", "junit", "none"] = "none"
+    notes: tuple[str, ...] = ()
+    # The damage that makes the cell an error (also among the notes), if any.
+    problem: str | None = None
+    hang: Hang | None = None
