@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ADOPTER = Path(__file__).with_name("fixture_adopter")
 REQS = Path(__file__).with_name("fixture_reqs")
 SYSTEM_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-BACKENDS = '''backend = ["inline", "pool", "threads"]'''
+BACKENDS = """backend = ["inline", "pool", "threads"]"""
 BACKEND_MAP = """[target.backend-map]
 inline = { pytest-args = ["-k", "inline"] }
 pool = { pytest-args = ["-k", "pool"] }
@@ -44,9 +44,7 @@ class Tool:
     env: dict[str, str]
 
     def run(self, cwd: Path, *argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            argv, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        return subprocess.run(argv, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
 
     def compat(self, cwd: Path, *argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         return self.run(cwd, str(self.bin / "compat"), *argv, timeout=timeout)
@@ -111,7 +109,7 @@ def project(tool: Tool, tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert 'test-groups = ["checks"]' in config and 'uv-version = "' in config
     # What a maintainer then writes: one Python to keep it short, the backends and how each is chosen.
     config = config.replace('python = ["3.13", "3.14"]', 'python = ["3.14"]')
-    config = re.sub(r'^backend = \[.*\]$', BACKENDS, config, flags=re.M)
+    config = re.sub(r"^backend = \[.*\]$", BACKENDS, config, flags=re.M)
     config = config.replace("[target.backend-map]\n", BACKEND_MAP, 1)
     (repo / "compat.toml").write_text(config)
     return repo
@@ -164,7 +162,8 @@ def test_each_backends_selection_ran_exactly_its_tests(ran: dict) -> None:
     for backend in ("inline", "pool", "threads"):
         # -k picked one parametrisation, the environment variable the other: never a neighbour's.
         assert where[f"tests/test_mesh.py::test_runs_a_function[{backend}]"] == {
-            f"py3.14-base-{backend}-capfd", f"py3.14-base-{backend}-capsys"
+            f"py3.14-base-{backend}-capfd",
+            f"py3.14-base-{backend}-capsys",
         }
     results = {t["nodeid"]: t["results"] for t in ran["tests"]}
     # Its plugin exists only because the project was built and installed (an entry point); src/ is not on a path.

@@ -19,8 +19,8 @@ from compat.matrix import Cell, Matrix
 from compat.matrix import CellBounds as Timeouts
 from compat.matrix import TargetConfig as Target
 from compat.report import build_report
-from compat.results.status import TEST, TESTS, row_of
 from compat.results import ledger as L
+from compat.results.status import TEST, TESTS, row_of
 from compat.triage import run as run_triage
 
 FIXTURE = Path(__file__).with_name("fixture_target")

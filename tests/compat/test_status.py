@@ -27,10 +27,10 @@ def test_every_status_the_types_allow_has_exactly_one_row():
 
 
 def test_the_sets_follow_the_flags():
-    assert S.FAILING == {"failed", "error", "timeout"}
-    assert S.PASSING == {"passed"}
-    assert S.NA_CELLS == {"excluded", "unsupported", "unavailable"}
-    assert S.FINE_CELLS == {"ok", "excluded", "unsupported", "unavailable"}
+    assert {"failed", "error", "timeout"} == S.FAILING
+    assert {"passed"} == S.PASSING
+    assert {"excluded", "unsupported", "unavailable"} == S.NA_CELLS
+    assert {"ok", "excluded", "unsupported", "unavailable"} == S.FINE_CELLS
     assert S.PROBLEM_CELLS == ("error", "timeout", "failing", "skipped", "leaked")  # worst first
     assert S.row_of("xpassed", strict=True) is S.STRICT_XPASS and S.row_of("xpassed", strict=False).problem is False
 

@@ -98,7 +98,9 @@ def test_plan_is_bounded_and_skips_dead_and_observed_cells(tmp_path: Path) -> No
 def test_a_settled_pattern_needs_only_its_failure_seen_again(tmp_path: Path) -> None:
     # A pattern from one run is a label only once a re-run where it failed fails again: one re-run, no neighbours.
     raw = raw_with(tmp_path, lambda p, g, b, c: c == "fd")
-    assert plan(read_cells(raw), FULL, max_reruns=100) == [("t.py::test_x", ("3.13", "base", "forkserver", "fd"), "flaky")]
+    assert plan(read_cells(raw), FULL, max_reruns=100) == [
+        ("t.py::test_x", ("3.13", "base", "forkserver", "fd"), "flaky")
+    ]
     one = {("3.14", "base", "subint", "fd"): True, ("3.14", "base", "trio", "fd"): False}
     raw = raw_with(tmp_path / "one", lambda *c: one.get(c))
     assert plan(read_cells(raw), FULL, max_reruns=100) == [("t.py::test_x", ("3.14", "base", "subint", "fd"), "flaky")]
