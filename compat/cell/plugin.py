@@ -23,8 +23,9 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Generator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pytest
 
@@ -39,8 +40,8 @@ class EventWriter:
     def __init__(self, path: str) -> None:
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives for the session
 
-    def emit(self, event: str, **fields: Any) -> None:
-        self._file.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+    def emit(self, event: P.Event) -> None:
+        self._file.write(json.dumps(event, default=str) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -57,11 +58,20 @@ def _reason(report: pytest.TestReport | pytest.CollectReport) -> str:
     return ""
 
 
+STRICT_XPASS = "[XPASS(strict)]"  # pytest fails a strict xpass with this text (after xdist's worker header)
+
+
+def _strict_xpass(report: pytest.TestReport) -> bool:
+    return report.failed and any(line.startswith(STRICT_XPASS) for line in report.longreprtext.splitlines())
+
+
 def _phase_outcome(report: pytest.TestReport) -> str:
     xfail = hasattr(report, "wasxfail")
     if report.when == "call":
         if xfail:
             return "xfailed" if report.skipped else "xpassed"
+        if _strict_xpass(report):
+            return "xpassed"
         return report.outcome
     if report.failed:
         return "error"
@@ -85,31 +95,70 @@ def _choose(reports: list[pytest.TestReport]) -> tuple[pytest.TestReport, str]:
     return chosen, outcome
 
 
-def crash(report: pytest.TestReport | pytest.CollectReport) -> dict[str, Any]:
+def add_crash(result: P.ResultEvent, report: pytest.TestReport | pytest.CollectReport) -> None:
     """pytest's own one-line account of a failure: the exception's message and where."""
     reprcrash = getattr(report.longrepr, "reprcrash", None)
     if reprcrash is None:
-        return {}
-    return {
-        "crash": str(reprcrash.message)[:CRASH_LIMIT],
-        "path": str(reprcrash.path),
-        "lineno": reprcrash.lineno,
-    }
+        return
+    result["crash"] = str(reprcrash.message)[:CRASH_LIMIT]
+    result["path"] = str(reprcrash.path)
+    result["lineno"] = reprcrash.lineno
+    if result["crash"].startswith(PYTEST_TIMEOUT):
+        result["by"] = "timeout"  # pytest-timeout's own bound, which the target installed
 
 
-def summarize(reports: list[pytest.TestReport]) -> dict[str, Any]:
+# The failure pytest-timeout makes of a test past its bound.
+PYTEST_TIMEOUT = "Failed: Timeout"
+# pytest-rerunfailures reports each failed attempt with this outcome before the last one.
+RERUN = "rerun"
+
+
+def summarize(nodeid: str, reports: list[pytest.TestReport], strict: bool | None) -> P.ResultEvent:
     """One result for a test from its setup/call/teardown reports."""
     chosen, outcome = _choose(reports)
-    result = {
-        "outcome": outcome,
+    if strict is None:
+        strict = next((s for r in reports if (s := getattr(r, STRICT_ATTR, None)) is not None), None)
+    xpassed_strictly = outcome == "xpassed" and _strict_xpass(chosen)
+    result: P.ResultEvent = {
+        "event": "result",
+        "nodeid": nodeid,
+        "outcome": outcome,  # type: ignore[typeddict-item]  # _phase_outcome gives one of them
         "when": chosen.when,
-        "reason": _reason(chosen),
+        "reason": _strict_reason(chosen) if xpassed_strictly else _reason(chosen),
+        "strict": True if xpassed_strictly else strict,
         "duration": round(sum(r.duration for r in reports), 6),
-        "message": chosen.longreprtext[-MESSAGE_TAIL:] if chosen.failed else "",
+        "message": chosen.longreprtext[-MESSAGE_TAIL:] if chosen.failed and not xpassed_strictly else "",
     }
-    if chosen.failed:
-        result.update(crash(chosen))
+    if chosen.failed and not xpassed_strictly:
+        add_crash(result, chosen)
     return result
+
+
+def _strict_reason(report: pytest.TestReport) -> str:
+    line = next(line for line in report.longreprtext.splitlines() if line.startswith(STRICT_XPASS))
+    return line[len(STRICT_XPASS) :].strip()
+
+
+STRICT_ATTR = "compat_xfail_strict"
+
+
+class Strictness:
+    """Puts an xfail marker's strictness on its reports, in whichever process runs the test.
+
+    A report attribute, because pytest-xdist sends a report's attributes from
+    its workers, and because another plugin (pytest-rerunfailures) may run the
+    test protocol in place of pytest's.
+    """
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        marker = item.get_closest_marker("xfail")
+        if marker is not None:
+            setattr(report, STRICT_ATTR, bool(marker.kwargs.get("strict", item.config.getini("xfail_strict"))))
+        return report
 
 
 class CellPlugin:
@@ -117,12 +166,14 @@ class CellPlugin:
         self.config = config
         self.events = events
         self.reports: dict[str, list[pytest.TestReport]] = {}
-        self.strict: dict[str, bool | None] = {}
         self.dump_dir = os.environ.get(P.ENV_DUMP_DIR) or None
         self.per_test = float(os.environ.get(P.ENV_PER_TEST) or 0) or None
         self._dump_files: list[IO[str]] = []
         self._overtime: IO[str] | None = None
         self._overtime_mark = 0
+        self._said_collected = False
+        # Attempts a re-run plugin made of a test before its last one.
+        self.reruns: dict[str, int] = {}
 
     def _open_dump(self, stem: str) -> IO[str]:
         assert self.dump_dir is not None
@@ -138,39 +189,54 @@ class CellPlugin:
             faulthandler.register(signal.SIGUSR1, file=self._open_dump("pytest"), all_threads=True)
             tasktree.install(Path(self.dump_dir) / f"pytest{P.TASKS_SUFFIX}-{os.getpid()}.txt")
         self.events.emit(
-            "session",
-            t=time.time(),
-            python=platform.python_version(),
-            pytest=pytest.__version__,
-            argv=sys.argv,
-            per_test_timeout=self.per_test,
+            {
+                "event": "session",
+                "t": time.time(),
+                "python": platform.python_version(),
+                "pytest": pytest.__version__,
+                "argv": sys.argv,
+                "per_test_timeout": self.per_test,
+            }
         )
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         """A collector that failed or was skipped (importorskip, module-level skip) is a result."""
         if not (report.failed or report.skipped):
             return
-        self.events.emit("start", nodeid=report.nodeid, t=time.time())
+        self.events.emit({"event": "start", "nodeid": report.nodeid, "t": time.time()})
+        result: P.ResultEvent = {
+            "event": "result",
+            "nodeid": report.nodeid,
+            "outcome": "error" if report.failed else "skipped",
+            "when": "collect",
+            "reason": "" if report.failed else _reason(report),
+            "strict": None,
+            "duration": 0.0,
+            "message": report.longreprtext[-MESSAGE_TAIL:] if report.failed else "",
+        }
         if report.failed:
-            fields = {"outcome": "error", "reason": "", "message": report.longreprtext[-MESSAGE_TAIL:], **crash(report)}
-        else:
-            fields = {"outcome": "skipped", "reason": _reason(report), "message": ""}
-        self.events.emit("result", nodeid=report.nodeid, when="collect", strict=None, duration=0.0, **fields)
+            add_crash(result, report)
+        self.events.emit(result)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Exactly what this cell collected: the tests it may still owe a result."""
-        self.events.emit("collected", nodeids=[item.nodeid for item in session.items], t=time.time())
+        if self.config.pluginmanager.hasplugin("dsession"):
+            return  # pytest-xdist: the workers collect, and say so below
+        self._collected([item.nodeid for item in session.items])
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> None:
-        marker = item.get_closest_marker("xfail")
-        if marker is not None:
-            strict = marker.kwargs.get("strict", self.config.getini("xfail_strict"))
-            self.strict[item.nodeid] = bool(strict)
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: object, ids: list[str]) -> None:
+        """pytest-xdist in the cell: every worker collects the same tests; the first one's say what there is."""
+        if not self._said_collected:
+            self._collected(list(ids))
+
+    def _collected(self, nodeids: list[str]) -> None:
+        self._said_collected = True
+        self.events.emit({"event": "collected", "nodeids": nodeids, "t": time.time()})
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         self.reports[nodeid] = []
-        self.events.emit("start", nodeid=nodeid, t=time.time())
+        self.events.emit({"event": "start", "nodeid": nodeid, "t": time.time()})
         if self.per_test and self.dump_dir:
             if self._overtime is None:
                 self._overtime = self._open_dump("overtime")
@@ -190,9 +256,11 @@ class CellPlugin:
             self._overtime.truncate(self._overtime_mark)
             self._overtime.seek(self._overtime_mark)
         self.events.emit(
-            "note",
-            t=time.time(),
-            message=f"per-test watchdog unavailable from {nodeid} on ({exc}); only the cell's bound applies",
+            {
+                "event": "note",
+                "t": time.time(),
+                "message": f"per-test watchdog unavailable from {nodeid} on ({exc}); only the cell's bound applies",
+            }
         )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -204,17 +272,22 @@ class CellPlugin:
         reports = self.reports.pop(nodeid, [])
         if not reports:
             return
-        result = summarize(reports)
-        result["strict"] = self.strict.pop(nodeid, None)
+        if any(r.outcome == RERUN for r in reports):
+            # An attempt a re-run plugin will make again (pytest-rerunfailures): the next one's result says it.
+            self.reruns[nodeid] = self.reruns.get(nodeid, 0) + 1
+            return
+        result = summarize(nodeid, reports, None)
+        if nodeid in self.reruns:
+            result["reruns"] = self.reruns.pop(nodeid)
         if self.per_test:
             result["overtime"] = result["duration"] > self.per_test
             if self._overtime is not None and not result["overtime"]:
                 self._overtime.truncate(self._overtime_mark)
                 self._overtime.seek(self._overtime_mark)
-        self.events.emit("result", nodeid=nodeid, **result)
+        self.events.emit(result)
 
     def pytest_sessionfinish(self, exitstatus: int) -> None:
-        self.events.emit("finish", exitstatus=int(exitstatus), t=time.time())
+        self.events.emit({"event": "finish", "exitstatus": int(exitstatus), "t": time.time()})
 
     def pytest_unconfigure(self) -> None:
         if self.dump_dir and hasattr(signal, "SIGUSR1"):
@@ -226,6 +299,9 @@ class CellPlugin:
 
 def pytest_configure(config: pytest.Config) -> None:
     path = os.environ.get(P.ENV_EVENTS)
-    if not path or hasattr(config, "workerinput"):  # xdist workers: the controller reports
+    if not path:
+        return
+    config.pluginmanager.register(Strictness(), "compat-cell-strictness")
+    if hasattr(config, "workerinput"):  # xdist workers: the controller reports
         return
     config.pluginmanager.register(CellPlugin(config, EventWriter(path)), "compat-cell-events")

@@ -8,7 +8,7 @@ structs, and a test holds the two to each other.
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 ENTRY_MODULE = "compat.cell.entry"
 PLUGIN_MODULE = "compat.cell.plugin"
@@ -103,3 +103,105 @@ class DonePayload(TypedDict):
     """``COMPAT-DONE``: the reaper's exit code (None: the target has none)."""
 
     reap_exit: int | None
+
+
+# -- events.jsonl: one JSON object per line, each with "event" naming its kind --------------------
+
+Outcome = Literal["passed", "failed", "error", "xfailed", "xpassed", "skipped"]
+
+
+class SessionEvent(TypedDict):
+    event: Literal["session"]
+    t: float
+    python: str
+    pytest: str
+    argv: list[str]
+    # The per-test bound the runner enforces (seconds; None: only the cell's).
+    per_test_timeout: float | None
+
+
+class CollectedEvent(TypedDict):
+    """Exactly what this cell may still owe a result for (``not-run``)."""
+
+    event: Literal["collected"]
+    nodeids: list[str]
+    t: float
+
+
+class StartEvent(TypedDict):
+    event: Literal["start"]
+    nodeid: str
+    t: float
+
+
+class ResultEvent(TypedDict):
+    """Once per test (``when`` "collect": a collector that failed or was skipped at import)."""
+
+    event: Literal["result"]
+    nodeid: str
+    outcome: Outcome
+    when: str
+    reason: str
+    strict: bool | None
+    duration: float
+    # The last 4 KiB of the failure's text.
+    message: str
+    # pytest's crash report: the exception's own message, and where it was raised.
+    crash: NotRequired[str]
+    path: NotRequired[str]
+    lineno: NotRequired[int | None]
+    # The test ran past the per-test bound (recorded; the runner enforces it).
+    overtime: NotRequired[bool]
+    # Failed attempts before this result (pytest-rerunfailures and the like).
+    reruns: NotRequired[int]
+    # The plugin that decided the outcome, when it was not pytest itself ("timeout": pytest-timeout).
+    by: NotRequired[str]
+
+
+class NoteEvent(TypedDict):
+    """Something the plugin had to give up on, for the cell's notes."""
+
+    event: Literal["note"]
+    message: str
+    t: float
+
+
+class FinishEvent(TypedDict):
+    event: Literal["finish"]
+    exitstatus: int
+    t: float
+
+
+Event = SessionEvent | CollectedEvent | StartEvent | ResultEvent | NoteEvent | FinishEvent
+EVENT_KINDS = {
+    "session": SessionEvent,
+    "collected": CollectedEvent,
+    "start": StartEvent,
+    "result": ResultEvent,
+    "note": NoteEvent,
+    "finish": FinishEvent,
+}
+
+
+# -- the JSON files the in-cell entry writes ------------------------------------------------
+
+
+class ProcessInfo(TypedDict):
+    pid: int
+    ppid: int
+    state: str
+    cmdline: str
+
+
+class Census(TypedDict):
+    """census.json: what still lived in the cell after the reaper."""
+
+    processes: list[ProcessInfo]
+    zombies: int
+
+
+class Signals(TypedDict):
+    """signals.json: who was asked for a stack dump at a timeout, and who had no handler for it."""
+
+    signalled: list[ProcessInfo]
+    no_handler: list[ProcessInfo]

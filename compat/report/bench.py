@@ -1,7 +1,8 @@
 """Raw cell directories written exactly per the contract, and the report benchmark.
 
 ``write_cell`` is what the tests build their constructed cases with, so the
-report is exercised on the same bytes the runner and cellplugin produce.
+report is exercised on the payloads the runner and the cell plugin produce
+(``compat.cell.protocol``'s).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from ..cell import protocol as P
 from ..matrix import AxesConfig, Matrix, cell_id
 from ..results.raw import axes_from_id
 from ..results.schema import CellMeta
@@ -36,21 +38,26 @@ def event_lines(
     """
     t = 1_700_000_000.0
     results = list(results)
-    events: list[dict[str, Any]] = [
-        {"event": "session", "t": t, "python": python, "pytest": "9.0.0", "argv": ["pytest"]}
-    ]
+    # The protocol's own payloads (compat.cell.protocol), as the plugin writes them.
+    session: P.SessionEvent = {
+        "event": "session", "t": t, "python": python, "pytest": "9.0.0", "argv": ["pytest"], "per_test_timeout": None,
+    }  # fmt: skip
+    events: list[Any] = [session]
     if collected is None:
         collected = [r["nodeid"] for r in results] + ([running] if running else [])
-    events.append({"event": "collected", "nodeids": list(collected), "t": t})
+    seen: P.CollectedEvent = {"event": "collected", "nodeids": list(collected), "t": t}
+    events.append(seen)
     for r in results:
-        events.append({"event": "start", "nodeid": r["nodeid"], "t": t})
-        events.append(
-            {"event": "result", "when": "call", "reason": "", "strict": None, "duration": 0.01, "message": "", **r}
-        )
+        start: P.StartEvent = {"event": "start", "nodeid": r["nodeid"], "t": t}
+        result: P.ResultEvent = {
+            "event": "result", "nodeid": r["nodeid"], "outcome": r["outcome"], "when": "call", "reason": "",
+            "strict": None, "duration": 0.01, "message": "",
+        }  # fmt: skip
+        events += [start, {**result, **r}]
     if running:
-        events.append({"event": "start", "nodeid": running, "t": t})
+        events.append(P.StartEvent(event="start", nodeid=running, t=t))
     if finished:
-        events.append({"event": "finish", "exitstatus": 0, "t": t})
+        events.append(P.FinishEvent(event="finish", exitstatus=0, t=t))
     return events
 
 

@@ -19,6 +19,7 @@ class _Session(msgspec.Struct, tag_field="event", tag="session"):
     python: str | None = None
     pytest: str | None = None
     argv: list[str] = []
+    per_test_timeout: float | None = None
 
 
 class _Start(msgspec.Struct, tag_field="event", tag="start"):
@@ -38,6 +39,9 @@ class _Result(msgspec.Struct, tag_field="event", tag="result"):
     crash: str | None = None
     path: str | None = None
     lineno: int | None = None
+    overtime: bool = False
+    reruns: int = 0
+    by: str = ""
 
 
 class _Note(msgspec.Struct, tag_field="event", tag="note"):
@@ -122,6 +126,23 @@ def result_from_events(reports: list[_Result]) -> TestResult:
             reason="failed, then passed on re-run",
             message=_tail(first_failure.message or ""),
             when=first_failure.when,
+            duration_s=last.duration,
+        )
+    if last.reruns and last.outcome == "passed":
+        # A re-run plugin of the target's (pytest-rerunfailures) retried it in the same process.
+        return TestResult(
+            status="flaky",
+            reason=f"failed {last.reruns} time(s), then passed when the target's re-run plugin retried it",
+            when=last.when,
+            duration_s=last.duration,
+        )
+    if last.outcome == "failed" and last.by == "timeout":
+        # pytest-timeout, which the target installed, ended it at its own bound.
+        return TestResult(
+            status="timeout",
+            reason=f"pytest-timeout: {failure_reason(last.crash, last.message or '')}",
+            message=_tail(last.message or ""),
+            when=last.when,
             duration_s=last.duration,
         )
     if last.outcome == "failed" and (last.message or "").startswith(_STRICT_XPASS):

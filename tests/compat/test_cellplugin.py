@@ -1,5 +1,6 @@
 """The cell plugin on the host's interpreter: no engine needed."""
 
+import functools
 import json
 import os
 import subprocess
@@ -97,15 +98,23 @@ def test_phases_and_per_test_bound(tmp_path):
 
 
 def test_inert_without_events_file(tmp_path):
+    """Loaded into any pytest (a repro, a target's own run) without its file, it registers nothing."""
     env = {k: v for k, v in os.environ.items() if k != "COMPAT_EVENTS_FILE"}
     env["PYTHONPATH"] = f"{ROOT}:{cellsupport.FIXTURE}"
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "compat.cell.plugin", "-p", "no:cacheprovider", "-q", "tests",
-         "-k", "passes"],
-        cwd=cellsupport.FIXTURE, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout
+    argv = [sys.executable, "-m", "pytest", "-p", "compat.cell.plugin", "-p", "no:cacheprovider", "--trace-config",
+            "-q", "tests", "-k", "passes"]  # fmt: skip
+    run = functools.partial(
+        subprocess.run, argv, cwd=cellsupport.FIXTURE, capture_output=True, text=True, timeout=60, check=False
+    )
+    inert = run(env=env)
+    assert inert.returncode == 0, inert.stdout
+    assert "CellPlugin object" not in inert.stdout and "Strictness object" not in inert.stdout
+    # The same run with the file registers both, and writes it: the check above can fail.
+    events = tmp_path / "events.jsonl"
+    active = run(env={**env, "COMPAT_EVENTS_FILE": str(events)})
+    assert active.returncode == 0 and "CellPlugin object" in active.stdout
+    assert events.read_text().count('"event": "result"') == 1
 
 
 def test_collection_skips_the_collected_ids_and_the_crash_message(tmp_path):
