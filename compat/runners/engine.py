@@ -45,7 +45,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 KEEP_ENV = "COMPAT_KEEP_CONTAINERS"
-CONFLICT = 409
+HTTP_OK, CONFLICT = 200, 409
+SAVE_TIMEOUT_S = 600
 API_VERSION = "1.41"
 # Root hosts (CI runners, containers) often have no sudo at all.
 PROVISION = ("" if os.geteuid() == 0 else "sudo ") + "compat provision"
@@ -89,6 +90,20 @@ class Engine:
             return None
         except docker.errors.APIError as exc:
             raise EngineError(f"cannot inspect image {ref}: {_short(exc)}") from None
+
+    def save(self, refs: Sequence[str], chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The tar ``docker save REF...`` writes: several images, each layer once, their tags kept.
+
+        docker-py's ``get_image`` saves one image; the engine's endpoint takes several names.
+        """
+        url = f"{self.api.base_url}/v{self.api.api_version}/images/get"
+        try:
+            with self.api.get(url, params={"names": list(refs)}, stream=True, timeout=SAVE_TIMEOUT_S) as res:
+                if res.status_code != HTTP_OK:
+                    raise EngineError(f"cannot save {', '.join(refs)}: {res.status_code} {res.text.strip()}")
+                yield from res.iter_content(chunk)
+        except requests.RequestException as exc:
+            raise EngineError(f"cannot save {', '.join(refs)}: {_short(exc)}") from None
 
     def run_containers(self, run_id: str, *, runner: str | None = None) -> list[Any]:
         """The containers of ``run_id``; with ``runner``, only those that runner (``host:pid``) made."""

@@ -255,7 +255,8 @@ def ensure_images(
 ) -> Ensured:
     """Build (serially) whichever (python, group) images the cells need; their tags, and which were built.
 
-    ``save`` writes the images and their base into one ``docker load``-able tar.
+    ``save`` writes the images and their base into one ``docker load``-able tar (the base too, so
+    that an images job restoring it from a cache finds every tag it computes and builds nothing).
     """
     log = log or _stderr
     pairs = sorted({(c.python, c.group) for c in cells})
@@ -286,16 +287,14 @@ class Ensured(NamedTuple):
 
 
 def save_images(engine: Engine, refs: Sequence[str], path: Path) -> None:
-    """``docker save`` of ``refs`` (names kept) into ``path``, written whole or not at all."""
+    """``docker save`` of ``refs`` (names kept, shared layers once) into ``path``, written whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            for chunk in engine.api.get_image(list(refs)):
+            for chunk in engine.save(refs):
                 f.write(chunk)
         os.replace(tmp, path)
-    except docker.errors.APIError as exc:
-        raise ImageBuildError(f"cannot save {', '.join(refs)}: {exc.explanation}") from None
     finally:
         tmp.unlink(missing_ok=True)
 

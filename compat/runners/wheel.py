@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,6 +83,11 @@ def _build(uv: str, matrix: Matrix, out: Path) -> str:
     cmd: Sequence[str] = [uv, "build", "--wheel", "--quiet", "--out-dir", str(out)]
     if target.package:
         cmd = [*cmd, "--package", target.package]
+    # The interpreter compat runs on builds it when the target accepts it: a machine's other
+    # Pythons are not searched (nor a newer one downloaded) for a build that needs nothing else.
+    here = ".".join(map(str, sys.version_info[:2]))
+    if matrix.project().allows_python(here):
+        cmd = [*cmd, "--python", sys.executable]
     cmd = [*cmd, str(matrix.target_dir)]
     env = {**os.environ, **target.build_env}
     env.pop("VIRTUAL_ENV", None)

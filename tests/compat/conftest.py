@@ -1,4 +1,11 @@
-"""Fixtures shared by the compat service's tests; keep this small."""
+"""Fixtures shared by the compat service's tests; keep this small.
+
+The suite runs distributed by module (``--dist loadscope``): a module's
+fixtures (a run of real cells) are made once, on one worker, while another
+module's cells may run at the same time on the same engine. That is what
+users do too, so compat serialises its own image, venv and wheel builds
+(``compat.runners.locks``) and removes only the containers it made.
+"""
 
 from __future__ import annotations
 

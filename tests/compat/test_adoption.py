@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,6 @@ import pytest
 
 from compat import __version__
 from tests.compat import cellsupport
-
-pytestmark = pytest.mark.xdist_group("adoption")
 
 ROOT = Path(__file__).resolve().parents[2]
 ADOPTER = Path(__file__).with_name("fixture_adopter")
@@ -76,8 +75,10 @@ def tool(tmp_path_factory: pytest.TempPathFactory) -> Tool:
         "PATH": os.pathsep.join([str(root / "bin"), str(Path(uv).parent), *SYSTEM_PATH]),
         "CI": "",  # the tool's own output, not a test run's
     }
+    # A user names a Python 3.13+ when the default one is older (as uv's own hint says).
+    python = str(Path(getattr(sys, "_base_executable", sys.executable)))
     installed = subprocess.run(
-        [uv, "tool", "install", str(wheel), "--with-executables-from", "nox"],
+        [uv, "tool", "install", str(wheel), "--with-executables-from", "nox", "--python", python],
         capture_output=True, text=True, env=env, timeout=600, check=False,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
@@ -183,7 +184,7 @@ def test_selections_compose_and_an_empty_one_is_an_error(tool: Tool, project: Pa
     empty = tool.compat(project, "run", "py3.14-base-inline-capsys", "--no-progress", "--", "-k", "no_such_test")
     assert empty.returncode == 8
     assert (
-        "pytest collected no tests (exit 5): the selection matched nothing: -k '(inline) and (no_such_test)'"
+        "pytest collected no tests (exit 5): the selection matched nothing: tests -k '(inline) and (no_such_test)'"
         in empty.stderr
     )
 
@@ -205,7 +206,10 @@ def test_the_projects_own_noxfile_gets_compats_sessions(tool: Tool, project: Pat
     listing = tool.run(project, str(tool.bin / "nox"), "-l")
     assert listing.returncode == 0, listing.stderr
     assert "- lint -> taskmesh's own linting" in listing.stdout
-    assert "- test-3.14-threads -> Python 3.14, threads backend: its 2 cells, one container each." in listing.stdout
+    assert (
+        "- test-3.14-threads [test,py3.14,threads] -> Python 3.14, threads backend: its 2 cells, one container each."
+        in listing.stdout
+    )
     one = tool.run(project, str(tool.bin / "nox"), "-s", "test-3.14-threads(base-fd)")
     assert one.returncode == 0, one.stdout + one.stderr
     assert "ok          py3.14-base-threads-capfd" in one.stderr

@@ -36,7 +36,6 @@ def cached_from(raw: Path) -> dict[str, str | None]:
     return found
 
 
-@pytest.mark.xdist_group("engine")
 def test_unchanged_clean_cells_are_reused_and_anything_else_runs_again(tmp_path: Path) -> None:
     cellsupport.require_engine()
     project = copy_project(tmp_path)

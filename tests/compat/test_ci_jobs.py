@@ -78,7 +78,6 @@ def test_the_plan_job_records_na_cells_and_plans_jobs_of_one_image(workspace: Pa
     ]  # fmt: skip
 
 
-@pytest.mark.xdist_group("engine")
 def test_the_report_job_merges_the_newest_attempt_of_each_cell(workspace: Path, tmp_path: Path) -> None:
     cellsupport.require_engine()
     proc, out = run_step(step(workspace, "plan", "compat plan --json")["run"], workspace, CELLS="")

@@ -30,8 +30,6 @@ CELLS = {
 
 RUN_ID = f"default-target-{os.getpid()}"
 
-pytestmark = pytest.mark.xdist_group("engine")
-
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory) -> Path:

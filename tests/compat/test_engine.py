@@ -14,9 +14,6 @@ from compat.runners.engine import (
 )
 from tests.compat import cellsupport
 
-# One worker owns the engine: images are built once, not raced.
-pytestmark = pytest.mark.xdist_group("engine")
-
 
 def test_missing_engine_says_what_to_run(monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")

@@ -18,8 +18,6 @@ from compat.runners.base import FORENSICS_BOUND_S
 from compat.runners.schedule import run_cells
 from tests.compat import cellsupport
 
-pytestmark = pytest.mark.xdist_group("engine")
-
 HANGS = ("await", "starved", "pipe", "child", "blocked")
 MATRIX = Matrix(
     axes=Axes(python=("3.14",), group=("base",), backend=HANGS, capture=("fd",)),

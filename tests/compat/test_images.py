@@ -1,4 +1,6 @@
+import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -9,9 +11,6 @@ from compat.matrix import ImagesConfig as Images
 from compat.runners.images import base_tag, ensure_images, image_hash, registry_host, registry_reachable
 from compat.runners.install import SCRIPT, install_for
 from tests.compat import cellsupport
-
-# One worker owns the engine: images are built once, not raced.
-pytestmark = pytest.mark.xdist_group("engine")
 
 FIXTURE = Path(__file__).with_name("fixture_project")
 
@@ -131,6 +130,33 @@ def test_registry_probe_is_bounded():
     started = time.monotonic()
     assert registry_reachable("127.0.0.1:9/nothing/here", timeout=1.0) is False
     assert time.monotonic() - started < 2.0
+
+
+def test_saved_images_load_back_with_their_tags(tmp_path):
+    """`compat images --save TAR` (the images job) writes what `docker load` reads back, every tag kept."""
+    from compat import cli
+
+    cellsupport.require_engine()
+    cellsupport.image("3.13")
+    matrix_file = tmp_path / "compat.toml"
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "requirements.txt").write_text("pytest\n")
+    source = cellsupport.FIXTURE
+    matrix_file.write_text(
+        f'[axes]\npython = ["3.13"]\nbackend = ["trio"]\n[target]\npath = "{source}"\ntests = ["tests"]\n'
+        'requirements = ["requirements.txt"]\n'
+    )
+    tar = tmp_path / "out" / "image.tar"
+    output = tmp_path / "github-output"
+    assert cli.main(["--matrix", str(matrix_file), "images", "--save", str(tar), "--github-output", str(output)]) == 0
+    loaded = subprocess.run(["docker", "load", "-i", str(tar)], capture_output=True, text=True, check=False)
+    assert loaded.returncode == 0, loaded.stderr
+    tags = set(re.findall(r"^Loaded image: (\S+)$", loaded.stdout, re.M))
+    assert tags == {cellsupport.image("3.13"), base_tag(Images())}, loaded.stdout
+    assert dict(line.split("=", 1) for line in output.read_text().splitlines()) == {
+        "key": output.read_text().split("key=")[1].split("\n")[0],
+        "built": "false",
+    }
 
 
 def test_unchanged_image_is_not_rebuilt():

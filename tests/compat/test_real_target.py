@@ -19,8 +19,6 @@ from compat.report import build_report
 from compat.runners.schedule import run_cells
 from tests.compat import cellsupport
 
-pytestmark = pytest.mark.xdist_group("engine")
-
 FIXTURE = Path(__file__).with_name("fixture_project")
 EXCLUDED = "excluded by matrix rule (backend=plain, wire=uds): the plain backend has no uds transport"
 TOO_NEW = "its dependency group 'oldonly' requires Python <3.14 (pyproject.toml), not 3.14"

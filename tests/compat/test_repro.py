@@ -10,8 +10,6 @@ import pytest
 
 from tests.compat import cellsupport
 
-pytestmark = pytest.mark.xdist_group("engine")
-
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "compat" / "fixture_project" / "compat.toml"
 CELL = "py3.13-base-fork-capsys-tcp"

@@ -20,9 +20,6 @@ from compat.results.schema import CellMeta
 from compat.runners.schedule import run_cells
 from tests.compat import cellsupport
 
-# One worker owns the engine: images are built once, not raced.
-pytestmark = pytest.mark.xdist_group("engine")
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -376,3 +373,45 @@ def test_the_plain_log_names_each_cells_failures_and_annotates_them_on_github(en
     assert unsupported.endswith("the fixture has no such thing (0.0 s)") or "no such thing" in unsupported
     assert "2 cells: 1 failing, 1 unsupported" in err
     assert any(x.startswith("next: compat report --raw ") for x in err)  # a config built in code: the installed tool
+
+
+def test_two_runs_with_one_run_id_on_one_engine_never_remove_each_others_cells(engine, tmp_path):
+    """Jobs of one CI run share COMPAT_RUN_ID and, under act or on a self-hosted runner, an engine."""
+    configs = {}
+    for name, seconds in (("quick", 0), ("slow", 20)):
+        project = tmp_path / name
+        (project / "tests").mkdir(parents=True)
+        (project / "tests" / "test_t.py").write_text(
+            "import os, time\n\ndef test_takes_its_time():\n    time.sleep(float(os.environ['SLEEP']))\n"
+        )
+        (project / "tests" / "conftest.py").write_text(
+            'def pytest_addoption(parser):\n    parser.addoption("--spawn-backend")\n'
+        )
+        config = project / "compat.toml"
+        config.write_text(
+            '[axes]\npython = ["3.13"]\nbackend = ["trio"]\ncapture = ["sys"]\n'
+            f'[target]\ntests = ["tests"]\n[target.env]\nSLEEP = "{seconds}"\n'
+            "[timeouts]\nper-test = 60\nper-cell = 120\n"
+        )
+        configs[name] = config
+    env = {**os.environ, "COMPAT_RUN_ID": f"shared-{os.getpid()}"}
+    argv = [sys.executable, "-m", "compat", "run", "--no-progress", "--matrix"]
+    slow = subprocess.Popen([*argv, str(configs["slow"])], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        # The slow cell's container is up before the quick run starts, ends, and cleans up after itself.
+        deadline = time.monotonic() + 120
+        while not engine.run_containers(env["COMPAT_RUN_ID"]):
+            assert time.monotonic() < deadline, "the slow cell never started"
+            time.sleep(0.2)
+        quick = subprocess.run(
+            [*argv, str(configs["quick"])], env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert quick.returncode == 0, quick.stderr
+        output, _ = slow.communicate(timeout=300)
+    finally:
+        slow.kill()
+    assert slow.returncode == 0, output.decode(errors="replace")[-2000:]
+    for name, config in configs.items():
+        meta = read_meta(config.parent / "reports" / "raw" / "py3.13-base-trio-capsys")
+        assert (meta.outcome, meta.exit_code) == ("completed", 0), (name, meta.reason)
+    assert engine.run_containers(env["COMPAT_RUN_ID"]) == []
