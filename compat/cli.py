@@ -100,7 +100,7 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="compat",
-        description="Run the spawn-backend compatibility matrix described by matrix.toml: one container per cell "
+        description="Run the spawn-backend compatibility matrix described by the config (compat.toml): one container per cell "
         "(python x group x backend x capture, plus a target's own axes), and the table they make.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument(
         "--triage", nargs="?", type=int, const=-1, default=None, metavar="N",
-        help="afterwards, re-run failing tests (at most N re-runs; default matrix.toml's [triage] reruns) "
+        help="afterwards, re-run failing tests (at most N re-runs; default the config's [triage] reruns) "
         "to fill the report's why column",
     )  # fmt: skip
     again = p.add_mutually_exclusive_group()
@@ -258,7 +258,7 @@ def _selection_parser() -> argparse.ArgumentParser:
     for axis in AXES:
         group.add_argument(
             f"--{axis}", action="append", type=_comma_list, default=[], metavar="V",
-            help=f"{axis} values (of matrix.toml's [axes] {axis}: `compat plan` lists them)",
+            help=f"{axis} values (of the config's [axes] {axis}: `compat plan` lists them)",
         )  # fmt: skip
     group.add_argument(
         "--axis",

@@ -12,7 +12,7 @@ class CompatError(Exception):
 
 
 class ConfigError(CompatError):
-    """matrix.toml (or an argument) is invalid; the message names file and key."""
+    """The config (or an argument) is invalid; the message names file and key."""
 
     exit_code = 2
 

@@ -1,4 +1,4 @@
-"""matrix.toml, its cells and their names: what to run, before anything runs."""
+"""The config, its cells and their names: what to run, before anything runs."""
 
 from .cells import AXES, Cell, ParsedId, cell_id, match_ids, new_run_id, parse_cell_id
 from .config import (

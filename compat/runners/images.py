@@ -110,7 +110,7 @@ def ensure_base(engine: Engine, images: ImagesConfig, *, log: Log = print, refre
             log(f"base: pull failed ({exc.explanation}); making a local base instead")
     elif images.base == "registry":
         raise ImageBuildError(
-            f'no registry answers for {images.registry_image}; set [images] base = "debootstrap" in matrix.toml'
+            f'no registry answers for {images.registry_image}; set [images] base = "debootstrap" in the config'
         )
     make_local_base(local, images, log=log)
     return local
