@@ -100,8 +100,8 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="compat",
-        description="Run the spawn-backend compatibility matrix described by the config (compat.toml): one container per cell "
-        "(python x group x backend x capture, plus a target's own axes), and the table they make.",
+        description="Run the spawn-backend compatibility matrix described by the config (compat.toml): one container "
+        "per cell (python x group x backend x capture, plus a target's own axes), and the table they make.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
