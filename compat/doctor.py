@@ -17,6 +17,7 @@ from .errors import CompatError
 from .matrix import Matrix
 from .matrix.sessions import not_applicable
 from .matrix.target import read_project
+from .runners import stacks
 from .runners.engine import PROVISION, RUN_LABEL, Engine
 from .runners.images import ImageBuilder, base_tag, ca_bundle_from_env, registry_reachable
 
@@ -49,6 +50,7 @@ class Doctor:
             self.check_images,
             self.check_uv,
             self.check_host_python,
+            self.check_stacks,
             *([self.check_chromium] if self.is_spawn_compat() else []),
             self.check_disk,
             self.check_leftovers,
@@ -59,6 +61,34 @@ class Doctor:
         """Is the target spawn-compat's own repository (whose tests need a browser)?"""
         root = read_project(self.matrix.target_dir)
         return root.name == "spawn-compat"
+
+    def check_stacks(self) -> Check:
+        """A hung test's stacks are read from outside its processes: both tools, and the right to ptrace."""
+        name = "stacks of hung tests"
+        missing = [t for t in ("pystack", "py-spy") if stacks.tool(t) is None]
+        if missing:
+            fix = "install spawn-compat with its dependencies (uv tool install spawn-compat)"
+            return Check(
+                name, False, f"not installed: {', '.join(missing)}; hangs keep /proc evidence only", fix, False
+            )
+        refused = stacks.ptrace_refusal()
+        if refused:
+            fix = "run compat as root, or: sysctl kernel.yama.ptrace_scope=1"
+            return Check(name, False, f"{refused}; hangs keep /proc evidence only", fix, False)
+        with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as probe:
+            try:
+                text = subprocess.run(
+                    [str(stacks.tool("pystack")), "remote", str(probe.pid)],
+                    capture_output=True, text=True, timeout=stacks.TOOL_TIMEOUT_S, check=False,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired:
+                text = None
+            finally:
+                probe.kill()
+        if text is None or "Traceback for thread" not in text.stdout:
+            said = (text.stdout + text.stderr).strip().splitlines()[-1:] if text is not None else ["timed out"]
+            return Check(name, False, f"pystack could not read a process: {' '.join(said)}", "see compat doctor", False)
+        return Check(name, True, "pystack and py-spy read every thread of every interpreter (ptrace allowed)")
 
     def check_config(self) -> Check:
         cells = self.matrix.cells()

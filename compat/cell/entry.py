@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import protocol as P
+from . import session
+from .session import inner_pid, run_sessions, stop_test
 
 REAP_TIMEOUT_S = 60.0
 INSTALL_TIMEOUT_S = 300.0
@@ -107,16 +109,21 @@ def _cmdline(base: Path) -> str:
         return ""
 
 
-def processes(*, exclude: set[int], session: int | None = None) -> list[Proc]:
-    scope_session = session
-    if scope_session is None and os.environ.get(P.ENV_SCOPE) == "session":
-        scope_session = os.getsid(0)
+def processes(*, exclude: set[int], root: int | None = None) -> list[Proc]:
+    """The cell's processes: every one in a container; ``root``'s tree when a runner outside names it;
+    without a PID namespace, the entry's session and the sessions of the pytests it started."""
+    tree = set(session.tree(root)) if root is not None else None
+    sessions = None
+    if tree is None and os.environ.get(P.ENV_SCOPE) == "session":
+        sessions = {os.getsid(0), *session.STARTED}
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) in exclude:
             continue
+        if tree is not None and int(entry.name) not in tree:
+            continue
         proc = read_proc(int(entry.name))
-        if proc is None or (scope_session is not None and proc.session != scope_session):
+        if proc is None or (sessions is not None and proc.session not in sessions):
             continue
         found.append(proc)
     return sorted(found, key=lambda p: p.pid)
@@ -127,15 +134,15 @@ def census() -> dict[str, Any]:
     return {"processes": [p.as_dict() for p in procs], "zombies": sum(p.state == "Z" for p in procs)}
 
 
-def dump_stacks(session: int | None = None) -> dict[str, list[dict[str, Any]]]:
+def dump_stacks(root: int | None = None) -> dict[str, list[dict[str, Any]]]:
     """SIGUSR1 to every live process in scope that catches it; the rest are listed.
 
-    ``session``: only that session's processes (the local runner's cells,
-    from outside); otherwise the scope the environment says.
+    ``root``: only that process tree (the local runner's cells, from outside);
+    otherwise the scope the environment says.
     """
     mine = {os.getpid(), os.getppid(), 1}
     signalled, no_handler = [], []
-    for proc in processes(exclude=mine, session=session):
+    for proc in processes(exclude=mine, root=root):
         if proc.state == "Z" or P.ENTRY_MODULE in proc.cmdline:
             continue
         if not proc.catches(signal.SIGUSR1):
@@ -270,28 +277,6 @@ def setup(spec: P.EntrySpec, out: Path) -> tuple[Path | None, P.SetupPayload]:
     return site, {"copied": copied, "installed": installed}
 
 
-def run_pytest(spec: P.EntrySpec, out: Path, env: dict[str, str]) -> tuple[int, float]:
-    started = time.monotonic()
-    with open(out / P.OUTPUT, "ab") as log:
-        try:
-            code = subprocess.call(
-                [sys.executable, "-m", "pytest", *spec["pytest"]],
-                cwd=spec["cwd"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=spec.get("expire_after"),
-            )
-        except subprocess.TimeoutExpired:
-            # pytest is killed; in a container our exit stops everything else.
-            log.write(
-                f"\ncompat: the cell outlived its runner's bound; stopped after {spec['expire_after']} s\n".encode()
-            )
-            code = P.EXPIRED
-    return code, time.monotonic() - started
-
-
 def run_reaper(spec: P.EntrySpec, out: Path, env: dict[str, str]) -> int | None:
     """``<reaper> --json`` if the target has that module; its stdout is reap.json."""
     module = spec.get("reaper") or ""
@@ -329,8 +314,8 @@ def run(spec: P.EntrySpec) -> int:
     if "failed" in done:
         return 1
     env = cell_env(spec, out, site)
-    code, duration = run_pytest(spec, out, env)
-    say(P.TAG_PYTEST, {"exit": code, "duration": round(duration, 6)})
+    code, duration, restarts = run_sessions(spec, out, env)
+    say(P.TAG_PYTEST, {"exit": code, "duration": round(duration, 6), "restarts": restarts})
     reap_code = run_reaper(spec, out, env)
     (out / P.CENSUS).write_text(json.dumps(census(), indent=1))
     say(P.TAG_DONE, {"reap_exit": reap_code})
@@ -358,15 +343,19 @@ def exec_in_cell(spec: P.EntrySpec, shell: bool) -> NoReturn:
 TREE_WAIT_S = 1.5
 
 
-def forensics(out: Path, session: int | None = None) -> dict[str, Any]:
-    """At a timeout, before the kill: task trees (SIGUSR2 to whoever handles it), then the hang's class.
+def forensics(out: Path, hang: str, nodeid: str, bound: str, root: int | None = None) -> dict[str, Any]:
+    """At a timeout, before the kill: task trees (SIGUSR2 to whoever handles it), then the hang's class,
+    into ``out/hang/forensics.json``.
 
     Bounded: the trees get ``TREE_WAIT_S``, the investigation its own probe bound.
     """
     from . import forensics as F
 
     mine = {os.getpid(), os.getppid(), 1}
-    procs = [p for p in processes(exclude=mine, session=session) if p.state != "Z" and P.ENTRY_MODULE not in p.cmdline]
+    procs = [p for p in processes(exclude=mine, root=root) if p.state != "Z" and P.ENTRY_MODULE not in p.cmdline]
+    # Outside the cell's PID namespace (a local cell), its files are named by the cell's own numbers.
+    inner = {p.pid: inner_pid(p.pid) for p in procs}
+    before = {pid: _tree_count(out, inner[pid]) for pid in inner}
     asked = []
     for proc in procs:
         if proc.catches(signal.SIGUSR2):
@@ -379,21 +368,53 @@ def forensics(out: Path, session: int | None = None) -> dict[str, Any]:
     answered: set[int] = set()
     while time.monotonic() < deadline and len(answered) < len(asked):
         time.sleep(0.05)
-        answered |= {pid for pid in asked if pid not in answered and _has_tree(out, pid)}
-    report = F.investigate([p.pid for p in procs], output=out / P.OUTPUT)
-    report["task_trees"] = {"asked": asked, "answered": sorted(answered)}
-    (out / P.FORENSICS).write_text(json.dumps(report, indent=1))
+        answered |= {pid for pid in asked if pid not in answered and _tree_count(out, inner[pid]) > before[pid]}
+    # A tree with tasks in it means a trio loop runs in that process's main thread.
+    trio = {pid for pid in answered if _last_tree_has_tasks(out, inner[pid])}
+    report = F.investigate(list(inner), output=out / P.OUTPUT, trio=trio)
+    report["processes"] = {str(inner.get(int(pid), pid)): seen for pid, seen in report["processes"].items()}
+    trees = {"asked": sorted(inner[p] for p in asked), "answered": sorted(inner[p] for p in answered)}
+    report.update(nodeid=nodeid, bound=bound, task_trees=trees)
+    (out / hang).mkdir(parents=True, exist_ok=True)
+    _collect_target_dumps(sorted(inner.values()), out / hang)
+    (out / hang / P.FORENSICS).write_text(json.dumps(report, indent=1))
     return {"class": report["class"].get("class"), "seconds": report["seconds"]}
 
 
-def _has_tree(out: Path, pid: int) -> bool:
+def _collect_target_dumps(pids: list[int], into: Path) -> None:
+    """The target's own dumps (its SIGUSR1 handlers' files, e.g. tractor's stackscope trees), tails kept."""
+    try:
+        patterns = [str(p) for p in json.loads(os.environ.get(P.ENV_TARGET_DUMPS) or "[]")]
+    except ValueError:
+        return
+    for pattern in patterns:
+        for pid in pids:
+            path = Path(pattern.replace("{pid}", str(pid)))
+            try:
+                with open(path, "rb") as f:
+                    f.seek(max(0, path.stat().st_size - P.TARGET_DUMP_LIMIT))
+                    (into / f"{P.TARGET_DUMP_PREFIX}{path.name}").write_bytes(f.read())
+            except OSError:
+                continue
+
+
+def _tree_texts(out: Path, pid: int) -> list[str]:
+    trees = []
     for path in (out / P.DUMPS).glob(f"*-{pid}.txt"):
         try:
-            if P.TREE_HEADER in path.read_text(errors="replace"):
-                return True
+            trees += path.read_text(errors="replace").split(P.TREE_HEADER)[1:]
         except OSError:
             continue
-    return False
+    return trees
+
+
+def _tree_count(out: Path, pid: int) -> int:
+    return len(_tree_texts(out, pid))
+
+
+def _last_tree_has_tasks(out: Path, pid: int) -> bool:
+    trees = _tree_texts(out, pid)
+    return bool(trees) and "task '" in trees[-1]
 
 
 def main(argv: list[str]) -> int:
@@ -407,17 +428,23 @@ def main(argv: list[str]) -> int:
         case ["dump"]:
             print(json.dumps(dump_stacks()), flush=True)
             return 0
-        case ["dump", session] if session.isdigit():
-            print(json.dumps(dump_stacks(int(session))), flush=True)
+        case ["dump", root] if root.isdigit():
+            print(json.dumps(dump_stacks(int(root))), flush=True)
             return 0
-        case ["forensics", out]:
-            print(json.dumps(forensics(Path(out))), flush=True)
+        case ["forensics", out, hang, nodeid, bound]:
+            print(json.dumps(forensics(Path(out), hang, nodeid, bound)), flush=True)
             return 0
-        case ["forensics", out, session] if session.isdigit():
-            print(json.dumps(forensics(Path(out), int(session))), flush=True)
+        case ["forensics", out, hang, nodeid, bound, root] if root.isdigit():
+            print(json.dumps(forensics(Path(out), hang, nodeid, bound, int(root))), flush=True)
+            return 0
+        case ["stop-test", out]:
+            print(json.dumps(stop_test(Path(out))), flush=True)
             return 0
         case _:
-            usage = "run|exec|shell SPEC_JSON | dump [SESSION_ID] | forensics OUT_DIR [SESSION_ID]"
+            usage = (
+                "run|exec|shell SPEC_JSON | dump [ROOT_PID] | forensics OUT HANG NODEID BOUND [ROOT_PID] "
+                "| stop-test OUT"
+            )
             print(f"usage: python -m {P.ENTRY_MODULE} {usage}", file=sys.stderr)
             return 2
 

@@ -14,8 +14,10 @@ The class of the pytest process, in the order they are tried:
   ``write`` to a full pipe, a ``read``, a ``connect``...), named with the
   descriptor's target; also a sleep of a process that ignores SIGINT;
 - otherwise one SIGINT is sent and watched for ``PROBE_S``: it reacts
-  (exits, prints ``KeyboardInterrupt``, leaves its wait) -> ``await-hang``
-  (the loop still turns and answers an interrupt); nothing happens ->
+  (exits, prints ``KeyboardInterrupt``, its test ends) -> ``await-hang``
+  when a trio loop runs in it (its task tree came back with tasks: the loop
+  still turns and answers an interrupt), ``interruptible-wait`` when none
+  does (a plain sleep or wait that an interrupt ends); nothing happens ->
   ``sigint-starved``, naming the thread that burns CPU (the one holding
   the GIL, a sub-interpreter's among them) when there is one;
 - ``unknown``, with what was tried, when /proc says nothing usable.
@@ -32,6 +34,8 @@ import signal
 import time
 from pathlib import Path
 from typing import Any
+
+from . import protocol as P
 
 PROBE_S = 3.0
 SAMPLE_S = 0.5
@@ -174,6 +178,7 @@ def classify(
     probe: bool,
     output: Path | None = None,
     depth: int = 0,
+    trio: frozenset[int] | set[int] = frozenset(),
 ) -> dict[str, Any]:
     """The hang class of ``pid`` (see the module's docstring), with the evidence."""
     main = _main(pid, snapshot)
@@ -197,7 +202,7 @@ def classify(
             if depth < CHILD_DEPTH:
                 if child not in snapshot:
                     snapshot.update(sample([child], 0.2))
-                found["child"] = classify(child, snapshot, probe=probe, depth=depth + 1)
+                found["child"] = classify(child, snapshot, probe=probe, depth=depth + 1, trio=trio)
         return found
     if call in FD_CALLS and args:
         fd = args[0]
@@ -218,27 +223,53 @@ def classify(
         return {**found, "class": "waiting-for-child", "detail": detail, "child": child_class}
     if not probe:
         return {**found, "class": "unknown", "detail": f"main thread in {_call(main)}; no SIGINT probe was made"}
-    reaction = sigint_probe(pid, output)
+    reaction = sigint_probe(pid, output, output.with_name(P.EVENTS) if output is not None else None)
     busy = [t for t in _busy(pid, snapshot) if t["tid"] != pid]
-    if reaction:
+    if reaction and pid in trio:
         return {
             **found,
             "class": "await-hang",
-            "detail": f"main thread in {_call(main)}; it answered SIGINT: {reaction}",
+            "detail": f"a trio loop in {_call(main)}; it answered SIGINT: {reaction}",
         }
+    if reaction:
+        detail = f"main thread in {_call(main)}, no trio loop; it answered SIGINT: {reaction}"
+        if busy:
+            detail += f"; meanwhile busy: {_names(busy)}"
+        return {**found, "class": "interruptible-wait", "detail": detail, "busy_threads": busy}
     detail = f"SIGINT was delivered and nothing happened within {PROBE_S:g} s; main thread in {_call(main)}"
     if busy:
-        names = ", ".join(f"thread {t['tid']} {t['name']!r} ({t['cpu_share']:.0%} CPU)" for t in busy)
-        detail += f"; holding the GIL: {names}"
+        detail += f"; holding the GIL: {_names(busy)}"
     return {**found, "class": "sigint-starved", "detail": detail, "busy_threads": busy}
 
 
-def sigint_probe(pid: int, output: Path | None) -> str:
-    """Send one SIGINT and watch (bounded) for a reaction: the process exits or says KeyboardInterrupt.
+def _names(busy: list[dict[str, Any]]) -> str:
+    return ", ".join(f"thread {t['tid']} {t['name']!r} ({t['cpu_share']:.0%} CPU)" for t in busy)
+
+
+def _size(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0
+
+
+def _grew_with(path: Path | None, offset: int, needles: tuple[bytes, ...]) -> bool:
+    if path is None or _size(path) <= offset:
+        return False
+    with open(path, "rb") as f:
+        f.seek(offset)
+        added = f.read()
+    return any(n in added for n in needles)
+
+
+def sigint_probe(pid: int, output: Path | None, events: Path | None = None) -> str:
+    """Send one SIGINT and watch (bounded) for a reaction: the process exits, says KeyboardInterrupt,
+    or its test ends (a test's result or pytest's finish in the cell's events: an interrupt a test
+    turned into a failure, as trio's ExceptionGroup does, leaves no trace on the terminal).
 
     What happened, or "" for nothing.
     """
-    size = output.stat().st_size if output is not None and output.exists() else 0
+    sizes = _size(output), _size(events)
     try:
         os.kill(pid, signal.SIGINT)
     except OSError as exc:
@@ -248,11 +279,10 @@ def sigint_probe(pid: int, output: Path | None) -> str:
         time.sleep(0.1)
         if not Path(f"/proc/{pid}").exists() or _status(pid).get("State", "").startswith("Z"):
             return "it exited"
-        if output is not None and output.exists() and output.stat().st_size > size:
-            with open(output, "rb") as f:
-                f.seek(size)
-                if b"KeyboardInterrupt" in f.read():
-                    return "it raised KeyboardInterrupt"
+        if _grew_with(output, sizes[0], (b"KeyboardInterrupt",)):
+            return "it raised KeyboardInterrupt"
+        if _grew_with(events, sizes[1], (b'"event": "result"', b'"event": "finish"')):
+            return "its test ended"
     # A main thread that merely wakes (a GIL wait times out every 5 ms) has not answered.
     return ""
 
@@ -263,7 +293,9 @@ def pytest_process(pids: list[int]) -> int | None:
     return min(candidates) if candidates else None
 
 
-def investigate(pids: list[int], *, output: Path | None) -> dict[str, Any]:
+def investigate(
+    pids: list[int], *, output: Path | None, trio: set[int] | frozenset[int] = frozenset()
+) -> dict[str, Any]:
     """Snapshot every process, then classify the pytest process (probing it last); bounded."""
     started = time.monotonic()
     snapshot = sample(pids)
@@ -276,6 +308,6 @@ def investigate(pids: list[int], *, output: Path | None) -> dict[str, Any]:
     else:
         if target not in snapshot:
             snapshot.update(sample([target], 0.2))
-        report["class"] = classify(target, snapshot, probe=True, output=output)
+        report["class"] = classify(target, snapshot, probe=True, output=output, trio=trio)
     report["seconds"] = round(time.monotonic() - started, 2)
     return report

@@ -297,11 +297,28 @@ class CellPlugin:
             handle.close()
 
 
+class Only:
+    """A resumed session (``compat.cell.session``) runs only the tests the cell has not run yet."""
+
+    def __init__(self, path: str) -> None:
+        self.wanted = set(Path(path).read_text(encoding="utf-8").split("\n")) - {""}
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        kept = [item for item in items if item.nodeid in self.wanted]
+        dropped = [item for item in items if item.nodeid not in self.wanted]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+
+
 def pytest_configure(config: pytest.Config) -> None:
     path = os.environ.get(P.ENV_EVENTS)
     if not path:
         return
     config.pluginmanager.register(Strictness(), "compat-cell-strictness")
+    if only := os.environ.get(P.ENV_ONLY):
+        config.pluginmanager.register(Only(only), "compat-cell-only")
     if hasattr(config, "workerinput"):  # xdist workers: the controller reports
         return
     config.pluginmanager.register(CellPlugin(config, EventWriter(path)), "compat-cell-events")

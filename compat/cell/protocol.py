@@ -22,7 +22,18 @@ CENSUS = "census.json"
 DUMPS = "dumps"
 META = "meta.json"
 SIGNALS = "signals.json"  # who was asked for a stack dump at a timeout, and who could not be
-FORENSICS = "forensics.json"  # what kind of hang a timed-out cell was in (compat.cell.forensics)
+FORENSICS = "forensics.json"  # what kind of hang a test was in (compat.cell.forensics), in its hang directory
+# One directory per investigated hang (a test past the per-test bound, or the cell's): hangs/<NN>/, holding
+# forensics.json, stacks.json and stacks.txt (every thread of every interpreter, read from outside).
+HANGS = "hangs"
+STACKS = "stacks.json"
+STACKS_TEXT = "stacks.txt"
+# Where the entry keeps the pid of the pytest process it is running (for `stop-test`).
+# "PID SESSION" of the pytest process running now (SESSION: 0, then each resume's number).
+PYTEST_PID = ".pytest.pid"
+# ``stop-test``'s answer for one session (".stopped-SESSION"): the entry resumes only after it.
+STOPPED = ".stopped-{session}"
+STOP_WAIT_S = 120.0
 TASKS_SUFFIX = "-tasks"  # dumps/<title>-tasks-<pid>.txt: a process's trio task tree
 TREE_HEADER = "--- trio task tree ---"  # the line a task tree starts with, in any dump file
 
@@ -31,8 +42,14 @@ FILES_LIST = "target-files"
 
 # Environment the entry gives pytest (and the plugin reads).
 ENV_EVENTS = "COMPAT_EVENTS_FILE"
+# The target's own dump files (JSON list of absolute paths with {pid}): kept with a hang's evidence.
+ENV_TARGET_DUMPS = "COMPAT_TARGET_DUMPS"
+TARGET_DUMP_PREFIX = "target-"  # hangs/<NN>/target-<file name>
+TARGET_DUMP_LIMIT = 1 << 20  # bytes of each, its tail
 ENV_PER_TEST = "COMPAT_PER_TEST_TIMEOUT"
 ENV_SCOPE = "COMPAT_SCOPE"  # "all": every process is the cell's (a container); "session": ours only
+# A file of node ids (one a line): a resumed pytest runs only these (the ones not run yet).
+ENV_ONLY = "COMPAT_ONLY_FILE"
 ENV_DUMP_DIR = "BACKENDS_DUMP_DIR"
 # Where the target's wheel was installed in this cell: a .pth file in every cell
 # environment (TARGET_PTH) puts it on sys.path of every interpreter started there,
@@ -74,6 +91,9 @@ class EntrySpec(TypedDict):
     files: NotRequired[str]
     # Install these wheels (the target, built on the host) into the cell's tmpfs first.
     wheels: NotRequired[str]
+    # New pytest processes the cell may start for the tests not run yet, after one was
+    # stopped at the per-test bound or died (0: none).
+    restarts: NotRequired[int]
 
 
 class EnvPayload(TypedDict):
@@ -93,10 +113,12 @@ class SetupPayload(TypedDict):
 
 
 class PytestPayload(TypedDict):
-    """``COMPAT-PYTEST``: pytest's exit code and wall time."""
+    """``COMPAT-PYTEST``: the last pytest process's exit code, the wall time of them all, and how many
+    were started after the first (to run what a stopped or dead one left)."""
 
     exit: int
     duration: float
+    restarts: int
 
 
 class DonePayload(TypedDict):
@@ -172,7 +194,45 @@ class FinishEvent(TypedDict):
     t: float
 
 
-Event = SessionEvent | CollectedEvent | StartEvent | ResultEvent | NoteEvent | FinishEvent
+class KilledEvent(TypedDict):
+    """Written by the runner before it investigates a test past the per-test bound and stops it."""
+
+    event: Literal["killed"]
+    nodeid: str
+    bound: float
+    # The pytest session the test ran in (PYTEST_PID's SESSION; -1: none was running).
+    session: int
+    # The hang's directory under hangs/ (its forensics and stacks).
+    hang: str
+    t: float
+
+
+class DiedEvent(TypedDict):
+    """Written by the entry: pytest ended (its own exit, a signal, a crash) while this test ran."""
+
+    event: Literal["died"]
+    nodeid: str
+    exitcode: int
+    # The signal's name when a signal ended it ("SIGSEGV"), else "".
+    signal: str
+    # The target's own last words (a "+++ Timeout +++" banner, a fatal error), from the output.
+    cause: str
+    t: float
+
+
+class ResumeEvent(TypedDict):
+    """Written by the entry before a new pytest process runs the tests not run yet."""
+
+    event: Literal["resume"]
+    restart: int
+    nodeids: list[str]
+    t: float
+
+
+Event = (
+    SessionEvent | CollectedEvent | StartEvent | ResultEvent | NoteEvent | FinishEvent
+    | KilledEvent | DiedEvent | ResumeEvent
+)  # fmt: skip
 EVENT_KINDS = {
     "session": SessionEvent,
     "collected": CollectedEvent,
@@ -180,6 +240,9 @@ EVENT_KINDS = {
     "result": ResultEvent,
     "note": NoteEvent,
     "finish": FinishEvent,
+    "killed": KilledEvent,
+    "died": DiedEvent,
+    "resume": ResumeEvent,
 }
 
 
@@ -205,3 +268,50 @@ class Signals(TypedDict):
 
     signalled: list[ProcessInfo]
     no_handler: list[ProcessInfo]
+
+
+# -- a hang's forensics (hangs/<NN>/forensics.json) -------------------------------------------
+
+# What kind of hang: a trio loop stuck on an await (it answers SIGINT); a process without a trio
+# loop that answers SIGINT (a plain sleep or wait); SIGINT delivered and nothing happening (the
+# main thread cannot run Python: another thread holds the GIL); a call on a descriptor; a wait
+# for a child (classified in turn); nothing /proc could tell.
+HangClass = Literal[
+    "await-hang", "interruptible-wait", "sigint-starved", "blocked-syscall", "waiting-for-child", "unknown"
+]  # fmt: skip
+
+
+# The class of one process, with its evidence ("class" is a keyword: the functional form names it).
+HangFound = TypedDict(
+    "HangFound",
+    {
+        "class": str,  # a HangClass
+        "detail": str,
+        "pid": NotRequired[int],
+        "cmdline": NotRequired[str],
+        "main_thread": NotRequired[dict[str, object]],
+        "child": NotRequired["HangFound"],
+        "busy_threads": NotRequired[list[dict[str, object]]],
+    },
+)
+
+
+class TaskTrees(TypedDict):
+    asked: list[int]
+    answered: list[int]
+
+
+# hangs/<NN>/forensics.json: the class of the pytest process, and what every process was doing.
+Forensics = TypedDict(
+    "Forensics",
+    {
+        "nodeid": str,
+        # What started the investigation: "per-test" (the test ran past it) or "per-cell".
+        "bound": str,
+        "class": HangFound,
+        "processes": dict[str, dict[str, object]],
+        "task_trees": TaskTrees,
+        # None: the step did not finish (the runner wrote this file for it).
+        "seconds": float | None,
+    },
+)

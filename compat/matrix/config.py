@@ -130,6 +130,10 @@ class TargetConfig(_Base, frozen=True):
     env: dict[str, str] = {}
     # The target's reaper module, run with --json after pytest ("": none).
     reaper: str = ""
+    # Files the target's own dump handlers write inside the cell, collected
+    # with a hang's evidence: absolute paths with {pid} for each process of
+    # the cell (e.g. tractor's "/tmp/tractor-stackscope-{pid}.log").
+    dump_files: tuple[str, ...] = ()
     # Files of the target that cannot change a result (globs relative to it,
     # as pathlib's full_match reads them: `docs/**`, `**/*.md`): editing them
     # does not invalidate the per-cell result cache.
@@ -163,10 +167,12 @@ class TargetConfig(_Base, frozen=True):
 
 
 class CellBounds(_Base, frozen=True):
-    """Seconds; per-cell is enforced from outside the container."""
+    """Seconds, both enforced from outside the test process: a test past per-test is stopped and the
+    cell goes on with the tests it has not run, in at most ``restarts`` new pytest processes."""
 
     per_test: float = 60.0
     per_cell: float = 600.0
+    restarts: int = 10
 
 
 class ImagesConfig(_Base, frozen=True):
@@ -748,6 +754,9 @@ def _pattern_problems(target: TargetConfig) -> Problems:
     for i, glob in enumerate(target.cache_ignore):
         if not glob.strip() or glob.startswith("/") or "\0" in glob:
             yield f"$.target.cache-ignore[{i}]", f"{glob!r} is not a glob relative to the target (like 'docs/**')"
+    for i, path in enumerate(target.dump_files):
+        if not path.startswith("/") or "{pid}" not in path or path.replace("{pid}", "").count("{"):
+            yield f"$.target.dump-files[{i}]", f"{path!r} is not an absolute path with {{pid}} in it"
     patterns = target.unsupported_patterns
     key = "$.target.unsupported-pattern"
     if not patterns:
@@ -795,8 +804,15 @@ def _placeholder_problems(target: TargetConfig) -> Problems:
                 )
 
 
+MAX_RESTARTS = 1000
+
+
 def _timeout_problems(timeouts: CellBounds) -> Problems:
+    if not 0 <= timeouts.restarts <= MAX_RESTARTS:
+        yield "$.timeouts.restarts", f"must be between 0 (none) and {MAX_RESTARTS}, got {timeouts.restarts}"
     for f in msgspec.structs.fields(CellBounds):
+        if f.name == "restarts":
+            continue
         value = getattr(timeouts, f.name)
         if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
             yield (

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..matrix import AXES
 from ..results.ledger import Ledger, LedgerCell, LedgerResult, LedgerTest
+from ..results.schema import Hang
 from ..results.status import CELL, NA_CELLS, PROBLEM_TESTS, row_of
 from .history import History
 
@@ -96,6 +98,8 @@ class Finding:
     history: str = ""
     # An xpass under a strict marker (a problem), or not (an expected failure that passed).
     strict: bool = False
+    # A timeout's hangs (class, where it was stuck, the evidence): (cell, hang), the first cell of each class.
+    hangs: tuple[tuple[str, Hang], ...] = ()
 
     @property
     def verb(self) -> str:
@@ -140,9 +144,21 @@ def _findings(
                     why=test.why,
                     history=history.describe(test.nodeid, hits) if history is not None else "",
                     strict=all(test.results[c].strict for c in hits),
+                    **_hang_of(ledger, test.nodeid, hits) if status == "timeout" else {},
                 )
             )
     return found
+
+
+def _hang_of(ledger: Ledger, nodeid: str, hits: Sequence[str]) -> dict[str, Any]:
+    """One hang per class the test was in: a test that hangs differently in two cells says so."""
+    cells = {c.id: c for c in ledger.cells}
+    found: dict[str, tuple[str, Hang]] = {}
+    for cid in hits:
+        for hang in cells[cid].hangs if cid in cells else ():
+            if hang.nodeid == nodeid:
+                found.setdefault(hang.kind, (cid, hang))
+    return {"hangs": tuple(found.values())} if found else {}
 
 
 def problems(ledger: Ledger, history: History | None = None) -> list[Finding]:

@@ -16,6 +16,7 @@ from importlib.resources import files
 from typing import Any
 
 from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger, LedgerCell, LedgerResult, LedgerTest
+from ..results.schema import Hang
 from ..results.status import ABSENT, ABSENT_GLYPH, CELL, CELLS, STRICT_XPASS, TEST, TESTS, Status, page_data, row_of
 from .findings import (
     Finding,
@@ -154,7 +155,16 @@ def _finding_html(f: Finding, known: KnownIssues, invocation: str) -> str:
         text += f" <i>(why: {esc(f.why)})</i>"
     extra = [esc(f.history)] if f.history else []
     extra.append(f"repro: <code>{esc(repro_command(f.cells[0], f.nodeid, invocation))}</code>")
-    return text + '<br><span class="more">' + " · ".join(extra) + "</span></li>"
+    return (
+        text
+        + '<br><span class="more">'
+        + " · ".join(extra)
+        + "</span>"
+        + "".join(
+            hang_html(hang, cell, known, name_cell=len(f.hangs) > 1 or len(f.cells) > 1) for cell, hang in f.hangs
+        )
+        + "</li>"
+    )
 
 
 def problems_html(ledger: Ledger, known: KnownIssues, history: History | None, invocation: str) -> Iterator[str]:
@@ -173,7 +183,8 @@ def problems_html(ledger: Ledger, known: KnownIssues, history: History | None, i
         for c in bad:
             reason = f": {_linked(c.reason, known)}" if c.reason else ""
             glyph = CELL[c.status].glyph
-            yield f'<li class="c-{c.status}">{glyph} <code>{esc(c.id)}</code> <b>{c.status}</b>{reason}{_hang(c)}</li>'
+            hang = _hang(c, known)
+            yield f'<li class="c-{c.status}">{glyph} <code>{esc(c.id)}</code> <b>{c.status}</b>{reason}{hang}</li>'
         yield "</ul>"
     if leaks:
         yield '<p>Leaks (whatever else the cell did):</p><ul id="leaks">'
@@ -188,18 +199,35 @@ def problems_html(ledger: Ledger, known: KnownIssues, history: History | None, i
     yield "</section>"
 
 
-def _hang(c: LedgerCell) -> str:
-    hang = c.hang
+def _hang(c: LedgerCell, known: KnownIssues) -> str:
+    return hang_html(next((h for h in c.hangs if h.bound == "per-cell"), None), c.id, known)
+
+
+def hang_html(hang: Hang | None, cell: str, known: KnownIssues, *, name_cell: bool = False) -> str:
+    """A hang's class and detail, then (folded) where each process and interpreter was, and the evidence."""
     if hang is None:
         return ""
-    parts = [f'<br><span class="hang" data-hang="{esc(hang.kind)}">hang: <b>{esc(hang.kind)}</b> — {esc(hang.detail)}']
+    at = f" in <code>{esc(cell)}</code>" if name_cell else ""
+    parts = [
+        f'<br><span class="hang" data-hang="{esc(hang.kind)}">hang{at}: <b>{esc(hang.kind)}</b> — {esc(hang.detail)}'
+    ]
     if hang.child:
         parts.append(f"<br>its child: {esc(hang.child)}")
     parts += [f"<br>stuck: <code>{esc(task)}</code>" for task in hang.stuck[:3]]
     parts.append("</span>")
-    if hang.dumps:
-        links = " ".join(f'<a href="raw/{esc(c.id)}/dumps/{esc(name)}">{esc(name)}</a>' for name in hang.dumps)
-        parts.append(f"<details><summary>dumps ({len(hang.dumps)})</summary>{links}</details>")
+    rows = []
+    for where in hang.frames:
+        interp = f", interpreter {where.interpreter}" if where.interpreter else ""
+        gil = ", holding the GIL" if where.gil else ""
+        rows.append(f"<li>pid {where.pid} {esc(where.thread)}{interp}{gil}: <code>{esc(where.frame)}</code></li>")
+    if hang.stacks_problem and not hang.frames:
+        rows.append(f"<li>{esc(hang.stacks_problem)}</li>")
+    links = " ".join(f'<a href="{esc(known.raw)}{esc(cell)}/{esc(f)}">{esc(f)}</a>' for f in hang.files)
+    if rows or links:
+        parts.append(
+            f'<details class="stacks"><summary>where it was stuck ({len(hang.frames)} frame(s)), and the evidence'
+            f"</summary><ul>{''.join(rows)}</ul>{links}</details>"
+        )
     return "".join(parts)
 
 

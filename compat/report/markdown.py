@@ -12,7 +12,9 @@ import html
 import re
 from collections.abc import Iterator
 
-from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger, LedgerCell
+from ..cell import protocol as P
+from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger
+from ..results.schema import Hang
 from ..results.status import CELL, CELLS, STRICT_XPASS, TESTS, row_of
 from .findings import (
     Finding,
@@ -124,6 +126,8 @@ def finding_lines(f: Finding, known: KnownIssues, invocation: str) -> Iterator[s
         extra.append(md_text(f.history))
     extra.append("repro: " + md_code(repro_command(f.cells[0], f.nodeid, invocation)))
     yield "  <br>" + " · ".join(extra)
+    for cell, hang in f.hangs:
+        yield from hang_lines(hang, cell, known, name_cell=len(f.hangs) > 1 or len(f.cells) > 1)
 
 
 def problem_lines(ledger: Ledger, known: KnownIssues, history: History | None, invocation: str) -> Iterator[str]:
@@ -148,7 +152,7 @@ def problem_lines(ledger: Ledger, known: KnownIssues, history: History | None, i
             yield f"- {CELL[c.status].emoji} {md_code(c.id)} **{c.status}**" + (
                 f": {linked(c.reason, known)}" if c.reason else ""
             )
-            yield from hang_lines(c)
+            yield from hang_lines(next((h for h in c.hangs if h.bound == "per-cell"), None), c.id, known)
     if leaks:
         yield ""
         yield "Leaks (whatever else the cell did):"
@@ -159,18 +163,29 @@ def problem_lines(ledger: Ledger, known: KnownIssues, history: History | None, i
     yield ""
 
 
-def hang_lines(c: LedgerCell) -> Iterator[str]:
-    """A timed-out cell's hang class, what it was stuck on, and where the full dumps are."""
-    hang = c.hang
+def hang_lines(hang: Hang | None, cell: str, known: KnownIssues, *, name_cell: bool = False) -> Iterator[str]:
+    """A hang's class, what it was stuck on (task, and frame per process and interpreter), and the evidence.
+
+    ``name_cell``: name the cell (a test that timed out in several)."""
     if hang is None:
         return
-    yield f"  <br>hang: **{hang.kind}** — {md_text(hang.detail)}"
+    yield f"  <br>hang{f' in {md_code(cell)}' if name_cell else ''}: **{hang.kind}** — {md_text(hang.detail)}"
     if hang.child:
         yield f"  <br>its child: {md_text(hang.child)}"
     for task in hang.stuck[:3]:
         yield f"  <br>stuck: {md_code(task)}"
-    if hang.dumps:
-        yield f"  <br>dumps: `raw/{c.id}/dumps/` ({len(hang.dumps)} file(s)) and `raw/{c.id}/forensics.json`"
+    for where in hang.frames[:4]:
+        interp = f", interpreter {where.interpreter}" if where.interpreter else ""
+        gil = ", holding the GIL" if where.gil else ""
+        yield f"  <br>pid {where.pid} {md_text(where.thread)}{interp}{gil}: {md_code(where.frame)}"
+    if hang.stacks_problem and not hang.frames:
+        yield f"  <br>stacks: {md_text(hang.stacks_problem)}"
+    stacks = [
+        f for f in hang.files
+        if f.endswith((P.STACKS_TEXT, P.FORENSICS)) or f.rsplit("/", 1)[-1].startswith(P.TARGET_DUMP_PREFIX)
+    ]  # fmt: skip
+    if stacks:
+        yield "  <br>evidence: " + ", ".join(md_code(f"{known.raw}{cell}/{f}") for f in stacks)
 
 
 def diff_lines(diff: Diff | None, limit: int = DIFF_ITEMS) -> Iterator[str]:

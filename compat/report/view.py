@@ -189,7 +189,9 @@ def heading(ledger: Ledger) -> str:
 class KnownIssues:
     """docs/known-issues/<slug>.md, linked wherever a reason names the slug."""
 
-    def __init__(self, directory: Path | None, link_base: str = "") -> None:
+    def __init__(self, directory: Path | None, link_base: str = "", raw_base: str = "raw/") -> None:
+        # Where the cells' raw directories are, relative to the report (hang evidence is linked there).
+        self.raw = raw_base
         self.slugs: dict[str, str] = {}
         if directory is not None and directory.is_dir():
             for path in sorted(directory.glob("*.md")):

@@ -61,7 +61,29 @@ class _Finish(msgspec.Struct, tag_field="event", tag="finish"):
     t: float | None = None
 
 
-_Event = _Session | _Start | _Result | _Finish | _Collected | _Note
+class _Killed(msgspec.Struct, tag_field="event", tag="killed"):
+    nodeid: str
+    bound: float = 0.0
+    hang: str = ""
+    session: int = -1
+    t: float | None = None
+
+
+class _Died(msgspec.Struct, tag_field="event", tag="died"):
+    nodeid: str
+    exitcode: int = 0
+    signal: str = ""
+    cause: str = ""
+    t: float | None = None
+
+
+class _Resume(msgspec.Struct, tag_field="event", tag="resume"):
+    restart: int = 0
+    nodeids: list[str] = []
+    t: float | None = None
+
+
+_Event = _Session | _Start | _Result | _Finish | _Collected | _Note | _Killed | _Died | _Resume
 _event_decoder = msgspec.json.Decoder(_Event)
 
 
@@ -70,8 +92,17 @@ class Events(msgspec.Struct):
     started: list[str]
     finished: bool
     damage: str | None
+    # What the cell's first pytest collected: what it may still owe a result for.
     collected: list[str] | None = None
     notes: list[str] = []
+    # Tests the runner stopped at the per-test bound, and tests whose pytest process died under them.
+    killed: dict[str, _Killed] = {}
+    died: dict[str, _Died] = {}
+    # The pytest process (0: the first, n: the n-th restart) each result came from.
+    session_of: dict[str, int] = {}
+    restarts: int = 0
+    # When each test started (the last start), for the runner's per-test bound.
+    start_times: dict[str, float] = {}
 
 
 def parse_events(data: bytes) -> Events:
@@ -82,8 +113,13 @@ def parse_events(data: bytes) -> Events:
     """
     results: dict[str, list[_Result]] = {}
     started: list[str] = []
+    start_times: dict[str, float] = {}
     collected: list[str] | None = None
     notes: list[str] = []
+    killed: dict[str, _Killed] = {}
+    died: dict[str, _Died] = {}
+    session_of: dict[str, int] = {}
+    session = 0
     finished = False
     damage = None
     lines = data.split(b"\n")
@@ -98,19 +134,29 @@ def parse_events(data: bytes) -> Events:
             damage = damage or f"events.jsonl line {number}: {exc}"
             continue
         match event:
-            case _Start(nodeid=nodeid):
+            case _Start(nodeid=nodeid, t=t):
                 started.append(nodeid)
+                if t is not None:
+                    start_times[nodeid] = t
             case _Result(nodeid=nodeid):
                 results.setdefault(nodeid, []).append(event)
+                session_of[nodeid] = session
             case _Finish():
                 finished = True
             case _Collected(nodeids=nodeids):
-                collected = nodeids
+                # A resumed session collects only what is left; the first one says what the cell owes.
+                collected = nodeids if collected is None else collected
             case _Note(message=message):
                 notes.append(message)
+            case _Killed(nodeid=nodeid):
+                killed[nodeid] = event
+            case _Died(nodeid=nodeid):
+                died[nodeid] = event
+            case _Resume(restart=restart):
+                session = restart
             case _Session():
-                pass
-    return Events(results, started, finished, damage, collected, notes)
+                finished = False
+    return Events(results, started, finished, damage, collected, notes, killed, died, session_of, session, start_times)
 
 
 _STRICT_XPASS = "[XPASS(strict)]"

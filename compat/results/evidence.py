@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import typing
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
@@ -10,7 +13,7 @@ import msgspec
 from ..cell import protocol as P
 from .events import MESSAGE_LIMIT, _tail
 from .files import read_optional, read_raw
-from .schema import Hang, Leaks
+from .schema import Frame, Hang, HangClass, Leaks, Stacks, StuckFrame
 
 DUMP_LIMIT = 16384
 
@@ -59,14 +62,27 @@ def parse_census(data: bytes) -> tuple[int, int, list[str]]:
     return len(live), census.zombies, cmdlines
 
 
-TREE_HEADER = "--- trio task tree ---"
 SYSTEM_TASKS = ("<init>", "<TrioToken.run_sync_soon task>", "trio.")
+HANG_CLASSES: tuple[str, ...] = typing.get_args(HangClass)
+# Frames of the interpreter's own library and of installed packages: where a thread waits, not why.
+_LIBRARY = re.compile(r"/(?:lib/python3\.\d+|site-packages|dist-packages)/|^<frozen ")
+FRAMES_PER_HANG = 12
 
 
-def read_hang(cell_dir: Path) -> Hang | None:
-    """forensics.json and the task trees in dumps/, if the cell was investigated; never raises."""
+def read_hangs(cell_dir: Path) -> tuple[Hang, ...]:
+    """Every investigated hang of the cell (hangs/<NN>/), in order; never raises."""
+    root = cell_dir / P.HANGS
     try:
-        data = json.loads(read_raw(cell_dir / P.FORENSICS))
+        dirs = sorted(d for d in root.iterdir() if d.is_dir())
+    except OSError:
+        return ()
+    return tuple(h for d in dirs if (h := read_hang(cell_dir, d)) is not None)
+
+
+def read_hang(cell_dir: Path, hang_dir: Path) -> Hang | None:
+    """One hang: forensics.json's class, the stacks read from outside, the task trees in dumps/."""
+    try:
+        data = json.loads(read_raw(hang_dir / P.FORENSICS))
         found = data["class"]
         kind = str(found["class"])
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
@@ -78,26 +94,75 @@ def read_hang(cell_dir: Path) -> Hang | None:
     if silent:
         # A Python handler that never ran: the process's main thread could not run Python.
         detail += f"; no trio task tree came back from pid {', '.join(map(str, silent))}"
-    dumps = tuple(sorted(p.name for p in (cell_dir / P.DUMPS).glob("*.txt"))) if (cell_dir / P.DUMPS).is_dir() else ()
+    stacks, stacks_problem = read_stacks(hang_dir)
+    rel = hang_dir.relative_to(cell_dir).as_posix()
+    files = [f"{rel}/{p.name}" for p in sorted(hang_dir.iterdir()) if p.is_file()]
+    # A cell that resumed after a hang has the dumps of several pytest processes: this hang's are its own.
+    pids = {str(pid) for pid in data.get("processes") or {}}
+    dumps = [p for p in _dump_files(cell_dir / P.DUMPS) if p.stem.rsplit("-", 1)[-1] in pids]
+    files += [f"{P.DUMPS}/{p.name}" for p in dumps]
     return Hang(
-        kind=kind,
+        kind=typing.cast(HangClass, kind if kind in HANG_CLASSES else "unknown"),
+        nodeid=str(data.get("nodeid") or ""),
+        bound=str(data.get("bound") or ""),
         detail=detail[:MESSAGE_LIMIT],
         child=f"{child.get('class')}: {child.get('detail', '')}"[:MESSAGE_LIMIT] if isinstance(child, dict) else "",
-        stuck=stuck_tasks(cell_dir / P.DUMPS),
+        stuck=stuck_tasks(dumps),
+        frames=stuck_frames(stacks) if stacks is not None else (),
+        stacks_problem=stacks_problem,
         seconds=data.get("seconds"),
-        dumps=dumps,
+        files=tuple(files),
     )
 
 
-def stuck_tasks(dumps: Path, limit: int = 5) -> tuple[str, ...]:
-    """The leaf tasks of every trio task tree in ``dumps`` (what each one awaits), system tasks left out."""
+def read_stacks(hang_dir: Path) -> tuple[Stacks | None, str]:
+    try:
+        return msgspec.json.decode(read_raw(hang_dir / P.STACKS), type=Stacks), ""
+    except FileNotFoundError:
+        return None, "no stacks were read from outside"
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return None, f"{P.STACKS} unreadable: {exc}"
+
+
+def _own(frames: tuple[Frame, ...]) -> Frame | None:
+    """The innermost frame of the code under test (not the interpreter's library nor a package's)."""
+    mine = [f for f in frames if not _LIBRARY.search(f.file)] or list(frames)
+    return mine[-1] if mine else None
+
+
+def stuck_frames(stacks: Stacks) -> tuple[StuckFrame, ...]:
+    """Per process and interpreter: where its main thread and the GIL holder were, in their own code."""
+    found: list[StuckFrame] = []
+    for proc in stacks.processes:
+        main = proc.threads[-1] if proc.threads else None  # pystack lists the main thread last
+        chosen = [t for t in proc.threads if t.gil or t is main or any(i.interpreter for i in t.interpreters)]
+        for thread in chosen:
+            for interp in thread.interpreters:
+                frame = _own(interp.frames)
+                if frame is None:
+                    continue
+                where = StuckFrame(
+                    pid=proc.pid, process=proc.cmdline[:120], thread=thread.name or f"thread {thread.tid}",
+                    interpreter=interp.interpreter, gil=thread.gil, frame=str(frame),
+                )  # fmt: skip
+                found.append(where)
+    return tuple(dict.fromkeys(found))[:FRAMES_PER_HANG]
+
+
+def _dump_files(dumps: Path) -> list[Path]:
+    return sorted(dumps.glob("*.txt")) if dumps.is_dir() else []
+
+
+def stuck_tasks(dumps: Iterable[Path], limit: int = 5) -> tuple[str, ...]:
+    """The leaf tasks of every trio task tree in the ``dumps`` files (what each one awaits), system tasks
+    left out."""
     found: list[str] = []
-    for path in sorted(dumps.glob("*.txt")) if dumps.is_dir() else []:
+    for path in dumps:
         try:
             text = read_raw(path).decode(errors="replace")
         except OSError:
             continue
-        for tree in text.split(TREE_HEADER)[1:]:
+        for tree in text.split(P.TREE_HEADER)[1:]:
             tasks = [line for line in tree.splitlines() if line.lstrip().startswith("task ")]
             for i, line in enumerate(tasks):
                 depth = len(line) - len(line.lstrip())

@@ -63,8 +63,10 @@ class LedgerCell(_Base, frozen=True, kw_only=True):
     notes: tuple[str, ...] = ()
     # The run whose result this is, when this run reused it (inputs unchanged).
     cached_from: str | None = None
-    # A timed-out cell's hang class and where it was stuck.
-    hang: Hang | None = None
+    # Every hang investigated in the cell (per test, and the cell's own): class, evidence, where stuck.
+    hangs: tuple[Hang, ...] = ()
+    # New pytest processes the cell started after a test was stopped or its process died.
+    restarts: int = 0
 
 
 class LedgerResult(_Base, frozen=True):
@@ -76,6 +78,8 @@ class LedgerResult(_Base, frozen=True):
     when: str | None = None
     strict: bool | None = None
     duration_s: float | None = None
+    # The pytest process it ran in: 0 the cell's first, N the Nth started after a stopped or dead one.
+    session: int = 0
 
 
 class LedgerTest(_Base, frozen=True):
@@ -208,7 +212,8 @@ def ledger_cell(cell: CellResult) -> LedgerCell:
         source=cell.source,
         notes=cell.notes,
         cached_from=meta.cached_from if meta else None,
-        hang=cell.hang,
+        hangs=cell.hangs,
+        restarts=cell.restarts,
     )
 
 
@@ -221,6 +226,7 @@ def _ledger_result(t: TestResult, na_skips: Sequence[re.Pattern[str]] = ()) -> L
         when=t.when,
         strict=t.strict,
         duration_s=t.duration_s,
+        session=t.session,
     )
 
 

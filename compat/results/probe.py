@@ -24,11 +24,27 @@ def _events(out: Path) -> Events | None:
         return None
 
 
+def _pending(events: Events) -> list[str]:
+    done = events.results.keys() | events.killed.keys() | events.died.keys()
+    return [n for n in events.started if n not in done]
+
+
 def running_test(out: Path) -> str | None:
-    """The last test with a ``start`` and no ``result`` in events.jsonl."""
+    """The last test with a ``start`` and no ``result`` (nor a stop or a death) in events.jsonl."""
     events = _events(out)
-    pending = [n for n in events.started if n not in events.results] if events is not None else []
+    pending = _pending(events) if events is not None else []
     return pending[-1] if pending else None
+
+
+def running_since(out: Path) -> tuple[str, float] | None:
+    """The test running now and when it started (the cell's clock is the host's), for the per-test bound."""
+    events = _events(out)
+    if events is None:
+        return None
+    pending = _pending(events)
+    if not pending or pending[-1] not in events.start_times:
+        return None
+    return pending[-1], events.start_times[pending[-1]]
 
 
 def any_test_ran(out: Path) -> bool:

@@ -17,8 +17,8 @@ import msgspec
 
 from ..cell import protocol as P
 from ..matrix.cells import parse_cell_id
-from .events import parse_events, result_from_events
-from .evidence import read_dumps, read_hang, read_leaks
+from .events import Events, parse_events, result_from_events
+from .evidence import read_dumps, read_hangs, read_leaks
 from .files import UNREADABLE, read_optional, read_raw
 from .junit import parse_junit
 from .schema import CellMeta, CellResult, Leaks, TestResult
@@ -54,6 +54,10 @@ class _Tests(msgspec.Struct):
     collected: list[str] | None = None
     finished: bool = True
     notes: list[str] = []
+    # A pytest process ended under a test (the target's own doing): the cell resumed after it, or could not.
+    died: bool = False
+    # New pytest processes the cell started after a stopped or dead one.
+    restarts: int = 0
 
 
 def read_tests(cell_dir: Path) -> _Tests:
@@ -65,9 +69,16 @@ def read_tests(cell_dir: Path) -> _Tests:
     elif events_bytes is not None:
         events = parse_events(events_bytes)
         tests = {nodeid: result_from_events(r) for nodeid, r in events.results.items()}
-        running = [n for n in events.started if n not in tests]
+        tests.update(stopped_and_died(events))
+        if events.restarts:
+            # The ledger says which tests ran in a pytest started after a stopped or dead one.
+            tests = {n: msgspec.structs.replace(t, session=events.session_of.get(n, 0)) for n, t in tests.items()}
+        running = [n for n in dict.fromkeys(events.started) if n not in tests]
         if tests or running or events.collected is not None:
-            return _Tests(tests, running, "events", events.damage, events.collected, events.finished, events.notes)
+            return _Tests(
+                tests, running, "events", events.damage, events.collected, events.finished, events.notes,
+                died=bool(events.died), restarts=events.restarts,
+            )  # fmt: skip
         events_damage = events.damage
     junit_bytes = read_optional(cell_dir / P.JUNIT)
     if junit_bytes is not None:
@@ -78,6 +89,25 @@ def read_tests(cell_dir: Path) -> _Tests:
     if events_bytes is not None:
         return _Tests({}, [], "events", events_damage, finished=False)
     return _Tests({}, [], "none", None)
+
+
+def stopped_and_died(events: Events) -> dict[str, TestResult]:
+    """Tests the runner stopped at the per-test bound, and tests under which pytest died."""
+    found = {}
+    for nodeid, killed in events.killed.items():
+        found[nodeid] = TestResult(
+            status="timeout",
+            reason=f"ran past its {killed.bound:g} s per-test bound: stopped, its processes killed, the cell went on",
+            hang=killed.hang,
+        )
+    for nodeid, died in events.died.items():
+        how = f"killed by {died.signal}" if died.signal else f"exited with {died.exitcode}"
+        found[nodeid] = TestResult(
+            status="error",
+            reason=f"pytest {how} during this test (the target's doing)" + (f": {died.cause}" if died.cause else ""),
+            when="call",
+        )
+    return found
 
 
 def read_cell(cell_dir: Path) -> CellResult:
@@ -91,7 +121,9 @@ def read_cell(cell_dir: Path) -> CellResult:
     tests = _mark_running(cell_dir, meta, found.tests, found.running)
     tests = _mark_not_run(meta, tests, found.collected)
     cut_short = None
-    if meta is not None and meta.outcome == "completed" and found.source == "events" and not found.finished:
+    # A pytest that died under a test is said there (the target's); one that stopped with no word is not.
+    completed = meta is not None and meta.outcome == "completed"
+    if completed and found.source == "events" and not found.finished and not found.died:
         cut_short = f"{P.EVENTS} ends before pytest's finish event: results after that are missing"
     problem = meta_problem or found.damage or leak_damage or cut_short
     status, reason = cell_status(meta, tests, leaks, found.source, problem)
@@ -104,15 +136,16 @@ def read_cell(cell_dir: Path) -> CellResult:
     return CellResult(
         cell=cell_id, **axes, extra=extra, status=status, reason=reason, meta=meta,
         tests=tests, leaks=leaks, source=found.source, notes=notes, problem=problem,
-        hang=read_hang(cell_dir) if status == "timeout" else None,
+        hangs=read_hangs(cell_dir), restarts=found.restarts,
     )  # fmt: skip
 
 
 def _mark_not_run(
     meta: CellMeta | None, tests: dict[str, TestResult], collected: list[str] | None
 ) -> dict[str, TestResult]:
-    """Tests this cell collected and never finished, when it ended early: exactly those, no others."""
-    if meta is None or meta.outcome not in ("timeout", "error") or not collected:
+    """Tests this cell collected and never finished: exactly those, no others (a cell that timed out,
+    errored, or stopped early: `-x`, a pytest that died with no restart left)."""
+    if meta is None or meta.outcome not in ("timeout", "error", "completed") or not collected:
         return tests
     missing = [n for n in collected if n not in tests]
     if not missing:

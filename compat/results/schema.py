@@ -67,6 +67,10 @@ class TestResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     when: str | None = None
     strict: bool | None = None
     duration_s: float | None = None
+    # The pytest process it ran in: 0 the first, n the n-th started after one was stopped or died.
+    session: int = 0
+    # Its hang's directory (hangs/<NN>), when the runner stopped it at the per-test bound.
+    hang: str = ""
 
 
 class Leaks(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -95,15 +99,77 @@ class Leaks(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         return ", ".join(f"{n} {what}" for n, what in parts if n)
 
 
-class Hang(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """What kind of hang a timed-out cell was in (compat.cell.forensics), and where it was stuck."""
+# -- stacks read from outside (runners.stacks), hangs/<NN>/stacks.json --------------------------
 
-    kind: str  # await-hang, sigint-starved, blocked-syscall, waiting-for-child, unknown
+
+class Frame(msgspec.Struct, frozen=True):
+    function: str
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.function} ({self.file}:{self.line})"
+
+
+class InterpreterStack(msgspec.Struct, frozen=True, kw_only=True):
+    interpreter: int  # 0: the main interpreter
+    frames: tuple[Frame, ...] = ()  # innermost last
+
+
+class ThreadStack(msgspec.Struct, frozen=True, kw_only=True):
+    tid: int
+    name: str = ""
+    gil: bool = False
+    active: bool = False
+    interpreters: tuple[InterpreterStack, ...] = ()
+
+
+class ProcessStacks(msgspec.Struct, frozen=True, kw_only=True):
+    pid: int
+    cmdline: str = ""
+    threads: tuple[ThreadStack, ...] = ()
+    # Why its stacks could not be read (ptrace refused, not a Python process...).
+    problem: str = ""
+
+
+class Stacks(msgspec.Struct, frozen=True, kw_only=True):
+    processes: tuple[ProcessStacks, ...] = ()
+    problem: str = ""
+    seconds: float | None = None
+
+
+HangClass = Literal[
+    "await-hang", "interruptible-wait", "sigint-starved", "blocked-syscall", "waiting-for-child", "unknown"
+]  # fmt: skip
+
+
+class StuckFrame(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Where one thread of one process was, in one interpreter: what the report names."""
+
+    pid: int
+    process: str
+    thread: str
+    interpreter: int = 0
+    gil: bool = False
+    frame: str
+
+
+class Hang(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One investigated hang (a test past the per-test bound, or the cell's): its class and evidence."""
+
+    kind: HangClass
+    nodeid: str = ""
+    # per-test: the runner stopped the test and the cell went on; per-cell: the cell's bound ended it.
+    bound: str = ""
     detail: str = ""
     child: str = ""  # for waiting-for-child: the child's own class and detail
     stuck: tuple[str, ...] = ()  # leaf trio tasks and the frame each awaits in
+    # Per process and interpreter: the main thread's and the GIL holder's innermost frame of their own code.
+    frames: tuple[StuckFrame, ...] = ()
+    stacks_problem: str = ""
     seconds: float | None = None  # how long the forensics step took
-    dumps: tuple[str, ...] = ()  # files under the cell's dumps/ directory
+    # Files of the evidence, relative to the cell's directory (hangs/<NN>/..., dumps/...).
+    files: tuple[str, ...] = ()
 
 
 class CellResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -124,4 +190,7 @@ class CellResult(msgspec.Struct, frozen=True, kw_only=True):
     notes: tuple[str, ...] = ()
     # The damage that makes the cell an error (also among the notes), if any.
     problem: str | None = None
-    hang: Hang | None = None
+    # Every hang investigated in it: tests stopped at the per-test bound, and the cell's own bound.
+    hangs: tuple[Hang, ...] = ()
+    # New pytest processes it started to run what a stopped or dead one had not (TestResult.session).
+    restarts: int = 0

@@ -47,10 +47,12 @@ class Status(NamedTuple):
 
 
 TESTS: tuple[Status, ...] = (
-    Status("timeout", "T", "⏱️", "T", "bold red", 6, "was running when the cell's bound expired (stack dump attached)",
+    Status("timeout", "T", "⏱️", "T", "bold red", 6,
+           "ran past the per-test bound (stopped, its hang class and stacks attached; the cell went on) "
+           "or was running when the cell's bound expired",
            "times out", failing=True, problem=True),
     Status("error", "E", "💥", "E", "bold red", 5,
-           "an exception in setup or teardown (a fixture), or the test process died mid-test",
+           "an exception in setup or teardown (a fixture), or the test's process died under it (its cause shown)",
            "errors", failing=True, problem=True),
     Status("failed", "F", "❌", "✗", "bold red", 5, "an assertion or exception in the test body",
            "fails", failing=True, problem=True),
@@ -59,7 +61,8 @@ TESTS: tuple[Status, ...] = (
     Status("xpassed", "X", "🌟", "XP", "yellow", 3,
            "passed despite an xfail marker; a strict marker makes that a failure of the run",
            "passes despite its xfail"),
-    Status("not-run", "n", "⬜", "–", "dim", 2, "never reached: the cell timed out or failed before getting to it",
+    Status("not-run", "n", "⬜", "–", "dim", 2,
+           "never reached: the cell timed out, or ran out of restarts, before getting to it",
            "was not run"),
     Status("xfailed", "x", "🔶", "xf", "", 1, "failed as declared by an xfail marker (reason shown); not a skip",
            "xfails"),
@@ -81,7 +84,7 @@ CELLS: tuple[Status, ...] = (
     Status("timeout", "T", "⏱️", "T", "bold red", 5,
            "the cell's wall-clock bound expired; the running test is marked timeout, with its stack dump",
            problem=True),
-    Status("failing", "F", "❌", "✗", "bold red", 4, "at least one test failed, errored or strictly xpassed",
+    Status("failing", "F", "❌", "✗", "bold red", 4, "at least one test failed, errored, timed out or strictly xpassed",
            problem=True),
     Status("skipped", "s", "⏭️", "s", "yellow", 3,
            "no test ran: every test the cell collected was skipped (often a backend that is not installed)",

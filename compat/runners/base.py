@@ -32,8 +32,6 @@ from ..results.schema import CellLimits, CellMeta, CellOutcome
 from .command import selection
 
 DUMP_WAIT_S = 3.0
-# The hang forensics step's hard bound (it needs about 5 s: trees, a CPU sample, one SIGINT probe).
-FORENSICS_BOUND_S = 20
 _TAG = re.compile(r"^(" + "|".join(P.TAGS) + r") (.*)$", re.M)
 STAGE_PREFIX = "spawn-compat-plugin-"
 NO_TESTS = 5  # pytest's exit code when nothing was collected
@@ -76,8 +74,8 @@ def prepare_out(out: Path) -> Path:
     """A fresh cell directory the cell's non-root user can write into."""
     if out.exists():
         shutil.rmtree(out)
-    (out / P.DUMPS).mkdir(parents=True)
-    for path in (out, out / P.DUMPS):
+    for path in (out, out / P.DUMPS, out / P.HANGS):
+        path.mkdir(parents=True, exist_ok=True)
         path.chmod(0o777)  # the cell runs as uid 1000 whatever the host user is
     return out
 
@@ -247,8 +245,9 @@ def wait_for_dumps(dumps: Path, expected: int, timeout: float = DUMP_WAIT_S) -> 
         time.sleep(0.05)
 
 
-def collect_dumps(dump_output: str, out: Path) -> list[int]:
-    """Read what ``compat.cell.entry dump`` printed, keep it as signals.json, wait (bounded) for the dumps.
+def collect_dumps(dump_output: str, out: Path, *, into: Path | None = None) -> list[int]:
+    """Read what ``compat.cell.entry dump`` printed, keep it as signals.json (in ``into``), wait
+    (bounded) for the dumps.
 
     Returns the pids that were signalled; nothing is kept when the dump said nothing readable.
     """
@@ -256,7 +255,8 @@ def collect_dumps(dump_output: str, out: Path) -> list[int]:
         found = json.loads(dump_output.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return []
-    (out / P.SIGNALS).write_text(json.dumps(found, indent=1))
+    (into or out).mkdir(parents=True, exist_ok=True)
+    ((into or out) / P.SIGNALS).write_text(json.dumps(found, indent=1))
     pids = [p["pid"] for p in found.get("signalled", [])]
     wait_for_dumps(out / P.DUMPS, expected=len(pids))
     return pids

@@ -158,6 +158,7 @@ def entry_spec(
         "fresh_dirs": fresh_dirs,
         "reaper": matrix.target.reaper,
         "pythonpath": [plugin, *python_path(matrix, cwd)],
+        "restarts": matrix.timeouts.restarts,
     }
     if source is not None and files is not None:
         spec["source"], spec["files"] = source, files

@@ -6,7 +6,6 @@ import json
 import shutil
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -14,12 +13,9 @@ from typing import Literal
 from ..cell import protocol as P
 from ..errors import ImageBuildError, PythonUnavailable
 from ..matrix import Cell, Matrix
-from ..results.probe import running_test
 from ..results.schema import CellMeta
 from .base import (
-    FORENSICS_BOUND_S,
     CellRun,
-    collect_dumps,
     prepare_out,
     record,
     remove_orphan_stages,
@@ -30,9 +26,8 @@ from .cache import target_files
 from .command import CTR_OUT, CTR_PLUGIN, CTR_SOURCE, CTR_TARGET, CTR_WHEELS, entry_spec
 from .engine import CellContainer, ContainerSpec, Engine, run_scope
 from .images import builder_for
+from .supervise import supervise
 from .wheel import TargetBuildError, target_wheels
-
-WAIT_SLICE_S = 5.0
 
 
 class DockerRunner:
@@ -117,31 +112,11 @@ class DockerRunner:
             with CellContainer(self.engine, spec=self.spec(cell, out, image)) as ctr:
                 run.image = ctr.image_id()
                 try:
-                    self._supervise(ctr, run, stop)
+                    supervise(ContainerCell(ctr), run, self.matrix, stop)
                 finally:
                     run.stdout = ctr.logs()
 
         return record(run, self.matrix, stop, body)
-
-    def _supervise(self, ctr: CellContainer, run: CellRun, stop: threading.Event) -> None:
-        """Wait for the cell within its wall-clock bound; dump stacks and kill on expiry."""
-        deadline = time.monotonic() + self.matrix.timeouts.per_cell
-        while (remaining := deadline - time.monotonic()) > 0:
-            code = ctr.wait(min(remaining, WAIT_SLICE_S))
-            if stop.is_set():
-                run.interrupted = True
-                return
-            if code is not None:
-                run.exit_code = code
-                if ctr.oom_killed():
-                    run.failure = f"killed: memory limit {self.matrix.limits.memory} reached"
-                return
-        run.timed_out = True
-        run.running = running_test(run.out)
-        ask_for_stacks(ctr, run.out)
-        investigate_hang(ctr)
-        ctr.kill()
-        run.exit_code = ctr.wait(10.0)
 
 
 def cell_container(
@@ -177,7 +152,11 @@ def cell_container(
         run_id=run_id,
         cell_id=cell.id,
         mounts=mounts,
-        env={"PYTHONPATH": CTR_PLUGIN, P.ENV_SCOPE: "all"},
+        env={
+            "PYTHONPATH": CTR_PLUGIN,
+            P.ENV_SCOPE: "all",
+            **({P.ENV_TARGET_DUMPS: json.dumps(matrix.target.dump_files)} if matrix.target.dump_files else {}),
+        },
         working_dir=CTR_TARGET,
         pids=limits.pids,
         memory=limits.memory,
@@ -189,12 +168,25 @@ def cell_container(
     )
 
 
-def investigate_hang(ctr: CellContainer) -> None:
-    """The in-cell forensics step (forensics.json in the cell's out dir); coreutils' timeout bounds it."""
-    ctr.exec(["timeout", "-s", "KILL", str(FORENSICS_BOUND_S), "python", "-m", P.ENTRY_MODULE, "forensics", CTR_OUT])
+class ContainerCell:
+    """A cell's container as the supervision sees it (``supervise.CellProcess``)."""
 
+    def __init__(self, ctr: CellContainer) -> None:
+        self.ctr = ctr
 
-def ask_for_stacks(ctr: CellContainer, out: Path) -> list[int]:
-    """SIGUSR1 every process in the container that handles it, then wait (bounded) for their dumps."""
-    code, output = ctr.exec(["python", "-m", P.ENTRY_MODULE, "dump"])
-    return collect_dumps(output, out) if code == 0 else []
+    def wait(self, timeout: float) -> int | None:
+        return self.ctr.wait(timeout)
+
+    def pids(self) -> list[int]:
+        return self.ctr.host_pids()
+
+    def entry(self, *args: str, bound: float) -> tuple[int, str]:
+        # coreutils' timeout bounds it inside the cell: docker-py's exec has no bound of its own.
+        argv = [a.replace("{out}", CTR_OUT) for a in args]
+        return self.ctr.exec(["timeout", "-s", "KILL", f"{bound:g}", "python", "-m", P.ENTRY_MODULE, *argv])
+
+    def kill(self) -> None:
+        self.ctr.kill()
+
+    def out_of_memory(self) -> bool:
+        return self.ctr.oom_killed()

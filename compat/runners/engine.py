@@ -302,6 +302,15 @@ class CellContainer:
         with contextlib.suppress(docker.errors.APIError):
             self.container.kill()
 
+    def host_pids(self) -> list[int]:
+        """The container's processes as the host numbers them (``docker top``), init and all."""
+        try:
+            listed = self.container.top()
+        except docker.errors.APIError:
+            return []
+        column = listed.get("Titles", []).index("PID") if "PID" in listed.get("Titles", []) else 1
+        return [int(row[column]) for row in listed.get("Processes") or [] if str(row[column]).isdigit()]
+
     def logs(self) -> str:
         try:
             return str(self.container.logs(stdout=True, stderr=True).decode(errors="replace"))

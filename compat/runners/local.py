@@ -17,21 +17,18 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 from ..cell import protocol as P
+from ..cell import session as cell_session
 from ..errors import CompatError
 from ..matrix import Cell, Matrix
 from ..paths import CACHE_ROOT
-from ..results.probe import running_test
 from ..results.schema import CellMeta
 from .base import (
-    FORENSICS_BOUND_S,
     CellRun,
-    collect_dumps,
     prepare_out,
     record,
     stage_plugin,
@@ -41,10 +38,10 @@ from .cache import target_files
 from .command import entry_spec
 from .install import SCRIPT, Install, install_for
 from .locks import exclusive
+from .supervise import supervise
 from .wheel import TargetBuildError, target_wheels
 
 VENV_ROOT = CACHE_ROOT / "venvs"
-POLL_S = 0.1
 
 
 def _uv() -> str:
@@ -173,6 +170,8 @@ class LocalRunner:
             P.ENV_SCOPE: "all" if self.namespace else "session",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
+        if self.matrix.target.dump_files:
+            env[P.ENV_TARGET_DUMPS] = json.dumps(self.matrix.target.dump_files)
         env.pop("VIRTUAL_ENV", None)
         return env
 
@@ -195,7 +194,7 @@ class LocalRunner:
                 with self._lock:
                     self._procs.add(proc)
                 try:
-                    self._supervise(venv, proc, run, stop)
+                    supervise(LocalCell(proc, venv, run.out, self.env()), run, self.matrix, stop)
                 finally:
                     _kill_group(proc)
                     with self._lock:
@@ -205,36 +204,58 @@ class LocalRunner:
 
         return record(run, self.matrix, stop, body)
 
-    def _supervise(self, venv: Path, proc: subprocess.Popen[bytes], run: CellRun, stop: threading.Event) -> None:
-        deadline = time.monotonic() + self.matrix.timeouts.per_cell
-        while time.monotonic() < deadline:
-            try:
-                run.exit_code = proc.wait(timeout=POLL_S)
-                return
-            except subprocess.TimeoutExpired:
-                if stop.is_set():
-                    run.interrupted = True
-                    return
-        run.timed_out = True
-        run.running = running_test(run.out)
-        self._ask_for_stacks(venv, proc.pid, run.out)
-        self._investigate(venv, proc.pid, run.out)
-        _kill_group(proc)
-        run.exit_code = proc.wait()
 
-    def _ask_for_stacks(self, venv: Path, session: int, out: Path) -> None:
-        """The cell entry's own dump, run from outside on the cell's session."""
-        dump = [str(venv / "bin" / "python"), "-m", P.ENTRY_MODULE, "dump", str(session)]
+class LocalCell:
+    """A local cell's process tree as the supervision sees it (``supervise.CellProcess``).
+
+    The entry's commands run here, outside the cell's PID namespace, on the cell's
+    process tree (its root is the process this runner started); ``stop-test`` is
+    done here too, on the host's numbers for the cell's pytest.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], venv: Path, out: Path, env: dict[str, str]) -> None:
+        self.proc, self.venv, self.out, self.env = proc, venv, out.resolve(), env
+
+    def wait(self, timeout: float) -> int | None:
         try:
-            proc = subprocess.run(dump, capture_output=True, text=True, env=self.env(), timeout=30, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return
-        collect_dumps(proc.stdout, out)
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
-    def _investigate(self, venv: Path, session: int, out: Path) -> None:
-        command = [str(venv / "bin" / "python"), "-m", P.ENTRY_MODULE, "forensics", str(out.resolve()), str(session)]
-        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            subprocess.run(command, capture_output=True, env=self.env(), timeout=FORENSICS_BOUND_S, check=False)
+    def pids(self) -> list[int]:
+        return [pid for pid in cell_session.tree(self.proc.pid) if pid != self.proc.pid]
+
+    def entry(self, *args: str, bound: float) -> tuple[int, str]:
+        argv = [a.replace("{out}", str(self.out)) for a in args]
+        if argv[:1] == ["stop-test"]:
+            return 0, json.dumps(self._stop_test(*argv[1:]))
+        command = [str(self.venv / "bin" / "python"), "-m", P.ENTRY_MODULE, *argv, str(self.proc.pid)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=bound, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return -1, str(exc)
+        return done.returncode, done.stdout
+
+    def _stop_test(self, out: str) -> dict[str, object]:
+        return cell_session.stop_test(Path(out), host_pid=self._host_pid)
+
+    def _host_pid(self, inner: int) -> int | None:
+        """This host's number for the cell's process ``inner`` (the last of its NSpid line)."""
+        for pid in self.pids():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            nspid = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
+            if nspid and int(nspid[-1]) == inner:
+                return pid
+        return None
+
+    def kill(self) -> None:
+        _kill_group(self.proc)
+
+    def out_of_memory(self) -> bool:
+        return False  # no memory limit outside a container
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

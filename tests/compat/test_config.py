@@ -117,6 +117,10 @@ def error_of(path: Path) -> str:
             "$.target.cache-ignore[1]: '/abs' is not a glob relative to the target (like 'docs/**')",
         ),
         (
+            '[target]\ndump-files = ["/tmp/a-{pid}.log", "/tmp/stackscope.log"]\n',
+            "$.target.dump-files[1]: '/tmp/stackscope.log' is not an absolute path with {pid} in it",
+        ),
+        (
             '[target]\npath = "missing"\n',
             "$.target.path: 'missing' is not a directory (resolved against the config file: {dir}/missing)",
         ),

@@ -35,6 +35,9 @@ HOST = {
     "result": E._Result,
     "note": E._Note,
     "finish": E._Finish,
+    "killed": E._Killed,
+    "died": E._Died,
+    "resume": E._Resume,
 }
 
 TESTS = """
@@ -75,7 +78,7 @@ def test_past_its_own_timeout():
 """
 
 
-def test_every_field_the_plugin_writes_is_one_the_host_reads():
+def test_every_field_the_cell_writes_is_one_the_host_reads():
     assert set(HOST) == set(P.EVENT_KINDS)
     for kind, payload in P.EVENT_KINDS.items():
         written = set(typing.get_type_hints(payload)) - {"event"}

@@ -40,7 +40,9 @@ MATRIX = Matrix(
         requirements=("requirements.txt",),
         group_map={"greenback": "requirements-greenback.txt"},
     ),
-    timeouts=Timeouts(per_test=5.0, per_cell=10.0),
+    # The two bounds alike: the cell's (it starts first) ends the hang, so the table shows a cell
+    # `timeout` and the test after it `not-run`; test_forensics.py has the per-test bound's own path.
+    timeouts=Timeouts(per_test=10.0, per_cell=10.0),
 )
 A = "py3.13-base-forkserver-capfd"  # runs first: the flaky test's first run is here
 B = "py3.13-base-trio-capsys"
