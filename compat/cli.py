@@ -21,6 +21,7 @@ from .errors import CellsFailed, CompatError, ConfigError
 from .matrix import AXES, Cell, Matrix, load, new_run_id
 from .matrix import sessions as planning
 from .paths import git_root
+from .runners import kinds as runner_kinds
 
 INTERRUPTED = 130
 
@@ -64,7 +65,7 @@ EXIT_CODES = """exit codes:
   0  every cell ran as well as it can here (ok, n/a, unsupported, unavailable)
   1  compat itself failed (a step it could not do; the line says which)
   2  bad config or arguments (one line names the file and key)
-  3  no container engine      4  an image could not be built (compat images)
+  3  no container engine      4  an image, venv or wheel could not be built
   6  the report failed        7  a regression (--fail-on-regression)
   8  some cell is not clean (failing tests, timeout, error, a leak, every test skipped)
   9  the committed workflow is stale (compat workflow --check)
@@ -112,7 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--matrix", "--config", dest="matrix", type=Path, default=argparse.SUPPRESS, help=CONFIG_HELP)
     select = _selection_parser()
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_init(sub)
+    _add_plan_and_run(sub, common, select)
+    _add_cell_tools(sub, common, select)
+    _add_report_tools(sub, common)
+    return parser
 
+
+def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "init",
         help="write a commented compat.toml for the project in this directory",
@@ -126,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", type=Path, default=Path(), help="the project's directory (default: here)")
     p.set_defaults(func=cmd_init)
 
+
+def _add_plan_and_run(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    select: argparse.ArgumentParser,
+) -> None:
     p = sub.add_parser(
         "plan",
         parents=[common, select],
@@ -150,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--jobs", "-j", type=_positive_int, default=1, help="cells at once (default 1)")
-    p.add_argument("--runner", choices=("auto", "docker", "local"), default="auto")
+    p.add_argument("--runner", choices=runner_kinds.CHOICES, default=runner_kinds.AUTO, help=runner_kinds.help_text())
     p.add_argument("--run-id", default=os.environ.get("COMPAT_RUN_ID"), help="default: $COMPAT_RUN_ID or new")
     p.add_argument("--out", type=Path, default=None, help="raw results (default: the config's [report] out/raw)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="plain log, no live view")
@@ -175,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.set_defaults(func=cmd_run)
 
+
+def _add_cell_tools(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    select: argparse.ArgumentParser,
+) -> None:
     p = sub.add_parser(
         "repro", parents=[common], help="one cell attached to your terminal (--pdb works)",
         description="Run one cell's exact pytest command in a container of the same image, mounts, limits and "
@@ -210,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", parents=[common], help="check what a run needs, and how to fix it")
     p.set_defaults(func=cmd_doctor)
 
+
+def _add_report_tools(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     p = sub.add_parser("report", parents=[common], help="raw cell results -> the table (Markdown, HTML, JSON)")
     p.add_argument("--raw", type=Path, default=None, help="default: the config's [report] out/raw")
     p.add_argument("--out", type=Path, default=None, help="default: the config's [report] out")
@@ -245,7 +269,6 @@ def build_parser() -> argparse.ArgumentParser:
         "and start dockerd in the background. Idempotent; it says what it did.",
     )  # fmt: skip
     p.set_defaults(func=cmd_provision)
-    return parser
 
 
 def _selection_parser() -> argparse.ArgumentParser:

@@ -23,14 +23,23 @@ class EngineError(CompatError):
     exit_code = 3
 
 
-class ImageBuildError(CompatError):
-    """An image could not be built."""
+class EnvironmentFailed(CompatError):
+    """A cell's environment (its image, its venv, the target's wheel) could not be made; ``output``
+    is the whole output of what failed, kept as the cell's output.log."""
 
     exit_code = 4
 
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
+
+
+class ImageBuildError(EnvironmentFailed):
+    """An image could not be built."""
+
 
 class PythonUnavailable(ImageBuildError):
-    """No image can provide this Python: its cells are `unavailable`, not errors."""
+    """No image or host interpreter can provide this Python: its cells are `unavailable`, not errors."""
 
 
 class OutputBusy(CompatError):

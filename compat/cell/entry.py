@@ -77,7 +77,7 @@ class Proc:
     def catches(self, signum: int) -> bool:
         return bool(self.sigcgt >> (signum - 1) & 1)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> P.ProcessInfo:
         return {"pid": self.pid, "ppid": self.ppid, "state": self.state, "cmdline": self.cmdline}
 
 
@@ -129,12 +129,12 @@ def processes(*, exclude: set[int], root: int | None = None) -> list[Proc]:
     return sorted(found, key=lambda p: p.pid)
 
 
-def census() -> dict[str, Any]:
+def census() -> P.Census:
     procs = processes(exclude={1, os.getpid()})
     return {"processes": [p.as_dict() for p in procs], "zombies": sum(p.state == "Z" for p in procs)}
 
 
-def dump_stacks(root: int | None = None) -> dict[str, list[dict[str, Any]]]:
+def dump_stacks(root: int | None = None) -> P.Signals:
     """SIGUSR1 to every live process in scope that catches it; the rest are listed.
 
     ``root``: only that process tree (the local runner's cells, from outside);
@@ -315,10 +315,12 @@ def run(spec: P.EntrySpec) -> int:
         return 1
     env = cell_env(spec, out, site)
     code, duration, restarts = run_sessions(spec, out, env)
-    say(P.TAG_PYTEST, {"exit": code, "duration": round(duration, 6), "restarts": restarts})
+    ran: P.PytestPayload = {"exit": code, "duration": round(duration, 6), "restarts": restarts}
+    say(P.TAG_PYTEST, ran)
     reap_code = run_reaper(spec, out, env)
     (out / P.CENSUS).write_text(json.dumps(census(), indent=1))
-    say(P.TAG_DONE, {"reap_exit": reap_code})
+    finished: P.DonePayload = {"reap_exit": reap_code}
+    say(P.TAG_DONE, finished)
     return code
 
 

@@ -57,7 +57,6 @@ SYSCALLS = {
         207: "recvfrom", 211: "sendmsg", 212: "recvmsg", 242: "accept4", 260: "wait4", 441: "epoll_pwait2",
     },
 }  # fmt: skip
-EVENT_WAITS = frozenset({"epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "select", "pselect6"})
 CHILD_WAITS = frozenset({"wait4", "waitid"})
 SLEEPS = frozenset({"clock_nanosleep", "nanosleep", "pause", "rt_sigsuspend"})
 FD_CALLS = frozenset(
@@ -187,23 +186,7 @@ def classify(
     if not main:
         return {**found, "class": "unknown", "detail": "the process is gone or /proc/<pid> is unreadable"}
     if call in CHILD_WAITS or main.get("wchan") == "do_wait":
-        wanted = (
-            _signed(args[0])
-            if call == "wait4" and args
-            else args[1]
-            if call == "waitid" and args and args[0] == P_PID
-            else -1
-        )
-        kids = [wanted] if wanted > 0 else children(pid)
-        found.update({"class": "waiting-for-child", "detail": f"main thread in {call or 'do_wait'}"})
-        if kids:
-            child = kids[0]
-            found["detail"] += f" for child {child} ({cmdline(child)[:120]})"
-            if depth < CHILD_DEPTH:
-                if child not in snapshot:
-                    snapshot.update(sample([child], 0.2))
-                found["child"] = classify(child, snapshot, probe=probe, depth=depth + 1, trio=trio)
-        return found
+        return _waiting_for_child(found, snapshot, probe=probe, depth=depth, trio=trio)
     if call in FD_CALLS and args:
         fd = args[0]
         return {
@@ -223,6 +206,46 @@ def classify(
         return {**found, "class": "waiting-for-child", "detail": detail, "child": child_class}
     if not probe:
         return {**found, "class": "unknown", "detail": f"main thread in {_call(main)}; no SIGINT probe was made"}
+    return _probed(found, snapshot, output=output, trio=trio)
+
+
+def _waiting_for_child(
+    found: dict[str, Any],
+    snapshot: dict[int, list[dict[str, Any]]],
+    *,
+    probe: bool,
+    depth: int,
+    trio: frozenset[int] | set[int],
+) -> dict[str, Any]:
+    """A main thread in wait4/waitid: the child it waits for, classified in turn."""
+    pid, main = found["pid"], found["main_thread"]
+    call, args = main.get("syscall"), main.get("args", [])
+    wanted = -1
+    if call == "wait4" and args:
+        wanted = _signed(args[0])
+    elif call == "waitid" and args and args[0] == P_PID:
+        wanted = args[1]
+    kids = [wanted] if wanted > 0 else children(pid)
+    found.update({"class": "waiting-for-child", "detail": f"main thread in {call or 'do_wait'}"})
+    if kids:
+        child = kids[0]
+        found["detail"] += f" for child {child} ({cmdline(child)[:120]})"
+        if depth < CHILD_DEPTH:
+            if child not in snapshot:
+                snapshot.update(sample([child], 0.2))
+            found["child"] = classify(child, snapshot, probe=probe, depth=depth + 1, trio=trio)
+    return found
+
+
+def _probed(
+    found: dict[str, Any],
+    snapshot: dict[int, list[dict[str, Any]]],
+    *,
+    output: Path | None,
+    trio: frozenset[int] | set[int],
+) -> dict[str, Any]:
+    """The class one SIGINT decides: answered (in trio or not), or starved."""
+    pid, main = found["pid"], found["main_thread"]
     reaction = sigint_probe(pid, output, output.with_name(P.EVENTS) if output is not None else None)
     busy = [t for t in _busy(pid, snapshot) if t["tid"] != pid]
     if reaction and pid in trio:

@@ -13,6 +13,7 @@ import fnmatch
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -40,6 +41,31 @@ class Cell(msgspec.Struct, frozen=True, order=True):
 
     def value(self, axis: str) -> str:
         return self.axes[axis]
+
+
+class CellAxes(msgspec.Struct, frozen=True, kw_only=True):
+    """A cell's value of every axis, as every record of a cell carries it (its meta.json, its
+    results, the ledger, the plan): one definition, and one type for the target's own axes."""
+
+    python: str
+    group: str
+    backend: str
+    capture: str
+    # The target's own axes: name -> value, in the config's order.
+    extra: dict[str, str] = {}
+
+
+def axes_of(cell: Cell) -> dict[str, Any]:
+    """The keyword arguments of ``CellAxes`` (and the records built on it) for ``cell``."""
+    return {
+        "python": cell.python, "group": cell.group, "backend": cell.backend, "capture": cell.capture,
+        "extra": dict(cell.extra),
+    }  # fmt: skip
+
+
+def same_axes(record: CellAxes) -> dict[str, Any]:
+    """The keyword arguments that give another record of the cell the same axes as ``record``."""
+    return {a: getattr(record, a) for a in CellAxes.__struct_fields__}
 
 
 def cell_id(python: str, group: str, backend: str, capture: str, extra: Iterable[str] = ()) -> str:

@@ -420,7 +420,6 @@ _AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>\$[^`]*)`)?$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
 _ENUM = re.compile(r"^Invalid enum value '(?P<value>[^']*)'$")
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[([^\]]*)\]")
-_DICT_KEY = re.compile(r"^(?P<head>.*)\[(?P<key>'[^']*'|\"[^\"]*\"|[^\]]*)\]$")
 
 
 def explain_validation_error(message: str, data: object = None) -> tuple[str, str]:
@@ -680,19 +679,34 @@ def _install_problems(matrix: Matrix, project: TargetProject) -> Problems:
     mode = matrix.install_mode(project)
     if mode == "requirements" and not target.requirements and project.has_pyproject:
         yield "$.target.requirements", 'install = "requirements" needs at least one requirements file'
-    groups = matrix.test_groups(project)
-    for i, group in enumerate(target.test_groups or ()):
-        if mode != "requirements" and project.groups is not None and group not in project.groups:
-            yield f"$.target.test-groups[{i}]", not_one_of(group, project.groups, "a dependency group of the target:")
-        elif mode != "requirements" and project.groups is None:
-            yield f"$.target.test-groups[{i}]", f"'{group}': the target declares no [dependency-groups]"
     if mode != "requirements":
-        for ours, theirs in target.group_map.items():
-            if project.groups is not None and theirs not in project.groups:
-                yield (
-                    f"$.target.group-map.{ours}",
-                    not_one_of(theirs, project.groups, "a dependency group of the target:"),
-                )
+        yield from _group_problems(target, project)
+    yield from _extra_and_file_problems(target, target_dir, project)
+    groups = matrix.test_groups(project)
+    if not _declares_pytest(matrix, project, groups):
+        where = ", ".join(f"group '{g}'" for g in groups) or "no test group"
+        yield (
+            "$.target.test-groups",
+            f"nothing the cells install names pytest (the target's dependencies, {where}"
+            + (f", extras {', '.join(target.extras)}" if target.extras else "")
+            + (f", {', '.join(target.requirements)}" if target.requirements else "")
+            + "): add pytest to the target's test group, or name that group here",
+        )
+
+
+def _group_problems(target: TargetConfig, project: TargetProject) -> Problems:
+    """The dependency groups the config names, against the ones the target declares."""
+    for i, group in enumerate(target.test_groups or ()):
+        if project.groups is None:
+            yield f"$.target.test-groups[{i}]", f"'{group}': the target declares no [dependency-groups]"
+        elif group not in project.groups:
+            yield f"$.target.test-groups[{i}]", not_one_of(group, project.groups, "a dependency group of the target:")
+    for ours, theirs in target.group_map.items():
+        if project.groups is not None and theirs not in project.groups:
+            yield f"$.target.group-map.{ours}", not_one_of(theirs, project.groups, "a dependency group of the target:")
+
+
+def _extra_and_file_problems(target: TargetConfig, target_dir: Path, project: TargetProject) -> Problems:
     for i, extra in enumerate(target.extras):
         if not project.extras:
             yield f"$.target.extras[{i}]", f"'{extra}': the target declares no [project.optional-dependencies]"
@@ -706,15 +720,6 @@ def _install_problems(matrix: Matrix, project: TargetProject) -> Problems:
             yield f"$.target.requirements[{i}]", f"'{rel}' is not a file of the target ({target_dir})"
     if target.install_project is True and not project.is_package:
         yield "$.target.install-project", "the target is not a package (its pyproject.toml has no [build-system])"
-    if not _declares_pytest(matrix, project, groups):
-        where = ", ".join(f"group '{g}'" for g in groups) or "no test group"
-        yield (
-            "$.target.test-groups",
-            f"nothing the cells install names pytest (the target's dependencies, {where}"
-            + (f", extras {', '.join(target.extras)}" if target.extras else "")
-            + (f", {', '.join(target.requirements)}" if target.requirements else "")
-            + "): add pytest to the target's test group, or name that group here",
-        )
 
 
 def _declares_pytest(matrix: Matrix, project: TargetProject, groups: tuple[str, ...]) -> bool:

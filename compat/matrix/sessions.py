@@ -14,7 +14,7 @@ import msgspec
 
 from ..errors import ConfigError
 from ..hints import did_you_mean
-from .cells import AXES, Cell, match_ids
+from .cells import AXES, Cell, CellAxes, axes_of, match_ids
 from .config import Matrix
 
 MATRIX_SESSION = "matrix"
@@ -132,13 +132,8 @@ def not_applicable(matrix: Matrix, cells: Sequence[Cell]) -> dict[Cell, str]:
 # -- the machine-readable plan (``compat plan --json``) ----------------------
 
 
-class PlannedCell(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class PlannedCell(CellAxes, frozen=True, kw_only=True, omit_defaults=True):
     id: str
-    python: str
-    group: str
-    backend: str
-    capture: str
-    extra: dict[str, str] = {}
     session: str
     # Why the cell is n/a without running (excluded, refused by metadata); "" runs.
     na: str = ""
@@ -174,8 +169,7 @@ def plan(matrix: Matrix, cells: Sequence[Cell], *, max_jobs: int | None = None) 
     na = not_applicable(matrix, cells)
     planned = tuple(
         PlannedCell(
-            id=c.id, python=c.python, group=c.group, backend=c.backend, capture=c.capture,
-            extra=dict(c.extra), session=session_of(c), na=na.get(c, ""),
+            id=c.id, **axes_of(c), session=session_of(c), na=na.get(c, ""),
         )
         for c in cells
     )  # fmt: skip

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..matrix import AXES
-from ..results.ledger import Ledger, LedgerCell, LedgerResult, LedgerTest
-from ..results.status import row_of
+from ..results.ledger import Ledger, LedgerCell, LedgerTest
 
 ABSENT = "·"
 
@@ -35,10 +34,6 @@ DECIDED = [
     "the test in missing neighbouring cells. Otherwise it says the explanation is ambiguous, unconfirmed, or "
     "that no single axis explains it.",
 ]
-
-
-def result_symbol(r: LedgerResult | None) -> str:
-    return ABSENT if r is None else row_of(r.status, strict=r.strict).emoji
 
 
 # python, group, capture, then the values of the target's own axes.
@@ -154,14 +149,6 @@ def counts_title(cell: LedgerCell) -> str:
     if cell.cached_from:
         text += f"; cached from run {cell.cached_from}"
     return text
-
-
-def plainly_passing(test: LedgerTest, cell_ids: set[str]) -> bool:
-    return all(r.status == "passed" for cid, r in test.results.items() if cid in cell_ids)
-
-
-def interesting_tests(ledger: Ledger, cell_ids: set[str]) -> list[LedgerTest]:
-    return [t for t in ledger.tests if any(cid in cell_ids for cid in t.results) and not plainly_passing(t, cell_ids)]
 
 
 def reasons(test: LedgerTest, cell_ids: set[str]) -> list[str]:

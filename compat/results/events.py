@@ -88,10 +88,10 @@ _event_decoder = msgspec.json.Decoder(_Event)
 
 
 class Events(msgspec.Struct):
-    results: dict[str, list[_Result]]
-    started: list[str]
-    finished: bool
-    damage: str | None
+    results: dict[str, list[_Result]] = {}
+    started: list[str] = []
+    finished: bool = False
+    damage: str | None = None
     # What the cell's first pytest collected: what it may still owe a result for.
     collected: list[str] | None = None
     notes: list[str] = []
@@ -104,6 +104,31 @@ class Events(msgspec.Struct):
     # When each test started (the last start), for the runner's per-test bound.
     start_times: dict[str, float] = {}
 
+    def add(self, event: _Event) -> None:
+        match event:
+            case _Start(nodeid=nodeid, t=t):
+                self.started.append(nodeid)
+                if t is not None:
+                    self.start_times[nodeid] = t
+            case _Result(nodeid=nodeid):
+                self.results.setdefault(nodeid, []).append(event)
+                self.session_of[nodeid] = self.restarts
+            case _Finish():
+                self.finished = True
+            case _Collected(nodeids=nodeids):
+                # A resumed session collects only what is left; the first one says what the cell owes.
+                self.collected = nodeids if self.collected is None else self.collected
+            case _Note(message=message):
+                self.notes.append(message)
+            case _Killed(nodeid=nodeid):
+                self.killed[nodeid] = event
+            case _Died(nodeid=nodeid):
+                self.died[nodeid] = event
+            case _Resume(restart=restart):
+                self.restarts = restart
+            case _Session():
+                self.finished = False
+
 
 def parse_events(data: bytes) -> Events:
     """Decode events.jsonl, keeping every line that can be read.
@@ -111,17 +136,7 @@ def parse_events(data: bytes) -> Events:
     A final line without a newline is a write cut short by a kill: dropped
     quietly.  Any other unreadable line is damage, reported to the caller.
     """
-    results: dict[str, list[_Result]] = {}
-    started: list[str] = []
-    start_times: dict[str, float] = {}
-    collected: list[str] | None = None
-    notes: list[str] = []
-    killed: dict[str, _Killed] = {}
-    died: dict[str, _Died] = {}
-    session_of: dict[str, int] = {}
-    session = 0
-    finished = False
-    damage = None
+    found = Events()
     lines = data.split(b"\n")
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -131,32 +146,10 @@ def parse_events(data: bytes) -> Events:
         except (msgspec.DecodeError, RecursionError) as exc:
             if number == len(lines) and line.startswith(b'{"event"'):
                 continue
-            damage = damage or f"events.jsonl line {number}: {exc}"
+            found.damage = found.damage or f"events.jsonl line {number}: {exc}"
             continue
-        match event:
-            case _Start(nodeid=nodeid, t=t):
-                started.append(nodeid)
-                if t is not None:
-                    start_times[nodeid] = t
-            case _Result(nodeid=nodeid):
-                results.setdefault(nodeid, []).append(event)
-                session_of[nodeid] = session
-            case _Finish():
-                finished = True
-            case _Collected(nodeids=nodeids):
-                # A resumed session collects only what is left; the first one says what the cell owes.
-                collected = nodeids if collected is None else collected
-            case _Note(message=message):
-                notes.append(message)
-            case _Killed(nodeid=nodeid):
-                killed[nodeid] = event
-            case _Died(nodeid=nodeid):
-                died[nodeid] = event
-            case _Resume(restart=restart):
-                session = restart
-            case _Session():
-                finished = False
-    return Events(results, started, finished, damage, collected, notes, killed, died, session_of, session, start_times)
+        found.add(event)
+    return found
 
 
 _STRICT_XPASS = "[XPASS(strict)]"

@@ -17,6 +17,7 @@ from pathlib import Path
 import msgspec
 
 from ..matrix import AXES
+from ..matrix.cells import CellAxes, same_axes
 from .schema import CellResult, Hang, Leaks, TestResult
 from .status import CELL, FAILING, CellStatus, LedgerStatus
 
@@ -42,13 +43,8 @@ class Durations(_Base, frozen=True):
     tests_s: float = 0.0
 
 
-class LedgerCell(_Base, frozen=True, kw_only=True):
+class LedgerCell(_Base, CellAxes, frozen=True, kw_only=True):
     id: str
-    python: str
-    group: str
-    backend: str
-    capture: str
-    extra: dict[str, str] = {}
     status: CellStatus
     reason: str = ""
     counts: dict[str, int] = {}
@@ -183,11 +179,7 @@ def ledger_cell(cell: CellResult) -> LedgerCell:
         counts[t.status] = counts.get(t.status, 0) + 1
     return LedgerCell(
         id=cell.cell,
-        python=cell.python,
-        group=cell.group,
-        backend=cell.backend,
-        capture=cell.capture,
-        extra=dict(cell.extra),
+        **same_axes(cell),
         status=cell.status,
         reason=cell.reason,
         counts=counts,

@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..errors import CompatError
+from ..errors import ConfigError
 from .raw import cell_dirs
 
 _ATTEMPT = re.compile(r"-(\d+)$")
@@ -27,7 +27,7 @@ def attempt_of(artifact: Path) -> int:
 def merge(artifacts: Path, out: Path) -> dict[str, Path]:
     """Copy the newest attempt's directory of every cell into ``out``; cell id -> where it came from."""
     if not artifacts.is_dir():
-        raise CompatError(f"{artifacts}: no such directory of downloaded artifacts")
+        raise ConfigError(f"{artifacts}: no such directory of downloaded artifacts")
     chosen: dict[str, tuple[int, Path]] = {}
     for artifact in sorted(p for p in artifacts.iterdir() if p.is_dir()):
         attempt = attempt_of(artifact)

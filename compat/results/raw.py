@@ -11,12 +11,12 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from ..cell import protocol as P
-from ..matrix.cells import parse_cell_id
+from ..matrix.cells import parse_cell_id, same_axes
 from .events import Events, parse_events, result_from_events
 from .evidence import read_dumps, read_hangs, read_leaks
 from .files import UNREADABLE, read_optional, read_raw
@@ -25,11 +25,15 @@ from .schema import CellMeta, CellResult, Leaks, TestResult
 from .status import FAILING, CellStatus
 
 
-def axes_from_id(cell_id: str) -> dict[str, str]:
+def axes_from_id(cell_id: str) -> dict[str, Any]:
+    """The axes a cell id names (its extra axes' names are not in it: those need its meta.json)."""
     parsed = parse_cell_id(cell_id)
     if parsed is None:
-        return {"python": "?", "group": "?", "backend": "?", "capture": "?"}
-    return {"python": parsed.python, "group": parsed.group, "backend": parsed.backend, "capture": parsed.capture}
+        return {"python": "?", "group": "?", "backend": "?", "capture": "?", "extra": {}}
+    return {
+        "python": parsed.python, "group": parsed.group, "backend": parsed.backend, "capture": parsed.capture,
+        "extra": {},
+    }  # fmt: skip
 
 
 def read_meta(cell_dir: Path) -> tuple[CellMeta | None, str | None]:
@@ -127,14 +131,10 @@ def read_cell(cell_dir: Path) -> CellResult:
         cut_short = f"{P.EVENTS} ends before pytest's finish event: results after that are missing"
     problem = meta_problem or found.damage or leak_damage or cut_short
     status, reason = cell_status(meta, tests, leaks, found.source, problem)
-    if meta is not None and not meta_problem:
-        axes = {"python": meta.python, "group": meta.group, "backend": meta.backend, "capture": meta.capture}
-        extra = dict(meta.extra)
-    else:
-        axes, extra = axes_from_id(cell_id), {}
+    axes = same_axes(meta) if meta is not None and not meta_problem else axes_from_id(cell_id)
     notes = tuple(n for n in (meta_problem, found.damage, leak_damage, cut_short, *found.notes) if n)
     return CellResult(
-        cell=cell_id, **axes, extra=extra, status=status, reason=reason, meta=meta,
+        cell=cell_id, **axes, status=status, reason=reason, meta=meta,
         tests=tests, leaks=leaks, source=found.source, notes=notes, problem=problem,
         hangs=read_hangs(cell_dir), restarts=found.restarts,
     )  # fmt: skip

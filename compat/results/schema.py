@@ -10,6 +10,7 @@ from typing import Literal
 
 import msgspec
 
+from ..matrix.cells import CellAxes
 from .status import CellStatus, TestStatus
 
 CellOutcome = Literal["completed", "timeout", "unsupported", "unavailable", "excluded", "error"]
@@ -24,15 +25,14 @@ class CellLimits(msgspec.Struct, frozen=True):
     timeout_s: float | None = None
 
 
-class CellMeta(msgspec.Struct, frozen=True, kw_only=True):
+# Where a cell ran; the runners' table (compat.runners.kinds.RUNNERS) describes each.
+RunnerKind = Literal["docker", "local"]
+
+
+class CellMeta(CellAxes, msgspec.Struct, frozen=True, kw_only=True):
     cell: str
-    python: str
-    group: str
-    backend: str
-    capture: str
-    extra: dict[str, str] = {}
     run_id: str
-    runner: Literal["docker", "local"]
+    runner: RunnerKind
     outcome: CellOutcome
     reason: str = ""
     running: str | None = None
@@ -172,15 +172,10 @@ class Hang(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     files: tuple[str, ...] = ()
 
 
-class CellResult(msgspec.Struct, frozen=True, kw_only=True):
+class CellResult(CellAxes, msgspec.Struct, frozen=True, kw_only=True):
     """Everything the report needs about one cell."""
 
     cell: str
-    python: str
-    group: str
-    backend: str
-    capture: str
-    extra: dict[str, str] = {}
     status: CellStatus
     reason: str = ""
     meta: CellMeta | None = None

@@ -20,15 +20,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import msgspec
 
 from ..cell import protocol as P
+from ..errors import EnvironmentFailed, PythonUnavailable
 from ..matrix import Cell, Matrix
+from ..matrix.cells import axes_of
 from ..paths import CELL_PACKAGE
 from ..results.probe import any_test_ran, crash_message, log_tail, refusal_reason, running_test
-from ..results.schema import CellLimits, CellMeta, CellOutcome
+from ..results.schema import CellLimits, CellMeta, CellOutcome, RunnerKind
 from .command import selection
 
 DUMP_WAIT_S = 3.0
@@ -37,8 +39,6 @@ STAGE_PREFIX = "spawn-compat-plugin-"
 NO_TESTS = 5  # pytest's exit code when nothing was collected
 # pytest's exit codes for its own failures before or outside the tests: internal error, usage error.
 PYTEST_CRASHED = {3: "an internal error", 4: "a usage error"}
-
-RunnerKind = Literal["docker", "local"]
 
 
 def stage_plugin(target_files: Sequence[str] = ()) -> Path:
@@ -178,11 +178,7 @@ def finish_meta(run: CellRun, matrix: Matrix) -> CellMeta:
     cell = run.cell
     meta = CellMeta(
         cell=cell.id,
-        python=cell.python,
-        group=cell.group,
-        backend=cell.backend,
-        capture=cell.capture,
-        extra=dict(cell.extra),
+        **axes_of(cell),
         run_id=run.run_id,
         runner=run.runner,
         outcome=outcome,
@@ -215,6 +211,13 @@ def write_meta(out: Path, meta: CellMeta) -> None:
     tmp.replace(out / P.META)
 
 
+def unprepared_meta(cell: Cell, run_id: str, runner: RunnerKind, out: Path, why: EnvironmentFailed) -> CellMeta:
+    """The one mapping of a cell whose environment could not be made: no interpreter for it is
+    `unavailable`; anything else (an image, a venv, the target's wheel) is the cell's `error`."""
+    outcome: CellOutcome = "unavailable" if isinstance(why, PythonUnavailable) else "error"
+    return static_meta(cell, run_id, runner, out, outcome, str(why), output=why.output)
+
+
 def static_meta(
     cell: Cell, run_id: str, runner: RunnerKind, out: Path, outcome: CellOutcome, reason: str, *, output: str = ""
 ) -> CellMeta:
@@ -224,8 +227,7 @@ def static_meta(
     """
     now = time.time()
     meta = CellMeta(
-        cell=cell.id, python=cell.python, group=cell.group, backend=cell.backend,
-        capture=cell.capture, extra=dict(cell.extra), run_id=run_id, runner=runner,
+        cell=cell.id, **axes_of(cell), run_id=run_id, runner=runner,
         outcome=outcome, reason=reason, started=now, finished=now, duration_s=0.0,
     )  # fmt: skip
     prepare_out(out)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..cell import protocol as P
-from ..errors import ImageBuildError, PythonUnavailable
+from ..errors import EnvironmentFailed
 from ..matrix import Cell, Matrix
 from ..results.schema import CellMeta
 from .base import (
@@ -20,7 +20,7 @@ from .base import (
     record,
     remove_orphan_stages,
     stage_plugin,
-    static_meta,
+    unprepared_meta,
 )
 from .cache import target_files
 from .command import CTR_OUT, CTR_PLUGIN, CTR_SOURCE, CTR_TARGET, CTR_WHEELS, entry_spec
@@ -43,8 +43,8 @@ class DockerRunner:
         self.matrix = matrix
         self.run_id = run_id
         self.pytest_args = tuple(pytest_args)
-        # (python, group) -> image tag, or the ImageBuildError that stopped it.
-        self.images: dict[tuple[str, str], str | ImageBuildError] = {}
+        # (python, group) -> image tag, or why there is none (PythonUnavailable: no such Python).
+        self.images: dict[tuple[str, str], str | EnvironmentFailed] = {}
         # The target's wheel directory (None: not installed), or why it could not be built.
         self.wheels: Path | TargetBuildError | None = None
         self.files, self.files_digest = target_files(matrix, out_dir)
@@ -65,7 +65,7 @@ class DockerRunner:
         for pair in pairs:
             try:
                 self.images[pair] = builder.ensure(*pair)
-            except ImageBuildError as exc:
+            except EnvironmentFailed as exc:
                 self.images[pair] = exc
 
     def environment(self, cell: Cell) -> str | None:
@@ -96,14 +96,11 @@ class DockerRunner:
         )  # fmt: skip
 
     def run_cell(self, cell: Cell, out: Path, stop: threading.Event) -> CellMeta:
-        image = self.images.get((cell.python, cell.group))
-        if isinstance(image, PythonUnavailable):
-            return static_meta(cell, self.run_id, "docker", out, "unavailable", str(image))
-        if not isinstance(image, str):
-            reason = str(image) if image is not None else "its image was never prepared"
-            return static_meta(cell, self.run_id, "docker", out, "error", reason)
+        image = self.images.get((cell.python, cell.group), EnvironmentFailed("its image was never prepared"))
+        if isinstance(image, EnvironmentFailed):
+            return unprepared_meta(cell, self.run_id, "docker", out, image)
         if isinstance(self.wheels, TargetBuildError):
-            return static_meta(cell, self.run_id, "docker", out, "error", str(self.wheels), output=self.wheels.output)
+            return unprepared_meta(cell, self.run_id, "docker", out, self.wheels)
         run = CellRun(
             cell=cell, run_id=self.run_id, runner="docker", out=prepare_out(out), pytest_args=self.pytest_args
         )

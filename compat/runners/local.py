@@ -23,7 +23,7 @@ from typing import Literal
 
 from ..cell import protocol as P
 from ..cell import session as cell_session
-from ..errors import CompatError
+from ..errors import EnvironmentFailed, PythonUnavailable
 from ..matrix import Cell, Matrix
 from ..paths import CACHE_ROOT
 from ..results.schema import CellMeta
@@ -32,7 +32,7 @@ from .base import (
     prepare_out,
     record,
     stage_plugin,
-    static_meta,
+    unprepared_meta,
 )
 from .cache import target_files
 from .command import entry_spec
@@ -47,7 +47,7 @@ VENV_ROOT = CACHE_ROOT / "venvs"
 def _uv() -> str:
     uv = shutil.which("uv")
     if uv is None:
-        raise CompatError("the local runner needs uv on PATH (https://docs.astral.sh/uv/)")
+        raise EnvironmentFailed("the local runner needs uv on PATH (https://docs.astral.sh/uv/)")
     return uv
 
 
@@ -85,7 +85,9 @@ def _make_venv(install: Install, venv: Path, python_exe: str, python: str, group
         proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, env=_uv_env(), check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-8:] or ["no output"]
-        raise CompatError(f"installing py{python}-{group} (uv) failed: {' | '.join(tail)}")
+        raise EnvironmentFailed(
+            f"installing py{python}-{group} (uv) failed: {' | '.join(tail)}", output=proc.stdout + proc.stderr
+        )
     (venv / ".complete").touch()
 
 
@@ -114,8 +116,8 @@ class LocalRunner:
         self.wheels: Path | TargetBuildError | None = None
         self.stage = stage_plugin()
         self.namespace = pid_namespace_works()
-        # A str is why there is no venv (no interpreter); an error, why it could not be made.
-        self.venvs: dict[tuple[str, str], Path | str | CompatError] = {}
+        # Why there is no venv: PythonUnavailable (no interpreter), or what stopped its making.
+        self.venvs: dict[tuple[str, str], Path | EnvironmentFailed] = {}
         self._procs: set[subprocess.Popen[bytes]] = set()
         self._lock = threading.Lock()
 
@@ -128,11 +130,12 @@ class LocalRunner:
         for python, group in sorted({(c.python, c.group) for c in cells}):
             exe = find_python(python)
             if exe is None:
-                self.venvs[(python, group)] = f"Python {python} is not installed on this host (uv python find {python})"
+                why = f"Python {python} is not installed on this host (uv python find {python})"
+                self.venvs[(python, group)] = PythonUnavailable(why)
                 continue
             try:
                 self.venvs[(python, group)] = venv_for(self.matrix, exe, python, group)
-            except CompatError as exc:
+            except EnvironmentFailed as exc:
                 self.venvs[(python, group)] = exc
 
     def environment(self, cell: Cell) -> str | None:
@@ -176,13 +179,11 @@ class LocalRunner:
         return env
 
     def run_cell(self, cell: Cell, out: Path, stop: threading.Event) -> CellMeta:
-        venv = self.venvs.get((cell.python, cell.group))
-        if not isinstance(venv, Path):
-            if isinstance(venv, CompatError):
-                return static_meta(cell, self.run_id, "local", out, "error", str(venv))
-            return static_meta(cell, self.run_id, "local", out, "unavailable", venv or "not prepared")
+        venv = self.venvs.get((cell.python, cell.group), EnvironmentFailed("its venv was never prepared"))
+        if isinstance(venv, EnvironmentFailed):
+            return unprepared_meta(cell, self.run_id, "local", out, venv)
         if isinstance(self.wheels, TargetBuildError):
-            return static_meta(cell, self.run_id, "local", out, "error", str(self.wheels), output=self.wheels.output)
+            return unprepared_meta(cell, self.run_id, "local", out, self.wheels)
         run = CellRun(cell=cell, run_id=self.run_id, runner="local", out=prepare_out(out), pytest_args=self.pytest_args)
 
         def body(run: CellRun) -> None:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import msgspec
 
-from ..errors import CompatError, EngineError, OutputBusy
+from ..errors import ConfigError, EngineError, OutputBusy
 from ..matrix import Cell, Matrix, new_run_id
 from ..matrix.sessions import not_applicable
 from ..results.owner import claim
 from ..results.schema import CellMeta, CellOutcome
-from . import cache
+from . import cache, kinds
 from .base import CellRunner, static_meta, write_meta
 from .docker import DockerRunner
 from .local import LocalRunner
@@ -34,9 +34,9 @@ Observer = Callable[[str, Cell, CellMeta | None], None]
 def choose_runner(
     kind: str, matrix: Matrix, run_id: str, pytest_args: Sequence[str], out_dir: Path | None = None
 ) -> CellRunner:
-    if kind not in ("auto", "docker", "local"):
-        raise CompatError(f"unknown runner {kind!r}; use auto, docker or local")
-    if kind in ("auto", "docker"):
+    if kind not in kinds.CHOICES:
+        raise ConfigError(f"--runner: unknown runner {kind!r}; use one of {', '.join(kinds.CHOICES)}")
+    if kind in (kinds.AUTO, "docker"):
         try:
             return DockerRunner(matrix, run_id, pytest_args, out_dir)
         except EngineError:

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import CompatError
+from ..errors import EnvironmentFailed
 from ..matrix import Matrix
 from ..paths import CACHE_ROOT
 from .locks import exclusive
@@ -31,12 +31,8 @@ COMPLETE = ".complete"
 LOG = "build.log"
 
 
-class TargetBuildError(CompatError):
+class TargetBuildError(EnvironmentFailed):
     """The target could not be built into a wheel; ``output`` is the build's whole output."""
-
-    def __init__(self, message: str, output: str = "") -> None:
-        super().__init__(message)
-        self.output = output
 
 
 def target_wheels(matrix: Matrix, files_digest: str, *, uv: str | None = None) -> Path | None:

@@ -21,7 +21,7 @@ from . import _main, _state, spawn
 from ._errors import ActorBootError, TransportClosed
 from ._ipc import Channel, Transport
 from ._msgs import CancelActor
-from ._portal import Portal, func_ref
+from ._portal import Calls, Portal, func_ref
 from .spawn._base import ChildHandle, SpawnRequest, StdioPolicy
 
 # Exit codes of a child stopped by an interrupt rather than a failure.
@@ -46,6 +46,7 @@ class _Child:
         self.timeouts = timeouts
         self.handle: ChildHandle
         self.chan: Channel | None = None
+        self.calls: Calls | None = None
         self.portal: Portal | None = None
         self.stop_requested = trio.Event()
         self.done = trio.Event()
@@ -66,9 +67,9 @@ class _Child:
         return self.handle.poll() is not None
 
     async def _drain(self, drained: trio.Event) -> None:
-        assert self.portal is not None
+        assert self.calls is not None
         try:
-            await self.portal.drain()
+            await self.calls.drain()
         finally:
             drained.set()
 
@@ -208,14 +209,7 @@ class ActorNursery:
         pending = listener.expect(uid)
         child = _Child(name, self._timeouts)
         slot = _BootSlot(self._actor, self._backend)
-        try:
-            await slot.acquire()
-            child.handle = await self._backend.spawn(self._request(name, uid, listener.address))
-        except BaseException:
-            slot.release()
-            listener.forget(uid)
-            child.done.set()
-            raise
+        await self._spawn(child, slot, listener, uid)
         self._children.add(child)
         if child.handle.pid:
             self._actor.child_pids.add(child.handle.pid)
@@ -228,9 +222,10 @@ class ActorNursery:
                     child.chan = await self._handshake(child, pending)
                     slot.release()
                     io.start_soon(child.chan.run_writer)
-                    child.portal = portal = Portal(child, child.chan)
+                    child.calls = Calls(child.name, child.chan)
+                    child.portal = portal = Portal(child, child.calls)
                     task_status.started(portal)
-                    failure = await self._run(child, portal)
+                    failure = await self._run(child, child.calls)
                 finally:
                     slot.release()
                     if child.chan is None:
@@ -252,17 +247,32 @@ class ActorNursery:
             raise
         finally:
             listener.forget(uid)
-            child.handle.cleanup()
-            pids = child.handle.pids()
-            for pid in pids:
-                _state.cleanup_pid(self._actor, pid)
-            self._actor.child_pids.discard(child.handle.pid)
-            if self._actor.subreaper and len(pids) > 1:
-                await _reap_adopted(self._actor, pids[1:])
-            self._children.discard(child)
-            child.done.set()
+            await self._forget(child)
         if failure is not None:
             raise failure
+
+    async def _spawn(self, child: _Child, slot: _BootSlot, listener: _state.Listener, uid: str) -> None:
+        """Start the child's process (or interpreter) within a boot slot; on failure, forget it."""
+        try:
+            await slot.acquire()
+            child.handle = await self._backend.spawn(self._request(child.name, uid, listener.address))
+        except BaseException:
+            slot.release()
+            listener.forget(uid)
+            child.done.set()
+            raise
+
+    async def _forget(self, child: _Child) -> None:
+        """After the child's teardown: its files, its pids, and any process it left to us."""
+        child.handle.cleanup()
+        pids = child.handle.pids()
+        for pid in pids:
+            _state.cleanup_pid(self._actor, pid)
+        self._actor.child_pids.discard(child.handle.pid)
+        if self._actor.subreaper and len(pids) > 1:
+            await _reap_adopted(self._actor, pids[1:])
+        self._children.discard(child)
+        child.done.set()
 
     async def _handshake(self, child: _Child, pending: _state._Pending) -> Channel:
         """The child's hello, raced against its death during boot."""
@@ -283,7 +293,7 @@ class ActorNursery:
             child.handle.forward_output()
         return pending.chan
 
-    async def _run(self, child: _Child, portal: Portal) -> BaseException | None:
+    async def _run(self, child: _Child, calls: Calls) -> BaseException | None:
         """Serve the child's messages until it is asked to stop or goes away."""
         async with trio.open_nursery() as inner:
 
@@ -296,9 +306,9 @@ class ActorNursery:
 
             inner.start_soon(on_stop)
             try:
-                await portal.serve()
+                await calls.serve()
             except TransportClosed as exc:
-                portal.fail_all(str(exc))
+                calls.fail_all(str(exc))
             inner.cancel_scope.cancel()
         code = child.handle.poll()
         if code is None:
@@ -307,14 +317,14 @@ class ActorNursery:
         reason = "it exited" if code is None else f"it exited with code {code}"
         if child.stop_requested.is_set():
             reason = "it was cancelled"
-        portal.fail_all(reason)
+        calls.fail_all(reason)
         if not child.stop_requested.is_set() and code not in _INTERRUPTED:
             return TransportClosed(f"actor {child.name!r} died unexpectedly: {reason}")
         return None
 
 
 def _unclaimed(child: _Child) -> BaseException | None:
-    errors = child.portal.unclaimed if child.portal is not None else []
+    errors = child.calls.unclaimed if child.calls is not None else []
     if not errors:
         return None
     return _collapse(BaseExceptionGroup(f"unclaimed errors from actor {child.name!r}", errors))

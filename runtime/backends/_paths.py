@@ -20,6 +20,7 @@ MAX_NAME = 40
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _SOCKET = re.compile(r"^([A-Za-z0-9_.-]{1,40})@([1-9][0-9]*)(?:\.([1-9][0-9]*))?\.sock$")
 _RUN_DIR = re.compile(r"^run-([1-9][0-9]*)-([0-9a-f]{8})$")
+_SHM = re.compile(r"^backends-([0-9a-f]+)-([1-9][0-9]*)-([0-9]+)$")
 
 
 def runtime_base() -> Path:
@@ -63,6 +64,22 @@ def socket_globs(pid: int) -> list[str]:
 def parse_socket_name(filename: str) -> tuple[str, int] | None:
     """``(name, pid)`` for a name made by :func:`socket_name`, else None."""
     match = _SOCKET.match(filename)
+    return (match[1], int(match[2])) if match else None
+
+
+def shm_name(run_token: str, pid: int, n: int) -> str:
+    """``backends-<runtoken>-<pid>-<n>``: a parent can remove what a killed child created."""
+    return f"{SHM_PREFIX}{run_token}-{pid}-{n}"
+
+
+def shm_glob(run_token: str, pid: int | None = None) -> str:
+    """Glob pattern of the segments of a run, or of one process of it."""
+    return f"{SHM_PREFIX}{run_token}-{'*' if pid is None else f'{pid}-*'}"
+
+
+def parse_shm_name(name: str) -> tuple[str, int] | None:
+    """``(runtoken, pid)`` for a name made by :func:`shm_name`, else None."""
+    match = _SHM.match(name)
     return (match[1], int(match[2])) if match else None
 
 

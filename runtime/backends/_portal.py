@@ -6,7 +6,7 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import outcome
 import trio
@@ -15,9 +15,7 @@ from . import _main
 from ._errors import RemoteActorError, TransportClosed
 from ._ipc import Channel
 from ._msgs import Call, Cancel, Error, Return, StreamEnd, Yield
-
-if TYPE_CHECKING:
-    from ._nursery import _Child
+from .spawn._base import ChildHandle
 
 _STREAM_BUFFER = 4096
 
@@ -63,12 +61,22 @@ class MsgStream:
         return await self.__anext__()
 
 
-class Portal:
-    """Run functions in one child actor; returned by ``ActorNursery.start_actor``."""
+class ChildControl(Protocol):
+    """What a portal needs of its child's supervisor: its name, its process, and a way to stop it."""
 
-    def __init__(self, child: _Child, chan: Channel) -> None:
-        self._child = child
-        self._chan = chan
+    name: str
+    handle: ChildHandle
+
+    async def stop(self) -> None: ...
+
+
+class Calls:
+    """The calls and streams in flight over one child's channel: what the portal's users wait on,
+    and what the supervising nursery feeds (``serve``, ``drain``) and fails (``fail_all``)."""
+
+    def __init__(self, name: str, chan: Channel) -> None:
+        self.name = name
+        self.chan = chan
         self._ids = itertools.count()
         self._calls: dict[int, trio.Event | outcome.Outcome[Any]] = {}
         self._streams: dict[int, trio.MemorySendChannel[Any]] = {}
@@ -77,38 +85,23 @@ class Portal:
         # they fail the child's supervision instead of vanishing.
         self.unclaimed: list[BaseException] = []
 
-    @property
-    def name(self) -> str:
-        return self._child.name
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.handle.pid
-
-    @property
-    def exitcode(self) -> int | None:
-        """The child's exit code once it is gone (negative: killed by that signal)."""
-        return self._child.handle.poll()
-
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
         if self._closed_reason is not None:
             raise TransportClosed(f"actor {self.name!r} is gone: {self._closed_reason}")
 
-    async def run(self, fn: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``fn(*args, **kwargs)`` in the child (sync or async) and return its value."""
-        ref = func_ref(fn)
-        self._check_open()
+    async def call(self, ref: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self.check_open()
         cid = next(self._ids)
         done = trio.Event()
         self._calls[cid] = done
         try:
-            await self._chan.send(Call(cid, ref, args, kwargs))
+            await self.chan.send(Call(cid, ref, args, kwargs))
             await done.wait()
         except BaseException:
             late = self._calls.pop(cid, None)
             if late is done:
-                if not self._chan.closed:
-                    self._chan.send_nowait(Cancel(cid))
+                if not self.chan.closed:
+                    self.chan.send_nowait(Cancel(cid))
             elif isinstance(late, outcome.Error):
                 # The answer landed between our cancellation and this handler
                 # running: nobody will unwrap it, so it must not vanish.
@@ -119,29 +112,22 @@ class Portal:
         return result.unwrap()
 
     @asynccontextmanager
-    async def open_stream(self, fn: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> AsyncIterator[MsgStream]:
-        """Iterate an async generator running in the child; leaving early cancels it."""
-        ref = func_ref(fn)
-        self._check_open()
+    async def stream(self, ref: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncIterator[MsgStream]:
+        self.check_open()
         cid = next(self._ids)
         send, receive = trio.open_memory_channel(_STREAM_BUFFER)
         self._streams[cid] = send
         try:
-            await self._chan.send(Call(cid, ref, args, kwargs, stream=True))
+            await self.chan.send(Call(cid, ref, args, kwargs, stream=True))
             async with receive:
                 yield MsgStream(receive)
         finally:
-            if self._streams.pop(cid, None) is not None and not self._chan.closed:
-                self._chan.send_nowait(Cancel(cid))
+            if self._streams.pop(cid, None) is not None and not self.chan.closed:
+                self.chan.send_nowait(Cancel(cid))
 
-    async def cancel_actor(self) -> None:
-        """Stop the child: cancel request, then escalation; returns once it is gone."""
-        await self._child.stop()
-
-    # -- the supervising nursery's API: not for users ------------------------
     async def serve(self) -> None:
         """Dispatch the child's answers until the channel ends (the supervisor's task)."""
-        async for msg in self._chan:
+        async for msg in self.chan:
             match msg:
                 case Return(cid=cid, value=value):
                     self._resolve(cid, outcome.Value(value))
@@ -156,7 +142,7 @@ class Portal:
                 case StreamEnd(cid=cid):
                     await self._stream_put(cid, None, end=True)
                 case _:
-                    raise self._chan.violation(f"unexpected {type(msg).__name__} from a child")
+                    raise self.chan.violation(f"unexpected {type(msg).__name__} from a child")
 
     def _box(self, msg: Error) -> RemoteActorError:
         return RemoteActorError(self.name, msg.type_name, msg.message, msg.traceback)
@@ -172,7 +158,7 @@ class Portal:
     async def drain(self) -> None:
         """Read what the child still says while it is torn down: late errors count."""
         with contextlib.suppress(Exception):
-            async for msg in self._chan:
+            async for msg in self.chan:
                 if type(msg) is Error:
                     self._resolve(msg.cid, outcome.Error(self._box(msg)))
 
@@ -202,3 +188,38 @@ class Portal:
                 send.send_nowait(_StreamFailed(error))
             send.close()
         self._streams.clear()
+
+
+class Portal:
+    """Run functions in one child actor; returned by ``ActorNursery.start_actor``."""
+
+    def __init__(self, child: ChildControl, calls: Calls) -> None:
+        self._child = child
+        self._calls = calls
+
+    @property
+    def name(self) -> str:
+        return self._child.name
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.handle.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        """The child's exit code once it is gone (negative: killed by that signal)."""
+        return self._child.handle.poll()
+
+    async def run(self, fn: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Any:
+        """Call ``fn(*args, **kwargs)`` in the child (sync or async) and return its value."""
+        return await self._calls.call(func_ref(fn), args, kwargs)
+
+    @asynccontextmanager
+    async def open_stream(self, fn: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> AsyncIterator[MsgStream]:
+        """Iterate an async generator running in the child; leaving early cancels it."""
+        async with self._calls.stream(func_ref(fn), args, kwargs) as stream:
+            yield stream
+
+    async def cancel_actor(self) -> None:
+        """Stop the child: cancel request, then escalation; returns once it is gone."""
+        await self._child.stop()

@@ -28,7 +28,7 @@ def _token() -> str:
 @contextlib.contextmanager
 def shared_memory(size: int) -> Iterator[SharedMemory]:
     """Create a segment of ``size`` bytes; closed and unlinked on exit."""
-    name = f"{_paths.SHM_PREFIX}{_token()}-{os.getpid()}-{next(_counter)}"
+    name = _paths.shm_name(_token(), os.getpid(), next(_counter))
     shm = SharedMemory(name=name, create=True, size=size, track=False)
     try:
         yield shm

@@ -177,7 +177,7 @@ def reset_after_fork() -> None:
 
 def unlink_shm(run_token: str, pid: int | None = None) -> None:
     """Segments of this run (`backends-<token>-<pid>-<n>`), or of one process of it."""
-    pattern = f"/dev/shm/{_paths.SHM_PREFIX}{run_token}-{'*' if pid is None else f'{pid}-*'}"
+    pattern = f"/dev/shm/{_paths.shm_glob(run_token, pid)}"
     for path in glob.glob(pattern):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)

@@ -278,16 +278,7 @@ def reap(
 ) -> ReapReport:
     """SIGINT every process in the roots' subtrees, wait ``grace``, SIGKILL the rest."""
     table = process_table() if table is None else table
-    protected = protected_pids(table)
-    targets: dict[int, ProcInfo] = {}
-    for root in roots:
-        # A protected root's subtree holds the caller's siblings and cousins
-        # (pid 1's holds everything): never expand it.
-        if root in protected:
-            continue
-        for pid in subtree(table, root):
-            if pid not in protected and pid in table:
-                targets.setdefault(pid, table[pid])
+    targets = _targets(table, roots)
     report = ReapReport()
     if not targets:
         return report
@@ -312,18 +303,33 @@ def reap(
     survivors = _wait_gone(stubborn, KILL_WAIT)
 
     for pid, info in targets.items():
-        if info.zombie:
-            outcome: Outcome = "zombie"
-        elif pid in survivors:
-            outcome = "survived"
-        elif pid in stubborn:
-            outcome = "killed"
-        else:
-            outcome = "exited"
         # A killed child of the caller stays a zombie until its Popen (or
         # whoever owns it) waits: collecting it here would steal that status.
-        report.processes.append(record(info, outcome))
+        report.processes.append(record(info, _outcome(info, pid in stubborn, pid in survivors)))
     return report
+
+
+def _targets(table: dict[int, ProcInfo], roots: Iterable[int]) -> dict[int, ProcInfo]:
+    """Every process in the roots' subtrees that may be reaped."""
+    protected = protected_pids(table)
+    targets: dict[int, ProcInfo] = {}
+    for root in roots:
+        # A protected root's subtree holds the caller's siblings and cousins
+        # (pid 1's holds everything): never expand it.
+        if root in protected:
+            continue
+        for pid in subtree(table, root):
+            if pid not in protected and pid in table:
+                targets.setdefault(pid, table[pid])
+    return targets
+
+
+def _outcome(info: ProcInfo, stubborn: bool, survived: bool) -> Outcome:
+    if info.zombie:
+        return "zombie"
+    if survived:
+        return "survived"
+    return "killed" if stubborn else "exited"
 
 
 # --- /dev/shm ----------------------------------------------------------------

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.compat.places import ROOT
+
 ACTIONS = ROOT.parent / "shared" / "gha-actions"
 ACT = Path(sys.executable).with_name("act")
 SYSTEM_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]

@@ -95,3 +95,58 @@ def test_compat_has_no_import_cycles():
     for module in sorted(edges):
         if module not in state:
             visit(module, [])
+
+
+# The flow, lowest first: a module imports only from its own layer or a lower one (docs/DESIGN.md,
+# "Layout"). Above the cell, only the runners drive it; everything else reads its protocol.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("compat", "compat.errors", "compat.hints"),
+    ("compat.matrix", "compat.paths"),
+    ("compat.cell",),
+    ("compat.results",),
+    ("compat.runners",),
+    ("compat.report", "compat.ci", "compat.triage", "compat.repro", "compat.doctor", "compat.init"),
+    ("compat.cli", "compat.nox", "compat.__main__"),
+)
+CELL_DRIVERS = ("compat.runners",)
+
+
+def layer_of(module: str) -> int:
+    best = -1, -1  # (length of the matching prefix, layer)
+    for rank, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best[0]:
+                best = len(prefix), rank
+    assert best[1] >= 0, f"{module} is in no layer of LAYERS: place it"
+    return best[1]
+
+
+def direction_violations(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for module, targets in sorted(graph.items()):
+        for target in sorted(t for t in targets if t in graph and t != module):
+            if layer_of(target) > layer_of(module):
+                found.append(f"{module} imports {target}, a later step of the flow")
+            in_cell = target.startswith("compat.cell.") and not module.startswith("compat.cell")
+            driver = module.startswith(CELL_DRIVERS)
+            if in_cell and not driver and target != "compat.cell.protocol":
+                found.append(f"{module} imports {target}: outside the runners, only compat.cell.protocol")
+    return found
+
+
+def test_imports_go_one_way_down_the_flow():
+    graph = _compat_imports()
+    assert direction_violations(graph) == []
+
+
+def test_the_direction_check_catches_an_import_up_the_flow():
+    graph = {
+        "compat.results.raw": {"compat.runners.base"},
+        "compat.runners.base": set(),
+        "compat.report.build": {"compat.cell.entry"},
+        "compat.cell.entry": set(),
+    }
+    assert direction_violations(graph) == [
+        "compat.report.build imports compat.cell.entry: outside the runners, only compat.cell.protocol",
+        "compat.results.raw imports compat.runners.base, a later step of the flow",
+    ]

@@ -57,6 +57,20 @@ def test_run_dir_names_parse_back():
     assert _paths.parse_run_dir_name("run-42-0a1b2c3") is None
 
 
+def test_shm_names_parse_back_and_their_glob_matches_only_their_process():
+    import fnmatch
+
+    name = _paths.shm_name("0a1b2c3d4e5f6a7b", 4321, 0)
+    assert name == "backends-0a1b2c3d4e5f6a7b-4321-0"
+    assert _paths.parse_shm_name(name) == ("0a1b2c3d4e5f6a7b", 4321)
+    assert fnmatch.fnmatch(name, _paths.shm_glob("0a1b2c3d4e5f6a7b", 4321))
+    assert fnmatch.fnmatch(name, _paths.shm_glob("0a1b2c3d4e5f6a7b"))
+    assert not fnmatch.fnmatch(name, _paths.shm_glob("0a1b2c3d4e5f6a7b", 432))
+    assert not fnmatch.fnmatch(_paths.shm_name("0a1b2c3d4e5f6a7b", 43210, 0), _paths.shm_glob("0a1b2c3d4e5f6a7b", 4321))
+    for bad in ("backends-xyz-1-0", "backends-0a1b-0-1", "other-0a1b-12-0", "backends-0a1b-12"):
+        assert _paths.parse_shm_name(bad) is None, bad
+
+
 def test_runtime_base_precedence(monkeypatch):
     monkeypatch.setenv("BACKENDS_RUNTIME_DIR", "/x/explicit")
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/x/xdg")

@@ -30,7 +30,14 @@ NAME = "subint"
 _abandoned: list[str] = []
 _lingering: set[int] = set()  # interpreters we could not destroy
 _running: set[_SubintHandle] = set()  # actors whose driver thread has not ended
-EXIT_STATUS: int | None = None  # set by whoever knows it (the pytest plugin)
+_exit_status: int | None = None  # set_exit_status(): by whoever knows it (the pytest plugin)
+
+
+def set_exit_status(status: int) -> None:
+    """The status this process leaves with if a lingering sub-interpreter makes it skip finalization
+    (pytest's own, from the pytest plugin): without it, the one of ``sys.exit`` or of an exception."""
+    global _exit_status
+    _exit_status = int(status)
 
 
 def unavailable() -> str | None:
@@ -96,7 +103,7 @@ def _exit_without_finalizing() -> None:
 
     CPython cannot finalize a sub-interpreter that still runs a thread; with
     one abandoned the process would hang at exit. Streams are flushed first;
-    the exit status is EXIT_STATUS when someone set it (the pytest plugin),
+    the exit status is the one ``set_exit_status`` was given (the pytest plugin),
     else what ``sys.exit`` was given, else that of an uncaught exception
     (SIGINT for Ctrl-C), else 0.
     """
@@ -109,8 +116,8 @@ def _exit_without_finalizing() -> None:
 
 
 def _status() -> int:
-    if EXIT_STATUS is not None:
-        return EXIT_STATUS
+    if _exit_status is not None:
+        return _exit_status
     if _exit_code is not _NO_CODE:
         code = _exit_code
         if code is None or isinstance(code, int):

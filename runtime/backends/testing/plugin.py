@@ -33,6 +33,7 @@ from backends import _dumps, reap
 from backends._paths import (
     SHM_PREFIX,
     parse_run_dir_name,
+    parse_shm_name,
     parse_socket_name,
     runtime_base,
 )
@@ -290,8 +291,7 @@ def _owner_pid(path: str) -> int | None:
         return parsed[1]
     if (root := parse_run_dir_name(name)) is not None:
         return root
-    parts = name.removeprefix(SHM_PREFIX).rsplit("-", 2)  # <runtoken>-<pid>-<n>
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+    return parsed[1] if (parsed := parse_shm_name(name)) is not None else None
 
 
 @dataclass
@@ -420,7 +420,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     # If a sub-interpreter lingers, the process leaves without finalizing
     # (which would hang); it must still leave with pytest's status.
-    subint.EXIT_STATUS = int(exitstatus)
+    subint.set_exit_status(exitstatus)
     config = session.config
     state = config.stash.get(STATE, None)
     if state is None:

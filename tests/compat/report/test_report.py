@@ -18,8 +18,8 @@ from compat.report.bench import synthetic_matrix, write_cell
 from compat.report.markdown import SUMMARY_LIMIT, render_summary
 from compat.report.view import KnownIssues
 from compat.results import ledger as L
+from tests.compat.places import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 MATRIX = Matrix(axes=Axes(python=("3.13", "3.14"), group=("base",), backend=("trio", "subint"), capture=("fd", "sys")))
 
 PASS = {"nodeid": "t.py::test_pass", "outcome": "passed"}

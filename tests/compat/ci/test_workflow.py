@@ -16,8 +16,8 @@ from compat.ci import workflow
 from compat.errors import ConfigError, WorkflowStale
 from compat.matrix import load
 from compat.matrix import sessions as plan
+from tests.compat.places import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 MATRIX = ROOT / "compat.toml"
 COMMITTED = ROOT / workflow.WORKFLOW_PATH
 BIN = Path(sys.executable).parent

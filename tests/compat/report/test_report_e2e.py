@@ -22,8 +22,9 @@ from compat.report import build_report
 from compat.results import ledger as L
 from compat.results.status import TEST, TESTS, row_of
 from compat.triage import run as run_triage
+from tests.compat.places import fixture
 
-FIXTURE = Path(__file__).with_name("fixture_target")
+FIXTURE = fixture("target")
 OUT, H = "cases/cases_outcomes.py::", "cases/cases_zz_hang.py::"
 
 MATRIX = Matrix(

@@ -24,8 +24,8 @@ from compat.results import events as E
 from compat.results.raw import read_cell
 from compat.results.schema import CellMeta
 from compat.runners.base import write_meta
+from tests.compat.places import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 CELL = "py3.13-base-trio-capfd"
 
 HOST = {

@@ -19,8 +19,7 @@ from compat.results.raw import read_cell
 from compat.results.schema import CellMeta
 from compat.runners.schedule import run_cells
 from tests.compat import cellsupport
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.compat.places import ROOT
 
 
 def cell(backend: str, python: str = "3.13") -> Cell:
@@ -92,8 +91,8 @@ INTERRUPTED_RUN = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    sys.path[:0] = [{root!r}, {tests!r}]
-    import cellsupport
+    sys.path[:0] = [{root!r}]
+    from tests.compat import cellsupport
     from compat.matrix import Cell
     from compat.runners.schedule import run_cells
     run_cells(cellsupport.fixture_matrix(per_cell=120), [Cell("3.13", "base", "forkserver", "fd")],
@@ -105,11 +104,7 @@ INTERRUPTED_RUN = textwrap.dedent(
 def test_ctrl_c_removes_every_container_of_the_run(engine, tmp_path):
     run_id = f"test-ctrl-c-{os.getpid()}"
     script = tmp_path / "run.py"
-    script.write_text(
-        INTERRUPTED_RUN.format(
-            root=str(ROOT), tests=str(Path(__file__).parent), run_id=run_id, out=str(tmp_path / "raw")
-        )
-    )
+    script.write_text(INTERRUPTED_RUN.format(root=str(ROOT), run_id=run_id, out=str(tmp_path / "raw")))
     proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60

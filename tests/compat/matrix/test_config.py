@@ -11,8 +11,8 @@ import pytest
 
 from compat.errors import ConfigError
 from compat.matrix import Cell, Matrix, load
+from tests.compat.places import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SECONDS = "must be a number of seconds above 0 and at most 86400 (a day)"
 CORES = os.cpu_count()
 

@@ -22,10 +22,10 @@ import pytest
 from compat.ci import workflow
 from tests.compat import actsupport, cellsupport
 from tests.compat.actsupport import Act, new_repository
+from tests.compat.places import ROOT, fixture
 
-ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_CONFIG = "tests/compat/fixture_project/compat.toml"
-ADOPTER = Path(__file__).with_name("fixture_adopter")
+ADOPTER = fixture("adopter")
 OK, FAILING = "py3.13-base-plain-capsys-tcp", "py3.13-base-fork-capsys-tcp"
 
 

@@ -14,8 +14,9 @@ from compat.results.raw import read_meta
 from compat.runners.cache import tree_digest
 from compat.runners.schedule import run_cells
 from tests.compat import cellsupport
+from tests.compat.places import fixture
 
-FIXTURE = Path(__file__).with_name("fixture_project")
+FIXTURE = fixture("project")
 # A clean cell, a cell refused by the target at run time, and a cell with a failing test.
 CELLS = ("py3.14-base-plain-capsys-tcp", "py3.14-base-fork-capfd-tcp", "py3.14-base-fork-capsys-tcp")
 CLEAN = CELLS[:2]

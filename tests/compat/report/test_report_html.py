@@ -19,7 +19,7 @@ from compat.report import build_report
 from compat.report.html import PAGE_LIMIT, render_html
 from compat.report.view import KnownIssues
 from compat.results import ledger as L
-from tests.compat.test_report import MATRIX, constructed
+from tests.compat.report.test_report import MATRIX, constructed
 
 FLAGS = [
     "--headless",

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from tests.compat import cellsupport
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.compat.places import ROOT
 
 EXTRA = """
 import time

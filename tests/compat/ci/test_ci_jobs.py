@@ -25,8 +25,9 @@ from compat.matrix import load
 from compat.results import ledger as L
 from compat.runners.schedule import run_cells
 from tests.compat import cellsupport
+from tests.compat.places import fixture
 
-FIXTURE = Path(__file__).with_name("fixture_project")
+FIXTURE = fixture("project")
 # `compat ...` as the jobs write it (the tool `uv tool install` put on PATH), run with this interpreter's compat.
 COMPAT_SHIM = 'compat() { "$COMPAT_PYTHON" -m compat "$@"; }\n'
 

@@ -13,7 +13,7 @@ from compat.report.bench import write_cell
 from compat.report.history import History
 from compat.report.markdown import md_code, md_text
 from compat.results import ledger as L
-from tests.compat.test_report import FAIL, MATRIX, PASS, XFAIL, constructed, ok
+from tests.compat.report.test_report import FAIL, MATRIX, PASS, XFAIL, constructed, ok
 
 CELLS = [
     "py3.13-base-trio-capfd", "py3.13-base-trio-capsys", "py3.14-base-trio-capfd", "py3.14-base-trio-capsys",
