@@ -14,16 +14,16 @@ The class of the pytest process, in the order they are tried:
   ``write`` to a full pipe, a ``read``, a ``connect``...), named with the
   descriptor's target; also a sleep of a process that ignores SIGINT;
 - otherwise one SIGINT is sent and watched for ``PROBE_S``: it reacts
-  (exits, prints ``KeyboardInterrupt``, its test ends) -> ``await-hang``
-  when a trio loop runs in it (its task tree came back with tasks: the loop
-  still turns and answers an interrupt), ``interruptible-wait`` when none
-  does (a plain sleep or wait that an interrupt ends); nothing happens ->
-  ``sigint-starved``, naming the thread that burns CPU (the one holding
-  the GIL, a sub-interpreter's among them) when there is one;
+  (exits, prints ``KeyboardInterrupt``, its test ends) -> ``interruptible-wait``
+  when no trio loop runs in it (a plain sleep or wait that an interrupt ends);
+  nothing happens -> ``sigint-starved``, naming the thread that burns CPU
+  (the one holding the GIL, a sub-interpreter's among them) when there is one.
+  A process whose task tree came back with tasks runs a trio loop that still
+  turns: ``await-hang`` however slowly its KeyboardInterrupt unwinds;
 - ``unknown``, with what was tried, when /proc says nothing usable.
 
 The probe goes last: it is the only step that changes the cell, and the
-runner kills the cell right after anyway.
+runner stops the test (or kills the cell) right after anyway.
 """
 
 from __future__ import annotations
@@ -248,11 +248,18 @@ def _probed(
     pid, main = found["pid"], found["main_thread"]
     reaction = sigint_probe(pid, output, output.with_name(P.EVENTS) if output is not None else None)
     busy = [t for t in _busy(pid, snapshot) if t["tid"] != pid]
-    if reaction and pid in trio:
+    if pid in trio:
+        # Its task tree came back: the loop runs Python and turns, so it is not starved; a SIGINT
+        # that shows nothing yet is a KeyboardInterrupt delivered at a checkpoint, unwinding slowly.
+        answer = (
+            f"it answered SIGINT: {reaction}"
+            if reaction
+            else (f"SIGINT showed nothing within {PROBE_S:g} s (its cancellation may take longer)")
+        )
         return {
             **found,
             "class": "await-hang",
-            "detail": f"a trio loop in {_call(main)}; it answered SIGINT: {reaction}",
+            "detail": f"a trio loop in {_call(main)}, its task tree answered; {answer}",
         }
     if reaction:
         detail = f"main thread in {_call(main)}, no trio loop; it answered SIGINT: {reaction}"

@@ -103,6 +103,8 @@ class Events(msgspec.Struct):
     restarts: int = 0
     # When each test started (the last start), for the runner's per-test bound.
     start_times: dict[str, float] = {}
+    # The runner stopped a test of the last pytest process: its missing finish is the runner's doing.
+    stopped: bool = False
 
     def add(self, event: _Event) -> None:
         match event:
@@ -122,12 +124,14 @@ class Events(msgspec.Struct):
                 self.notes.append(message)
             case _Killed(nodeid=nodeid):
                 self.killed[nodeid] = event
+                self.stopped = True
             case _Died(nodeid=nodeid):
                 self.died[nodeid] = event
             case _Resume(restart=restart):
                 self.restarts = restart
             case _Session():
                 self.finished = False
+                self.stopped = False
 
 
 def parse_events(data: bytes) -> Events:

@@ -75,10 +75,17 @@ def crash_message(out: Path) -> str:
     return found[-1][:500] if found else log_tail(out)
 
 
+_HEADER = re.compile(r"^=+ test session starts =+$.*?^(?:collect|=)", re.M | re.S)
+
+
 def refusal_reason(out: Path, patterns: Sequence[str]) -> str | None:
-    """The target's own refusal message: the ``reason`` group, else the match and what follows."""
+    """The target's own refusal message: the ``reason`` group, else the match and what follows.
+
+    pytest's report header is left out: what a plugin says there about the backends it knows (one
+    that is unavailable here, while this cell runs another) is information, not this cell's refusal.
+    """
     try:
-        text = (out / P.OUTPUT).read_text(errors="replace")
+        text = _HEADER.sub("", (out / P.OUTPUT).read_text(errors="replace"))
     except OSError:
         return None
     for pattern in patterns:

@@ -58,7 +58,8 @@ class _Tests(msgspec.Struct):
     collected: list[str] | None = None
     finished: bool = True
     notes: list[str] = []
-    # A pytest process ended under a test (the target's own doing): the cell resumed after it, or could not.
+    # A pytest process ended under a test (the target's own doing, or the runner's stop at the per-test
+    # bound): its missing finish event hides nothing; the cell resumed after it, or had nothing left.
     died: bool = False
     # New pytest processes the cell started after a stopped or dead one.
     restarts: int = 0
@@ -81,7 +82,7 @@ def read_tests(cell_dir: Path) -> _Tests:
         if tests or running or events.collected is not None:
             return _Tests(
                 tests, running, "events", events.damage, events.collected, events.finished, events.notes,
-                died=bool(events.died), restarts=events.restarts,
+                died=bool(events.died) or events.stopped, restarts=events.restarts,
             )  # fmt: skip
         events_damage = events.damage
     junit_bytes = read_optional(cell_dir / P.JUNIT)

@@ -71,8 +71,14 @@ def remove_orphan_stages() -> list[str]:
 
 
 def prepare_out(out: Path) -> Path:
-    """A fresh cell directory the cell's non-root user can write into."""
-    if out.exists():
+    """A fresh cell directory the cell's non-root user can write into.
+
+    Whatever is in its place goes: the results directory belongs to this run (it holds the
+    directory's lock), so a file or link there is stale, never data of another run.
+    """
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        out.unlink()
+    elif out.exists():
         shutil.rmtree(out)
     for path in (out, out / P.DUMPS, out / P.HANGS):
         path.mkdir(parents=True, exist_ok=True)
@@ -136,7 +142,9 @@ def classify(run: CellRun, matrix: Matrix) -> tuple[CellOutcome, str, str | None
             f"cell exited with {run.exit_code} before pytest finished: {log_tail(run.out)}",
             running_test(run.out),
         )
-    if pytest_exit != 0 and not any_test_ran(run.out):
+    # A refusal stops pytest before any test (a usage error, pytest.exit): an empty selection
+    # (exit 5) is the selection's failure, whatever the output says.
+    if pytest_exit not in (0, 1, NO_TESTS) and not any_test_ran(run.out):
         reason = refusal_reason(run.out, matrix.target.unsupported_patterns)
         if reason is not None:
             return "unsupported", reason, None
@@ -216,6 +224,19 @@ def unprepared_meta(cell: Cell, run_id: str, runner: RunnerKind, out: Path, why:
     `unavailable`; anything else (an image, a venv, the target's wheel) is the cell's `error`."""
     outcome: CellOutcome = "unavailable" if isinstance(why, PythonUnavailable) else "error"
     return static_meta(cell, run_id, runner, out, outcome, str(why), output=why.output)
+
+
+def unrecorded_meta(cell: Cell, run_id: str, runner: RunnerKind, out: Path, reason: str) -> CellMeta:
+    """A cell whose run failed outside its own recording (its directory could not be made...): an
+    `error` with the reason, written where it can be, and kept in the run's results either way."""
+    try:
+        return static_meta(cell, run_id, runner, out, "error", reason)
+    except OSError as again:
+        now = time.time()
+        return CellMeta(
+            cell=cell.id, **axes_of(cell), run_id=run_id, runner=runner, outcome="error",
+            reason=f"{reason}; not recorded in {out}: {again}", started=now, finished=now, duration_s=0.0,
+        )  # fmt: skip
 
 
 def static_meta(

@@ -24,7 +24,7 @@ from ..matrix.sessions import not_applicable
 from ..results.owner import claim
 from ..results.schema import CellMeta, CellOutcome
 from . import cache, kinds
-from .base import CellRunner, static_meta, write_meta
+from .base import CellRunner, static_meta, unrecorded_meta, write_meta
 from .docker import DockerRunner
 from .local import LocalRunner
 
@@ -176,6 +176,27 @@ def cache_keys(
     return keys
 
 
+def _run_one(
+    matrix: Matrix, runner: CellRunner, plan: Plan, stop: threading.Event, cell: Cell, out: Path, hit: CellMeta | None
+) -> CellMeta:
+    """One cell: its n/a record, its reused result, or a run (keyed when its result is final)."""
+    if cell in plan.decided:
+        meta = record_not_applicable(matrix, cell, plan.decided[cell], runner.run_id, runner.kind, out)
+    elif hit is not None:
+        meta = cache.reuse(out, hit, runner.run_id)
+    else:
+        meta = runner.run_cell(cell, out, stop)
+        key = plan.keys.get(cell)
+        # Only a final result gets its key: nothing else is ever reused.
+        extra: dict[str, object] = {"selection": plan.selection} if plan.selection else {}
+        if key and cache.final(out):
+            extra["cache_key"] = key
+        if extra:
+            meta = msgspec.structs.replace(meta, **extra)
+            write_meta(out, meta)
+    return meta
+
+
 def _schedule(
     matrix: Matrix,
     runner: CellRunner,
@@ -196,20 +217,10 @@ def _schedule(
         hit = plan.hits.get(cell)
         if observe and hit is None:
             observe("start", cell, None)
-        if cell in decided:
-            meta = record_not_applicable(matrix, cell, decided[cell], runner.run_id, runner.kind, out)
-        elif hit is not None:
-            meta = cache.reuse(out, hit, runner.run_id)
-        else:
-            meta = runner.run_cell(cell, out, stop)
-            key = plan.keys.get(cell)
-            # Only a final result gets its key: nothing else is ever reused.
-            extra: dict[str, object] = {"selection": plan.selection} if plan.selection else {}
-            if key and cache.final(out):
-                extra["cache_key"] = key
-            if extra:
-                meta = msgspec.structs.replace(meta, **extra)
-                write_meta(out, meta)
+        try:
+            meta = _run_one(matrix, runner, plan, stop, cell, out, hit)
+        except Exception as exc:  # noqa: BLE001 - what stops one cell is that cell's error, never the run's
+            meta = unrecorded_meta(cell, runner.run_id, runner.kind, out, f"{type(exc).__name__}: {exc}")
         results[cell] = meta
         if observe:
             observe("done", cell, meta)

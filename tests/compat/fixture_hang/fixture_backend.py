@@ -19,6 +19,11 @@ def pytest_configure(config):
         raise pytest.UsageError("backend 'missing' is unavailable here: the fixture has no such thing")
 
 
+def pytest_report_header(config):
+    # Like backends' own header: what is unavailable here, whichever backend this session runs.
+    return ["fixture backend 'missing' is unavailable here: the fixture has no such thing"]
+
+
 @pytest.fixture
 def backend(request):
     return request.config.getoption("--fixture-backend")

@@ -342,11 +342,32 @@ def test_an_exhausted_pids_limit_degrades_the_watchdog_instead_of_crashing(engin
 
 
 def test_a_selection_that_matches_nothing_is_a_failed_cell(engine, tmp_path):
+    # The fixture's report header says another backend "is unavailable here", as backends' does:
+    # that line matches the refusal pattern, and is no refusal of this cell.
     [meta] = run_cells(
         cellsupport.fixture_matrix(), [cell("trio")], out_dir=tmp_path, progress=False, pytest_args=("-k", "typo_xyz")
     )
-    assert (meta.outcome, meta.exit_code) == ("error", 5)
+    assert (meta.outcome, meta.exit_code) == ("error", 5), meta.reason
     assert meta.reason.startswith("pytest collected no tests (exit 5)")
+    assert "is unavailable here" in (tmp_path / meta.cell / "output.log").read_text()
+
+
+def test_a_stale_file_where_a_cell_directory_goes_is_replaced_and_no_other_cell_suffers(engine, tmp_path):
+    (tmp_path / cell("trio").id).write_text("left over")
+    (tmp_path / cell("subint").id).symlink_to("/nonexistent")
+    trio, subint = run_cells(cellsupport.fixture_matrix(), [cell("trio"), cell("subint")], out_dir=tmp_path,
+                             progress=False)  # fmt: skip
+    assert (trio.outcome, subint.outcome) == ("completed", "unsupported"), (trio.reason, subint.reason)
+    assert (tmp_path / trio.cell / "meta.json").is_file() and (tmp_path / subint.cell / "meta.json").is_file()
+    assert not trio.interrupted and not subint.interrupted
+
+
+def test_a_usage_error_after_the_header_is_the_targets_error_not_a_refusal(engine, tmp_path):
+    [meta] = run_cells(
+        cellsupport.fixture_matrix(), [cell("trio")], out_dir=tmp_path, progress=False, pytest_args=("-k", "(")
+    )
+    assert (meta.outcome, meta.exit_code) == ("error", 4), meta.reason
+    assert "usage error" in meta.reason and "-k" in meta.reason, meta.reason
 
 
 def test_the_plain_log_names_each_cells_failures_and_annotates_them_on_github(engine, tmp_path, capfd, monkeypatch):
