@@ -21,7 +21,7 @@ import msgspec
 from .errors import ConfigError, PythonUnavailable
 from .matrix import Cell, Matrix, match_ids
 from .matrix.sessions import not_applicable
-from .runners.base import prepare_out, stage_plugin
+from .runners.base import prepare_out, remove_stage, stage_plugin
 from .runners.cache import target_files
 from .runners.docker import cell_container
 from .runners.engine import Engine, cli_args
@@ -96,4 +96,4 @@ def repro(
         print(f"compat repro: its junit.xml and dumps go to {out}", file=sys.stderr, flush=True)
         return subprocess.call(argv)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        remove_stage(stage)

@@ -37,8 +37,10 @@ STOP_WAIT_S = 120.0
 TASKS_SUFFIX = "-tasks"  # dumps/<title>-tasks-<pid>.txt: a process's trio task tree
 TREE_HEADER = "--- trio task tree ---"  # the line a task tree starts with, in any dump file
 
-# Beside the staged in-cell package: the target's files a cell copies (NUL-separated, relative).
+# Beside the staged in-cell package: the target's files a cell copies (NUL-separated, relative),
+# and the runner's lifeline (EntrySpec.lifeline).
 FILES_LIST = "target-files"
+LIFELINE = "lifeline"
 
 # Environment the entry gives pytest (and the plugin reads).
 ENV_EVENTS = "COMPAT_EVENTS_FILE"
@@ -94,6 +96,9 @@ class EntrySpec(TypedDict):
     # New pytest processes the cell may start for the tests not run yet, after one was
     # stopped at the per-test bound or died (0: none).
     restarts: NotRequired[int]
+    # A file the runner holds an exclusive flock on while it lives (LIFELINE in the staged
+    # directory): the cell stops itself within a second of that lock's release.
+    lifeline: NotRequired[str]
 
 
 class EnvPayload(TypedDict):

@@ -12,6 +12,7 @@ to the same events.jsonl, so the reader sees one cell.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -165,18 +166,59 @@ def _one_session(
         )  # fmt: skip
         (out / P.PYTEST_PID).write_text(f"{proc.pid} {session}")
         STARTED.append(proc.pid)
+        lifeline = Lifeline(spec.get("lifeline"))
         try:
-            return proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            # The runner never came to end it: stop here; in a container our exit stops everything else.
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    return proc.wait(timeout=min(left, LIFELINE_POLL_S))
+                except subprocess.TimeoutExpired:
+                    pass
+                if lifeline.released():
+                    why = "its runner is gone (the lifeline lock was released); stopped"
+                    break
+            else:
+                why = f"the cell outlived its runner's bound; stopped after {spec['expire_after']} s"
+            # In a container our exit stops everything else.
             kill_tree(proc.pid)
             proc.wait()
-            log.write(
-                f"\ncompat: the cell outlived its runner's bound; stopped after {spec['expire_after']} s\n".encode()
-            )
+            log.write(f"\ncompat: {why}\n".encode())
             return P.EXPIRED
         finally:
+            lifeline.close()
             (out / P.PYTEST_PID).unlink(missing_ok=True)
+
+
+LIFELINE_POLL_S = 1.0
+
+
+class Lifeline:
+    """The runner's lock on a file (``EntrySpec.lifeline``): released when the runner dies, however.
+
+    A shared lock that can be taken means the exclusive one is gone. No file, no check (a cell of a
+    runner without one; the expiry bound still holds).
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.fd: int | None = None
+        if path:
+            with contextlib.suppress(OSError):
+                self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+    def released(self) -> bool:
+        if self.fd is None:
+            return False
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def cmdline(pid: int) -> str:

@@ -10,6 +10,7 @@ goes on; only an interrupt interrupts).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -54,9 +55,26 @@ def stage_plugin(target_files: Sequence[str] = ()) -> Path:
     (pkg / "__init__.py").write_text("")
     shutil.copytree(CELL_PACKAGE, pkg / "cell", ignore=shutil.ignore_patterns("__pycache__"))
     (stage / P.FILES_LIST).write_bytes("\0".join(target_files).encode(errors="surrogateescape"))
+    (stage / P.LIFELINE).touch()
     for path in (stage, *stage.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
+    # Held, exclusively, for as long as this process lives: its cells see its death within a second
+    # (a SIGKILL leaves no time to stop them otherwise).
+    lifeline = os.open(stage / P.LIFELINE, os.O_RDONLY | os.O_CLOEXEC)
+    fcntl.flock(lifeline, fcntl.LOCK_EX)
+    _LIFELINES[stage] = lifeline
     return stage
+
+
+_LIFELINES: dict[Path, int] = {}
+
+
+def remove_stage(stage: Path) -> None:
+    """The staged directory, and the lifeline its cells watch (they are done)."""
+    fd = _LIFELINES.pop(stage, None)
+    if fd is not None:
+        os.close(fd)
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def remove_orphan_stages() -> list[str]:

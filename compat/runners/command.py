@@ -159,6 +159,7 @@ def entry_spec(
         "reaper": matrix.target.reaper,
         "pythonpath": [plugin, *python_path(matrix, cwd)],
         "restarts": matrix.timeouts.restarts,
+        "lifeline": f"{plugin}/{P.LIFELINE}",
     }
     if source is not None and files is not None:
         spec["source"], spec["files"] = source, files

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import threading
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from .base import (
     prepare_out,
     record,
     remove_orphan_stages,
+    remove_stage,
     stage_plugin,
     unprepared_meta,
 )
@@ -85,7 +85,7 @@ class DockerRunner:
         try:
             self._scope.__exit__(None, None, None)
         finally:
-            shutil.rmtree(self.stage, ignore_errors=True)
+            remove_stage(self.stage)
             self.engine.close()
 
     def spec(self, cell: Cell, out: Path, image: str) -> ContainerSpec:

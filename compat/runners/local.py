@@ -31,6 +31,7 @@ from .base import (
     CellRun,
     prepare_out,
     record,
+    remove_stage,
     stage_plugin,
     unprepared_meta,
 )
@@ -152,7 +153,7 @@ class LocalRunner:
 
     def close(self) -> None:
         self.abort()
-        shutil.rmtree(self.stage, ignore_errors=True)
+        remove_stage(self.stage)
 
     def command(self, venv: Path, cell: Cell, out: Path) -> list[str]:
         target = str(self.matrix.target_dir)

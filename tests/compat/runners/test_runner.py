@@ -95,7 +95,7 @@ INTERRUPTED_RUN = textwrap.dedent(
     from tests.compat import cellsupport
     from compat.matrix import Cell
     from compat.runners.schedule import run_cells
-    run_cells(cellsupport.fixture_matrix(per_cell=120), [Cell("3.13", "base", "forkserver", "fd")],
+    run_cells(cellsupport.fixture_matrix(per_cell=120, per_test=120), [Cell("3.13", "base", "forkserver", "fd")],
               run_id={run_id!r}, out_dir=Path({out!r}), progress=False)
     """
 )
@@ -229,6 +229,48 @@ def test_the_next_run_removes_what_a_killed_runner_left(engine, tmp_path, capfd)
         assert f"removed the staged plugin of a runner that is gone: {stage}" in err
     finally:
         engine.remove_run("killed-run")
+
+
+def test_a_sigkilled_runners_cell_stops_itself_and_the_next_run_sweeps_what_is_left(engine, tmp_path, capfd):
+    """A runner killed with SIGKILL cannot stop its cells: they see its lifeline lock go and stop
+    themselves (without it they would run out their 120 s bound, and 60 s more); the next run
+    removes the stopped container and the staged directory."""
+    import tempfile
+
+    from compat.runners.base import STAGE_PREFIX
+    from compat.runners.docker import DockerRunner
+
+    run_id = f"test-sigkill-{os.getpid()}"
+    raw = tmp_path / "raw"
+    script = tmp_path / "run.py"
+    script.write_text(INTERRUPTED_RUN.format(root=str(ROOT), run_id=run_id, out=str(raw)))
+    runner = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.DEVNULL)
+    events = raw / cell("forkserver").id / "events.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while not (events.exists() and "tests/cases_cells.py::test_hangs" in events.read_text()):
+            assert runner.poll() is None and time.monotonic() < deadline, "the hanging test never started"
+            time.sleep(0.2)
+        [stage] = Path(tempfile.gettempdir()).glob(f"{STAGE_PREFIX}{runner.pid}-*")
+    finally:
+        runner.kill()
+        runner.wait()
+    try:
+        [container] = engine.run_containers(run_id)
+        deadline = time.monotonic() + 30
+        while container.status != "exited":
+            assert time.monotonic() < deadline, "the cell of a SIGKILLed runner is still running"
+            time.sleep(0.5)
+            container.reload()
+        assert "compat: its runner is gone" in (raw / cell("forkserver").id / "output.log").read_text()
+        assert stage.exists()
+        capfd.readouterr()
+        DockerRunner(cellsupport.fixture_matrix(), "next-run", ()).close()
+        assert engine.run_containers(run_id) == [] and not stage.exists()
+        err = capfd.readouterr().err
+        assert f"removed a container of a runner that is gone: {cell('forkserver').id} of run {run_id}" in err
+    finally:
+        engine.remove_run(run_id)
 
 
 def _bare_target(tmp_path: Path, test_body: str, *, memory: str = "2g") -> Matrix:
