@@ -282,7 +282,8 @@ class Signals(TypedDict):
 # main thread cannot run Python: another thread holds the GIL); a call on a descriptor; a wait
 # for a child (classified in turn); nothing /proc could tell.
 HangClass = Literal[
-    "await-hang", "interruptible-wait", "sigint-starved", "blocked-syscall", "waiting-for-child", "unknown"
+    "await-hang", "interruptible-wait", "sigint-starved", "blocked-syscall", "waiting-for-child",
+    "pids-exhausted", "unknown",
 ]  # fmt: skip
 
 

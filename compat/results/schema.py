@@ -10,6 +10,7 @@ from typing import Literal
 
 import msgspec
 
+from ..cell import protocol as P
 from ..matrix.cells import CellAxes
 from .status import CellStatus, TestStatus
 
@@ -138,9 +139,8 @@ class Stacks(msgspec.Struct, frozen=True, kw_only=True):
     seconds: float | None = None
 
 
-HangClass = Literal[
-    "await-hang", "interruptible-wait", "sigint-starved", "blocked-syscall", "waiting-for-child", "unknown"
-]  # fmt: skip
+# The classes compat.cell.forensics (and the runner, when nothing can start in a cell) name.
+HangClass = P.HangClass
 
 
 class StuckFrame(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -187,3 +187,6 @@ class ContainerCell:
 
     def out_of_memory(self) -> bool:
         return self.ctr.oom_killed()
+
+    def pids_usage(self) -> tuple[int, int] | None:
+        return self.ctr.pids_usage()

@@ -302,6 +302,16 @@ class CellContainer:
         with contextlib.suppress(docker.errors.APIError):
             self.container.kill()
 
+    def pids_usage(self) -> tuple[int, int] | None:
+        """(processes and threads now, the pids limit) of the container, from its cgroup."""
+        try:
+            stats = self.container.stats(stream=False, one_shot=True)
+        except (docker.errors.APIError, ValueError):
+            return None
+        pids = stats.get("pids_stats") or {}
+        current, limit = pids.get("current"), pids.get("limit")
+        return (int(current), int(limit)) if isinstance(current, int) and isinstance(limit, int) else None
+
     def host_pids(self) -> list[int]:
         """The container's processes as the host numbers them (``docker top``), init and all."""
         try:

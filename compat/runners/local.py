@@ -39,7 +39,7 @@ from .cache import target_files
 from .command import entry_spec
 from .install import SCRIPT, Install, install_for
 from .locks import exclusive
-from .supervise import supervise
+from .supervise import stop_from_outside, supervise
 from .wheel import TargetBuildError, target_wheels
 
 VENV_ROOT = CACHE_ROOT / "venvs"
@@ -239,25 +239,16 @@ class LocalCell:
         return done.returncode, done.stdout
 
     def _stop_test(self, out: str) -> dict[str, object]:
-        return cell_session.stop_test(Path(out), host_pid=self._host_pid)
-
-    def _host_pid(self, inner: int) -> int | None:
-        """This host's number for the cell's process ``inner`` (the last of its NSpid line)."""
-        for pid in self.pids():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            nspid = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
-            if nspid and int(nspid[-1]) == inner:
-                return pid
-        return None
+        return stop_from_outside(self, Path(out))
 
     def kill(self) -> None:
         _kill_group(self.proc)
 
     def out_of_memory(self) -> bool:
         return False  # no memory limit outside a container
+
+    def pids_usage(self) -> tuple[int, int] | None:
+        return None  # no pids limit outside a container
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

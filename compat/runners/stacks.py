@@ -36,6 +36,7 @@ from ..cell import session as cell_session
 from ..results.schema import Frame, InterpreterStack, ProcessStacks, Stacks, ThreadStack
 
 TOOL_TIMEOUT_S = 15.0
+MAX_PROCESSES = 16
 YAMA = Path("/proc/sys/kernel/yama/ptrace_scope")
 _PYSTACK_THREAD = re.compile(r"^Traceback for thread (\d+)(?: \[[^\]]*\])? \(most recent call last\):")
 _PYSTACK_INTERP = re.compile(r"^\s+In (?:the main interpreter|interpreter (\d+))")
@@ -80,7 +81,11 @@ def collect(pids: Iterable[int], into: Path) -> Stacks:
     started = time.monotonic()
     pystack, pyspy = tool("pystack"), tool("py-spy")
     found, texts = [], []
-    for pid in (p for p in pids if _is_python(p)):
+    # The oldest first (pytest, then what it started): a cell of hundreds of processes (a fork
+    # bomb, a wide actor tree) would otherwise take minutes to read.
+    pythons = sorted(p for p in pids if _is_python(p))
+    skipped = max(0, len(pythons) - MAX_PROCESSES)
+    for pid in pythons[:MAX_PROCESSES]:
         refused = ptrace_refusal(pid)
         if refused:
             found.append(ProcessStacks(pid=cell_session.inner_pid(pid), cmdline=_cmdline(pid), problem=refused))
@@ -93,9 +98,12 @@ def collect(pids: Iterable[int], into: Path) -> Stacks:
         # Numbered as the cell numbers it, like the threads both tools list, the dumps and the forensics.
         found.append(merge(cell_session.inner_pid(pid), _cmdline(pid), stack_text, spy_text, _thread_names(pid)))
     missing = [name for name, path in (("pystack", pystack), ("py-spy", pyspy)) if path is None]
+    problems = [f"not installed: {', '.join(missing)}"] if missing else []
+    if skipped:
+        problems.append(f"{skipped} more Python processes not read (at most {MAX_PROCESSES})")
     stacks = Stacks(
         processes=tuple(found),
-        problem=f"not installed: {', '.join(missing)}" if missing else "",
+        problem="; ".join(problems),
         seconds=round(time.monotonic() - started, 2),
     )
     into.mkdir(parents=True, exist_ok=True)

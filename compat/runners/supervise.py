@@ -32,6 +32,7 @@ STOP_BOUND_S = 30
 # The hang forensics step's hard bound (it needs about 5 s: trees, a CPU sample, one SIGINT probe).
 FORENSICS_BOUND_S = 20
 KILL_WAIT_S = 10.0
+PIDS_SLACK = 2
 
 
 class CellProcess(Protocol):
@@ -57,6 +58,10 @@ class CellProcess(Protocol):
 
     def out_of_memory(self) -> bool:
         """The cell was killed for its memory limit."""
+        ...
+
+    def pids_usage(self) -> tuple[int, int] | None:
+        """(processes and threads, the pids limit) of the cell, where it has a limit."""
         ...
 
 
@@ -85,7 +90,10 @@ def supervise(proc: CellProcess, run: CellRun, matrix: Matrix, stop: threading.E
         # Said before the probe, so that whatever the probe makes pytest do, the cell goes on after it.
         cell_session.mark_stopped(run.out, nodeid, per_test, hang)
         investigate(proc, run.out, hang, nodeid, "per-test")
-        proc.entry("stop-test", "{out}", bound=STOP_BOUND_S)
+        code, _ = proc.entry("stop-test", "{out}", bound=STOP_BOUND_S)
+        if code != 0:
+            # Nothing could be started inside (its pids limit, say): the host stops the test itself.
+            stop_from_outside(proc, run.out)
     run.timed_out = True
     run.running = running_test(run.out)
     investigate(proc, run.out, next_hang(run.out), run.running or "", "per-cell")
@@ -115,11 +123,38 @@ def investigate(proc: CellProcess, out: Path, hang: str, nodeid: str, bound: str
         collect_dumps(output, out, into=out / hang)
     code, output = proc.entry("forensics", "{out}", hang, nodeid, bound, bound=FORENSICS_BOUND_S)
     if not (out / hang / P.FORENSICS).exists():
-        # The hang stays on the record, with the stacks above, and why its class is unknown.
+        # The hang stays on the record, with the stacks above, and why: the step could not run.
         last = output.strip().splitlines()[-1] if output.strip() else "no output"
         found: P.Forensics = {
-            "class": {"class": "unknown", "detail": f"the forensics step failed (exit {code}): {last}"[:500]},
+            "class": _failed_step(proc, f"the forensics step failed (exit {code}): {last}"[:500]),
             "nodeid": nodeid, "bound": bound, "seconds": None, "processes": {},
             "task_trees": {"asked": [], "answered": []},
         }  # fmt: skip
         (out / hang / P.FORENSICS).write_text(json.dumps(found, indent=1))
+
+
+def _failed_step(proc: CellProcess, why: str) -> P.HangFound:
+    """A cell nothing can be started in: its pids limit reached (a fork bomb, a runtime spawning
+    without bound) is a class of its own; anything else stays unknown, with what failed."""
+    usage = proc.pids_usage()
+    # Within PIDS_SLACK of it: the failed command's own `timeout` wrapper may have taken the last one.
+    if usage is not None and usage[0] + PIDS_SLACK >= usage[1]:
+        return {
+            "class": "pids-exhausted",
+            "detail": f"the cell's {usage[0]} processes and threads are at its pids limit ({usage[1]}): "
+            f"nothing more can start in it ({why})",
+        }
+    return {"class": "unknown", "detail": why}
+
+
+def host_pid_of(pids: Sequence[int], inner: int) -> int | None:
+    """This host's number for the cell's process ``inner`` (the last field of its NSpid line)."""
+    for pid in pids:
+        if cell_session.inner_pid(pid) == inner:
+            return pid
+    return None
+
+
+def stop_from_outside(proc: CellProcess, out: Path) -> dict[str, object]:
+    """``stop-test`` done from this host, on its numbers for the cell's processes."""
+    return cell_session.stop_test(out, host_pid=lambda inner: host_pid_of(proc.pids(), inner))

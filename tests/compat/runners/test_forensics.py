@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from compat.matrix import AxesConfig as Axes
@@ -148,6 +149,27 @@ def test_the_local_runner_enforces_the_per_test_bound_the_same_way(tmp_path: Pat
     holder = [f for f in hang_of(cell, "test_3_a_thread_holds_the_gil_while_main_waits").frames if f.gil]
     assert holder and holder[0].frame.startswith("burns_the_gil "), holder
     assert any(f.startswith("sleeps_outside_trio ") for f in frames(hang_of(cell, "test_5_a_plain_sleep")))
+
+
+def test_a_fork_bomb_at_the_pids_limit_is_named_and_the_cell_goes_on(tmp_path: Path) -> None:
+    cellsupport.require_engine()
+    cellsupport.image("3.13")
+    matrix = msgspec.structs.replace(
+        BOUND,
+        axes=Axes(python=("3.13",), group=("base",), backend=("trio",), capture=("fd",)),
+        target=msgspec.structs.replace(BOUND.target, tests=("hangs/cases_pids.py",)),
+        limits=msgspec.structs.replace(BOUND.limits, pids=64),
+    )
+    [meta] = run_cells(matrix, [Cell("3.13", "base", "trio", "fd")], out_dir=tmp_path, progress=False)
+    assert meta.outcome == "completed", meta.reason
+    cell = read_cell(tmp_path / meta.cell)
+    bomb = "hangs/cases_pids.py::test_1_forks_until_the_pids_limit"
+    assert cell.tests[bomb].status == "timeout"
+    assert cell.tests["hangs/cases_pids.py::test_1_after"].status == "passed"
+    [hang] = cell.hangs
+    assert hang.kind == "pids-exhausted" and "at its pids limit (64)" in hang.detail, hang
+    # Read from outside, where nothing could start inside: the fork loop's frame.
+    assert any(f.frame.startswith("test_1_forks_until_the_pids_limit ") for f in hang.frames), hang.frames
 
 
 def test_a_test_process_that_exits_under_a_test_names_the_targets_cause_not_ours(
