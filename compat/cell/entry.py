@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import leftovers, session
 from . import protocol as P
-from . import session
 from .session import inner_pid, run_sessions, stop_test
 
 REAP_TIMEOUT_S = 60.0
@@ -129,9 +129,15 @@ def processes(*, exclude: set[int], root: int | None = None) -> list[Proc]:
     return sorted(found, key=lambda p: p.pid)
 
 
-def census() -> P.Census:
+def census(shm_before: frozenset[str] = frozenset()) -> P.Census:
+    """What still lives in the cell after pytest and the reaper: processes, and the shared-memory
+    segments of the cell's user that were not there before pytest (any target's, not only ours)."""
     procs = processes(exclude={1, os.getpid()})
-    return {"processes": [p.as_dict() for p in procs], "zombies": sum(p.state == "Z" for p in procs)}
+    return {
+        "processes": [p.as_dict() for p in procs],
+        "zombies": sum(p.state == "Z" for p in procs),
+        "shm": sorted(leftovers.snapshot().shm - shm_before),
+    }
 
 
 def dump_stacks(root: int | None = None) -> P.Signals:
@@ -314,11 +320,12 @@ def run(spec: P.EntrySpec) -> int:
     if "failed" in done:
         return 1
     env = cell_env(spec, out, site)
+    shm_before = leftovers.snapshot().shm
     code, duration, restarts = run_sessions(spec, out, env)
     ran: P.PytestPayload = {"exit": code, "duration": round(duration, 6), "restarts": restarts}
     say(P.TAG_PYTEST, ran)
     reap_code = run_reaper(spec, out, env)
-    (out / P.CENSUS).write_text(json.dumps(census(), indent=1))
+    (out / P.CENSUS).write_text(json.dumps(census(shm_before), indent=1))
     finished: P.DonePayload = {"reap_exit": reap_code}
     say(P.TAG_DONE, finished)
     return code

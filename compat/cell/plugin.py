@@ -29,8 +29,8 @@ from typing import IO
 
 import pytest
 
+from . import leftovers, tasktree
 from . import protocol as P
-from . import tasktree
 
 MESSAGE_TAIL = 4096
 CRASH_LIMIT = 1000
@@ -174,6 +174,7 @@ class CellPlugin:
         self._said_collected = False
         # Attempts a re-run plugin made of a test before its last one.
         self.reruns: dict[str, int] = {}
+        self.leftovers = leftovers.Tracker()
 
     def _open_dump(self, stem: str) -> IO[str]:
         assert self.dump_dir is not None
@@ -235,6 +236,7 @@ class CellPlugin:
         self.events.emit({"event": "collected", "nodeids": nodeids, "t": time.time()})
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
+        self.leftovers.start()
         self.reports[nodeid] = []
         self.events.emit({"event": "start", "nodeid": nodeid, "t": time.time()})
         if self.per_test and self.dump_dir:
@@ -269,6 +271,7 @@ class CellPlugin:
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         if self.dump_dir:
             faulthandler.cancel_dump_traceback_later()
+        self.leftovers.finish(nodeid)
         reports = self.reports.pop(nodeid, [])
         if not reports:
             return
@@ -286,7 +289,11 @@ class CellPlugin:
                 self._overtime.seek(self._overtime_mark)
         self.events.emit(result)
 
+    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, exitstatus: int) -> None:
+        # trylast: after the session's fixtures and the other plugins' own teardown (their pools).
+        for leak in self.leftovers.leaks():
+            self.events.emit(leak)
         self.events.emit({"event": "finish", "exitstatus": int(exitstatus), "t": time.time()})
 
     def pytest_unconfigure(self) -> None:

@@ -234,9 +234,23 @@ class ResumeEvent(TypedDict):
     t: float
 
 
+LeakKind = Literal["thread", "subinterpreter", "shm"]
+
+
+class LeakEvent(TypedDict):
+    """Written by the plugin at the session's end: a test left this alive, and it still is."""
+
+    event: Literal["leak"]
+    nodeid: str
+    kind: LeakKind
+    # "thread 'worker' running Pool._loop", "sub-interpreter 3", "/dev/shm/psm_1234".
+    what: str
+    t: float
+
+
 Event = (
     SessionEvent | CollectedEvent | StartEvent | ResultEvent | NoteEvent | FinishEvent
-    | KilledEvent | DiedEvent | ResumeEvent
+    | KilledEvent | DiedEvent | ResumeEvent | LeakEvent
 )  # fmt: skip
 EVENT_KINDS = {
     "session": SessionEvent,
@@ -248,6 +262,7 @@ EVENT_KINDS = {
     "killed": KilledEvent,
     "died": DiedEvent,
     "resume": ResumeEvent,
+    "leak": LeakEvent,
 }
 
 
@@ -266,6 +281,8 @@ class Census(TypedDict):
 
     processes: list[ProcessInfo]
     zombies: int
+    # /dev/shm segments of the cell's user that appeared while it ran and are still there.
+    shm: NotRequired[list[str]]
 
 
 class Signals(TypedDict):

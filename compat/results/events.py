@@ -83,7 +83,14 @@ class _Resume(msgspec.Struct, tag_field="event", tag="resume"):
     t: float | None = None
 
 
-_Event = _Session | _Start | _Result | _Finish | _Collected | _Note | _Killed | _Died | _Resume
+class _Leak(msgspec.Struct, tag_field="event", tag="leak"):
+    nodeid: str
+    kind: str
+    what: str = ""
+    t: float | None = None
+
+
+_Event = _Session | _Start | _Result | _Finish | _Collected | _Note | _Killed | _Died | _Resume | _Leak
 _event_decoder = msgspec.json.Decoder(_Event)
 
 
@@ -105,6 +112,8 @@ class Events(msgspec.Struct):
     start_times: dict[str, float] = {}
     # The runner stopped a test of the last pytest process: its missing finish is the runner's doing.
     stopped: bool = False
+    # What tests left alive that still was at the session's end (kind, what), per test.
+    leaks: dict[str, list[tuple[str, str]]] = {}
 
     def add(self, event: _Event) -> None:
         match event:
@@ -129,6 +138,8 @@ class Events(msgspec.Struct):
                 self.died[nodeid] = event
             case _Resume(restart=restart):
                 self.restarts = restart
+            case _Leak(nodeid=nodeid, kind=kind, what=what):
+                self.leaks.setdefault(nodeid, []).append((kind, what))
             case _Session():
                 self.finished = False
                 self.stopped = False

@@ -21,6 +21,7 @@ DUMP_LIMIT = 16384
 class _Census(msgspec.Struct):
     processes: list[dict[str, object]] = []
     zombies: int = 0
+    shm: list[str] = []
 
 
 # Keys of `backends-reap --json` whose entries are leaked resources, by kind.
@@ -173,10 +174,17 @@ def stuck_tasks(dumps: Iterable[Path], limit: int = 5) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))[:limit]
 
 
-def read_leaks(cell_dir: Path) -> tuple[Leaks, str | None]:
-    """Leaks found in a cell, and the damage that hid some of them."""
+def read_leaks(cell_dir: Path, left: dict[str, list[tuple[str, str]]] | None = None) -> tuple[Leaks, str | None]:
+    """Leaks found in a cell (``left``: what each test left alive in its process, from the events),
+    and the damage that hid some of them."""
     fields: dict[str, int] = {}
     details: list[str] = []
+    for nodeid, items in (left or {}).items():
+        for kind, what in items:
+            if kind in ("thread", "subinterpreter"):
+                key = "threads" if kind == "thread" else "subinterpreters"
+                fields[key] = fields.get(key, 0) + 1
+            details.append(f"{nodeid} left {what}")
     damage = None
     reap = read_optional(cell_dir / P.REAP)
     if reap is not None:
@@ -189,6 +197,10 @@ def read_leaks(cell_dir: Path) -> tuple[Leaks, str | None]:
         try:
             fields["processes"], fields["zombies"], cmdlines = parse_census(census)
             details.extend(cmdlines[:20])
+            # Segments still there after the reaper (whoever made them; a test's are named above).
+            left_shm = msgspec.json.decode(census, type=_Census).shm
+            fields["shm"] = fields.get("shm", 0) + len(left_shm)
+            details.extend(f"/dev/shm/{name} left after the cell" for name in left_shm[:20])
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
             damage = damage or f"census.json: {exc}"
     return Leaks(**fields, details=tuple(details)), damage

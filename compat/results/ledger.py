@@ -76,6 +76,8 @@ class LedgerResult(_Base, frozen=True):
     duration_s: float | None = None
     # The pytest process it ran in: 0 the cell's first, N the Nth started after a stopped or dead one.
     session: int = 0
+    # What it left alive in its process that still was at the session's end.
+    leaked: tuple[str, ...] = ()
 
 
 class LedgerTest(_Base, frozen=True):
@@ -219,6 +221,7 @@ def _ledger_result(t: TestResult, na_skips: Sequence[re.Pattern[str]] = ()) -> L
         strict=t.strict,
         duration_s=t.duration_s,
         session=t.session,
+        leaked=t.leaked,
     )
 
 

@@ -63,6 +63,8 @@ class _Tests(msgspec.Struct):
     died: bool = False
     # New pytest processes the cell started after a stopped or dead one.
     restarts: int = 0
+    # What each test left alive that still was at the session's end: (kind, what).
+    leaks: dict[str, list[tuple[str, str]]] = {}
 
 
 def read_tests(cell_dir: Path) -> _Tests:
@@ -78,11 +80,14 @@ def read_tests(cell_dir: Path) -> _Tests:
         if events.restarts:
             # The ledger says which tests ran in a pytest started after a stopped or dead one.
             tests = {n: msgspec.structs.replace(t, session=events.session_of.get(n, 0)) for n, t in tests.items()}
+        for nodeid, items in events.leaks.items():
+            if nodeid in tests:
+                tests[nodeid] = msgspec.structs.replace(tests[nodeid], leaked=tuple(what for _, what in items))
         running = [n for n in dict.fromkeys(events.started) if n not in tests]
         if tests or running or events.collected is not None:
             return _Tests(
                 tests, running, "events", events.damage, events.collected, events.finished, events.notes,
-                died=bool(events.died) or events.stopped, restarts=events.restarts,
+                died=bool(events.died) or events.stopped, restarts=events.restarts, leaks=events.leaks,
             )  # fmt: skip
         events_damage = events.damage
     junit_bytes = read_optional(cell_dir / P.JUNIT)
@@ -122,7 +127,7 @@ def read_cell(cell_dir: Path) -> CellResult:
     if meta is not None and meta.cell != cell_id:
         meta_problem = f"{P.META} names cell {meta.cell}, but it is in the directory of {cell_id}"
     found = read_tests(cell_dir)
-    leaks, leak_damage = read_leaks(cell_dir)
+    leaks, leak_damage = read_leaks(cell_dir, found.leaks)
     tests = _mark_running(cell_dir, meta, found.tests, found.running)
     tests = _mark_not_run(meta, tests, found.collected)
     cut_short = None

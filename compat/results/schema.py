@@ -72,21 +72,27 @@ class TestResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     session: int = 0
     # Its hang's directory (hangs/<NN>), when the runner stopped it at the per-test bound.
     hang: str = ""
+    # What it left alive that still was at the session's end: "thread 'w' running f", "/dev/shm/x".
+    leaked: tuple[str, ...] = ()
 
 
 class Leaks(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """What the reaper and the census found after pytest ended."""
+    """What the reaper and the census found after pytest ended, and what tests left alive in it."""
 
     processes: int = 0
     zombies: int = 0
     reaped: int = 0
     shm: int = 0
     sockets: int = 0
+    threads: int = 0
+    subinterpreters: int = 0
     details: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
-        return self.processes + self.zombies + self.reaped + self.shm + self.sockets
+        return (
+            self.processes + self.zombies + self.reaped + self.shm + self.sockets + self.threads + self.subinterpreters
+        )
 
     def summary(self) -> str:
         """``1 process(es) alive after the reaper, 2 shm segment(s)``: what leaked, the counts that are not 0."""
@@ -96,6 +102,8 @@ class Leaks(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             (self.reaped, "process(es) reaped"),
             (self.shm, "shm segment(s)"),
             (self.sockets, "socket file(s)"),
+            (self.threads, "thread(s) left running by a test"),
+            (self.subinterpreters, "sub-interpreter(s) left by a test"),
         ]
         return ", ".join(f"{n} {what}" for n, what in parts if n)
 

@@ -45,16 +45,20 @@ class _Forker:
     """A daemon thread that forks on request and has never run trio."""
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="backends-forker", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
-        while True:
-            self._jobs.get()()
+        while (job := self._jobs.get()) is not None:
+            job()
 
     def submit(self, job: Callable[[], None]) -> None:
         self._jobs.put(job)
+
+    def stop(self, timeout: float) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout)
 
 
 _forker: _Forker | None = None
@@ -67,6 +71,17 @@ def _get_forker() -> _Forker:
         _warm_imports()
         _forker, _forker_pid = _Forker(), os.getpid()
     return _forker
+
+
+def shutdown(timeout: float = 5.0) -> None:
+    """Stop the forker thread once its queued forks are done; the next spawn starts a new one.
+
+    For the end of a test session: nothing of the runtime outlives it.
+    """
+    global _forker
+    if _forker is not None and _forker_pid == os.getpid():
+        _forker.stop(timeout)
+    _forker = None
 
 
 def _warm_imports() -> None:

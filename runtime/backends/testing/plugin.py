@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -421,6 +422,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # If a sub-interpreter lingers, the process leaves without finalizing
     # (which would hang); it must still leave with pytest's status.
     subint.set_exit_status(exitstatus)
+    # The warm interpreter and the forker thread serve the session, not a test: they go with the
+    # session (before a leak check of what tests left alive looks).
+    subint.POOL.drain()
+    if (forkserver := sys.modules.get("backends.spawn.forkserver")) is not None:
+        forkserver.shutdown()
     config = session.config
     state = config.stash.get(STATE, None)
     if state is None:

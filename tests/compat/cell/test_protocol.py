@@ -38,6 +38,7 @@ HOST = {
     "killed": E._Killed,
     "died": E._Died,
     "resume": E._Resume,
+    "leak": E._Leak,
 }
 
 TESTS = """

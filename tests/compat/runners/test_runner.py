@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -271,6 +272,30 @@ def test_a_sigkilled_runners_cell_stops_itself_and_the_next_run_sweeps_what_is_l
         assert f"removed a container of a runner that is gone: {cell('forkserver').id} of run {run_id}" in err
     finally:
         engine.remove_run(run_id)
+
+
+@pytest.mark.parametrize("python", ["3.13", "3.14"])
+def test_what_tests_leave_alive_in_any_target_is_a_leak_named_with_its_test(tmp_path, python):
+    from compat.results.raw import read_cell
+
+    cellsupport.require_engine()
+    cellsupport.image(python)
+    matrix = cellsupport.fixture_matrix()
+    matrix = msgspec.structs.replace(matrix, target=msgspec.structs.replace(matrix.target, tests=("leaks",)))
+    [meta] = run_cells(matrix, [cell("trio", python)], out_dir=tmp_path, progress=False)
+    result = read_cell(tmp_path / meta.cell)
+    assert result.status == "leaked", (result.status, result.reason)
+    leaky = {n.split("::")[-1]: t.leaked for n, t in result.tests.items() if t.leaked}
+    [segment] = leaky.pop("test_leaves_a_shared_memory_segment")
+    assert re.fullmatch(r"/dev/shm/fixture-left-\d+", segment), segment
+    expected = {"test_leaves_a_thread_running": ("thread 'leftover-worker' running sleeps_forever",)}
+    if python == "3.14":
+        expected["test_leaves_a_subinterpreter"] = ("sub-interpreter 1",)
+    assert leaky == expected
+    assert (result.leaks.threads, result.leaks.subinterpreters) == (1, 1 if python == "3.14" else 0)
+    assert result.leaks.shm == 1  # the census counts the segment once (the test above names it)
+    assert "thread(s) left running by a test" in result.leaks.summary()
+    assert all(t.status in ("passed", "skipped") for t in result.tests.values())
 
 
 def _bare_target(tmp_path: Path, test_body: str, *, memory: str = "2g") -> Matrix:
