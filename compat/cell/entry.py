@@ -201,6 +201,10 @@ def cell_env(spec: P.EntrySpec, out: Path, site: Path | None = None) -> dict[str
         env[name] = value
     env[P.ENV_EVENTS] = str(out / P.EVENTS)
     env[P.ENV_DUMP_DIR] = str(out / P.DUMPS)
+    env[P.ENV_DEPS_DIR] = str(out / P.DEPS_DIR)
+    if reuse := spec.get("reuse"):
+        (out / P.REUSE_LIST).write_text("\n".join(reuse) + "\n")
+        env[P.ENV_REUSE] = str(out / P.REUSE_LIST)
     env[P.ENV_PER_TEST] = str(spec.get("per_test_timeout") or "")
     return env
 

@@ -29,7 +29,7 @@ from typing import IO
 
 import pytest
 
-from . import leftovers, tasktree
+from . import deps, leftovers, tasktree
 from . import protocol as P
 
 MESSAGE_TAIL = 4096
@@ -326,6 +326,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(Strictness(), "compat-cell-strictness")
     if only := os.environ.get(P.ENV_ONLY):
         config.pluginmanager.register(Only(only), "compat-cell-only")
+    if reuse := os.environ.get(P.ENV_REUSE):
+        config.pluginmanager.register(deps.Reuse(reuse), "compat-cell-reuse")
+    if deps_dir := os.environ.get(P.ENV_DEPS_DIR):
+        config.pluginmanager.register(deps.Recorder(Path.cwd(), Path(deps_dir)), "compat-cell-deps")
     if hasattr(config, "workerinput"):  # xdist workers: the controller reports
         return
     config.pluginmanager.register(CellPlugin(config, EventWriter(path)), "compat-cell-events")

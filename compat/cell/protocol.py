@@ -52,6 +52,16 @@ ENV_PER_TEST = "COMPAT_PER_TEST_TIMEOUT"
 ENV_SCOPE = "COMPAT_SCOPE"  # "all": every process is the cell's (a container); "session": ours only
 # A file of node ids (one a line): a resumed pytest runs only these (the ones not run yet).
 ENV_ONLY = "COMPAT_ONLY_FILE"
+# deps/<pid>.json: what each test module depends on (compat.cell.deps), one file per pytest process.
+ENV_DEPS_DIR = "COMPAT_DEPS_DIR"
+DEPS_DIR = "deps"
+DEPS_FORMAT = 1
+# The modules (node ids' file parts) a re-run leaves out: their results are reused (REUSED).
+ENV_REUSE = "COMPAT_REUSE_FILE"
+REUSE_LIST = ".reuse.txt"
+REUSED = "reused.json"
+# The target's files and their digests when the cell ran (written by the runner): what changed since.
+INPUTS = "inputs.json"
 ENV_DUMP_DIR = "BACKENDS_DUMP_DIR"
 # Where the target's wheel was installed in this cell: a .pth file in every cell
 # environment (TARGET_PTH) puts it on sys.path of every interpreter started there,
@@ -99,6 +109,8 @@ class EntrySpec(TypedDict):
     # A file the runner holds an exclusive flock on while it lives (LIFELINE in the staged
     # directory): the cell stops itself within a second of that lock's release.
     lifeline: NotRequired[str]
+    # Test modules (node ids' file parts) this run leaves out: their last results are reused.
+    reuse: NotRequired[list[str]]
 
 
 class EnvPayload(TypedDict):
@@ -283,6 +295,14 @@ class Census(TypedDict):
     zombies: int
     # /dev/shm segments of the cell's user that appeared while it ran and are still there.
     shm: NotRequired[list[str]]
+
+
+class Deps(TypedDict):
+    """deps/<pid>.json: target-relative file -> sha256, for the session and for each test module."""
+
+    format: int
+    session: dict[str, str]
+    modules: dict[str, dict[str, str]]
 
 
 class Signals(TypedDict):

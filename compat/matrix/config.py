@@ -138,6 +138,10 @@ class TargetConfig(_Base, frozen=True):
     # as pathlib's full_match reads them: `docs/**`, `**/*.md`): editing them
     # does not invalidate the per-cell result cache.
     cache_ignore: tuple[str, ...] = ()
+    # Files a test reads without the record seeing it (a child process's, a subprocess's input),
+    # globs relative to the target: an edit to one re-runs the modules recorded reading it, and
+    # every module when none is.
+    cache_inputs: tuple[str, ...] = ()
     # Skip reasons (regular expressions) that only say a test belongs to
     # another backend's suite: the table shows those results as "n/a", apart
     # from skips that hide something.
@@ -756,9 +760,10 @@ def _pattern_problems(target: TargetConfig) -> Problems:
             re.compile(pattern)
         except re.error as exc:
             yield f"$.target.na-skips[{i}]", f"{pattern!r} is not a regular expression: {exc}"
-    for i, glob in enumerate(target.cache_ignore):
-        if not glob.strip() or glob.startswith("/") or "\0" in glob:
-            yield f"$.target.cache-ignore[{i}]", f"{glob!r} is not a glob relative to the target (like 'docs/**')"
+    for key, globs in (("cache-ignore", target.cache_ignore), ("cache-inputs", target.cache_inputs)):
+        for i, glob in enumerate(globs):
+            if not glob.strip() or glob.startswith("/") or "\0" in glob:
+                yield f"$.target.{key}[{i}]", f"{glob!r} is not a glob relative to the target (like 'docs/**')"
     for i, path in enumerate(target.dump_files):
         if not path.startswith("/") or "{pid}" not in path or path.replace("{pid}", "").count("{"):
             yield f"$.target.dump-files[{i}]", f"{path!r} is not an absolute path with {{pid}} in it"

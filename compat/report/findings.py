@@ -58,6 +58,8 @@ class Overview:
     cached: int
     not_run_cells: int
     not_run_tests: int
+    # Test results cells took over from earlier runs (runners/incremental.py).
+    reused: int = 0
 
     @property
     def ok(self) -> int:
@@ -75,6 +77,7 @@ def overview(ledger: Ledger) -> Overview:
         na=sum(n for s, n in by_status.items() if s in NA_CELLS),
         failing_tests=sum(1 for t in ledger.tests if any(is_problem(r) for r in t.results.values())),
         cached=sum(1 for c in ledger.cells if c.cached_from),
+        reused=sum(c.reused for c in ledger.cells if not c.cached_from),
         not_run_cells=len(diff.not_run_cells) if diff else 0,
         not_run_tests=diff.not_run_tests if diff else 0,
     )

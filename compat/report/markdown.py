@@ -88,6 +88,8 @@ def counts_line(o: Overview) -> str:
         line += f" · not run in this run: {o.not_run_cells} cell(s), {o.not_run_tests} test(s) of the baseline"
     if o.cached:
         line += f" · {o.cached} cell(s) cached (inputs unchanged)"
+    if o.reused:
+        line += f" · {o.reused} test result(s) reused (their modules unchanged)"
     return line
 
 

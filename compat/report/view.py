@@ -148,6 +148,8 @@ def counts_title(cell: LedgerCell) -> str:
         text += f"; also leaked ({cell.leaks.total})"
     if cell.cached_from:
         text += f"; cached from run {cell.cached_from}"
+    elif cell.reused:
+        text += f"; {cell.reused} result(s) reused from run {', '.join(cell.reused_from)}"
     return text
 
 

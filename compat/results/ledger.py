@@ -63,6 +63,9 @@ class LedgerCell(_Base, CellAxes, frozen=True, kw_only=True):
     hangs: tuple[Hang, ...] = ()
     # New pytest processes the cell started after a test was stopped or its process died.
     restarts: int = 0
+    # Tests whose results this run took over from earlier runs (their modules unchanged), and from which.
+    reused: int = 0
+    reused_from: tuple[str, ...] = ()
 
 
 class LedgerResult(_Base, frozen=True):
@@ -78,6 +81,8 @@ class LedgerResult(_Base, frozen=True):
     session: int = 0
     # What it left alive in its process that still was at the session's end.
     leaked: tuple[str, ...] = ()
+    # The run it was taken from, when this run reused it (its module unchanged since).
+    reused_from: str = ""
 
 
 class LedgerTest(_Base, frozen=True):
@@ -208,6 +213,8 @@ def ledger_cell(cell: CellResult) -> LedgerCell:
         cached_from=meta.cached_from if meta else None,
         hangs=cell.hangs,
         restarts=cell.restarts,
+        reused=meta.reused if meta else 0,
+        reused_from=meta.reused_from if meta else (),
     )
 
 
@@ -222,6 +229,7 @@ def _ledger_result(t: TestResult, na_skips: Sequence[re.Pattern[str]] = ()) -> L
         duration_s=t.duration_s,
         session=t.session,
         leaked=t.leaked,
+        reused_from=t.reused_from,
     )
 
 

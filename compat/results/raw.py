@@ -67,6 +67,25 @@ class _Tests(msgspec.Struct):
     leaks: dict[str, list[tuple[str, str]]] = {}
 
 
+class _Reused(msgspec.Struct):
+    modules: list[str] = []
+    results: dict[str, TestResult] = {}
+
+
+def read_reused(cell_dir: Path) -> tuple[dict[str, TestResult], str | None]:
+    """The results a run took over from earlier ones (runners/incremental.py), each marked with its run."""
+    data = read_optional(cell_dir / P.REUSED)
+    if data is None:
+        return {}, None
+    try:
+        reused = msgspec.json.decode(data, type=_Reused)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        return {}, f"{P.REUSED}: {exc}"
+    return {
+        n: r if r.reused_from else msgspec.structs.replace(r, reused_from="?") for n, r in reused.results.items()
+    }, None
+
+
 def read_tests(cell_dir: Path) -> _Tests:
     """The cell's tests from events.jsonl, else JUnit, with what hid some of them."""
     events_bytes = read_optional(cell_dir / P.EVENTS)
@@ -83,6 +102,10 @@ def read_tests(cell_dir: Path) -> _Tests:
         for nodeid, items in events.leaks.items():
             if nodeid in tests:
                 tests[nodeid] = msgspec.structs.replace(tests[nodeid], leaked=tuple(what for _, what in items))
+        reused, reused_damage = read_reused(cell_dir)
+        # Taken over from an earlier run, for the modules this one left out (never over a fresh result).
+        tests = {**reused, **tests}
+        events.damage = events.damage or reused_damage
         running = [n for n in dict.fromkeys(events.started) if n not in tests]
         if tests or running or events.collected is not None:
             return _Tests(

@@ -52,6 +52,12 @@ class CellMeta(CellAxes, msgspec.Struct, frozen=True, kw_only=True):
     cache_key: str | None = None
     # Set when this run reused the result of an earlier one: that run's id.
     cached_from: str | None = None
+    # Everything but the target's files (runners/incremental.py): an unchanged one allows a re-run
+    # to leave out the modules an edit cannot affect.
+    context_key: str | None = None
+    # Tests whose results this run took over from earlier runs (their modules unchanged), and from which.
+    reused: int = 0
+    reused_from: tuple[str, ...] = ()
     # The run was stopped (Ctrl-C, SIGTERM) while this cell ran.
     interrupted: bool = False
     version: int = 1
@@ -74,6 +80,8 @@ class TestResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     hang: str = ""
     # What it left alive that still was at the session's end: "thread 'w' running f", "/dev/shm/x".
     leaked: tuple[str, ...] = ()
+    # The run this result was taken from, when a later run reused it (its module unchanged).
+    reused_from: str = ""
 
 
 class Leaks(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -120,6 +120,8 @@ class CellRun:
     timed_out: bool = False
     interrupted: bool = False
     stdout: str = ""
+    # Test modules this run left out (runners/incremental.py): nothing selected is then no empty selection.
+    reuse: tuple[str, ...] = ()
     image: str | None = None
     failure: str = ""
     # The test running when the bound expired, read before anything (forensics) disturbed the cell.
@@ -160,12 +162,14 @@ def classify(run: CellRun, matrix: Matrix) -> tuple[CellOutcome, str, str | None
             f"cell exited with {run.exit_code} before pytest finished: {log_tail(run.out)}",
             running_test(run.out),
         )
-    # A refusal stops pytest before any test (a usage error, pytest.exit): an empty selection
-    # (exit 5) is the selection's failure, whatever the output says.
-    if pytest_exit not in (0, 1, NO_TESTS) and not any_test_ran(run.out):
+    # A refusal stops pytest before any test (a usage error, pytest.exit with any code): an empty
+    # selection (exit 5) is the selection's failure, whatever the output says.
+    if pytest_exit not in (0, NO_TESTS) and not any_test_ran(run.out):
         reason = refusal_reason(run.out, matrix.target.unsupported_patterns)
         if reason is not None:
             return "unsupported", reason, None
+    if pytest_exit == NO_TESTS and run.reuse:
+        return "completed", "", None  # every module it collected was one it reused
     if pytest_exit == NO_TESTS:
         chosen = selection(matrix, run.cell, run.pytest_args)
         return "error", f"pytest collected no tests (exit 5): the selection matched nothing: {chosen}", None
@@ -338,6 +342,9 @@ class CellRunner(Protocol):
         """What the cell's environment is, for its cache key (an image id); None: not runnable."""
         ...
 
-    def run_cell(self, cell: Cell, out: Path, stop: threading.Event) -> CellMeta: ...
+    def run_cell(self, cell: Cell, out: Path, stop: threading.Event, reuse: Sequence[str] = ()) -> CellMeta:
+        """Run the cell; ``reuse``: test modules to leave out (their results are taken over)."""
+        ...
+
     def abort(self) -> None: ...
     def close(self) -> None: ...

@@ -86,8 +86,9 @@ def tree_digest(root: Path, *, ignore: Sequence[str] = (), skip: Iterable[Path] 
     return _digest_files(root, files)
 
 
-def _digest_files(root: Path, files: Iterable[str]) -> str:
-    h = hashlib.sha256()
+def file_digests(root: Path, files: Iterable[str]) -> dict[str, str]:
+    """Each file's sha256 (a symlink's of its target's name), as the cell plugin hashes a dependency."""
+    found = {}
     for rel in files:
         path = root / rel
         try:
@@ -99,23 +100,49 @@ def _digest_files(root: Path, files: Iterable[str]) -> str:
                 continue  # deleted but still tracked, a socket, a FIFO
         except OSError as exc:
             data = f"unreadable: {exc.strerror}".encode()
-        h.update(rel.encode(errors="surrogateescape") + b"\0" + hashlib.sha256(data).digest())
+        found[rel] = hashlib.sha256(data).hexdigest()
+    return found
+
+
+def _digest_files(root: Path, files: Iterable[str]) -> str:
+    return digest_of(file_digests(root, files))
+
+
+def digest_of(digests: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for rel, digest in digests.items():
+        h.update(rel.encode(errors="surrogateescape") + b"\0" + bytes.fromhex(digest))
     return h.hexdigest()
 
 
-def target_digest(matrix: Matrix, out_dir: Path) -> str:
-    """The target files a cell can see, less its cache-ignore globs, the results and the matrix file.
+def target_file_digests(matrix: Matrix, out_dir: Path) -> dict[str, str]:
+    """The target files a cell can see, less its cache-ignore globs, the results and the config file,
+    each with its digest.
 
-    What the matrix file says about a cell is in the cell's key already (its
-    command, bounds, environment); the rest of it cannot change a result.
+    What the config says about a cell is in the cell's key already (its command, bounds,
+    environment); the rest of it cannot change a result.
     """
-    skip = [out_dir, *([Path(matrix.source)] if matrix.source else [])]
-    return tree_digest(matrix.target_dir, ignore=matrix.target.cache_ignore, skip=skip)
+    root = matrix.target_dir
+    skipped = [p.resolve() for p in (out_dir, *([Path(matrix.source)] if matrix.source else []))]
+    files = [
+        rel
+        for rel in _files(root)
+        if not _ignored(rel, matrix.target.cache_ignore)
+        and not any((root / rel).resolve().is_relative_to(s) for s in skipped)
+    ]
+    return file_digests(root, files)
 
 
-def run_inputs(matrix: Matrix, out_dir: Path) -> dict[str, str]:
-    """What every cell of a run shares in its key: the target's files and the in-cell package (hashed once)."""
-    return {"target": target_digest(matrix, out_dir), "cell_package": tree_digest(CELL_PACKAGE)}
+def run_inputs(matrix: Matrix, out_dir: Path) -> RunInputs:
+    """What every cell of a run shares in its key (hashed once): the target's files and the in-cell package."""
+    files = target_file_digests(matrix, out_dir)
+    return RunInputs(files=files, target=digest_of(files), cell_package=tree_digest(CELL_PACKAGE))
+
+
+class RunInputs(msgspec.Struct, frozen=True, kw_only=True):
+    files: dict[str, str]
+    target: str
+    cell_package: str
 
 
 def cell_key(
@@ -124,17 +151,23 @@ def cell_key(
     *,
     runner: str,
     environment: str,
-    shared: dict[str, str],
+    shared: RunInputs,
     pytest_args: Sequence[str],
+    with_target: bool = True,
 ) -> str:
-    """Everything that determines the cell's result, hashed (``shared``: ``run_inputs``)."""
+    """Everything that determines the cell's result, hashed (``shared``: ``run_inputs``).
+
+    ``with_target=False``: its context, everything but the target's files (the incremental
+    re-run's key: under the same context, what an edit changes is decided module by module).
+    """
     spec = entry_spec(matrix, cell, out=CTR_OUT, cwd=CTR_TARGET, plugin=CTR_PLUGIN, extra=pytest_args, fresh_dirs=True)
     parts = {
         "format": FORMAT,
         "cell": cell.id,
         "runner": runner,
         "environment": environment,
-        **shared,
+        "cell_package": shared.cell_package,
+        **({"target": shared.target} if with_target else {}),
         "spec": spec,
         "limits": msgspec.to_builtins(matrix.limits),
         "sandbox": msgspec.to_builtins(matrix.sandbox),

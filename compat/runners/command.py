@@ -145,6 +145,7 @@ def entry_spec(
     source: str | None = None,
     files: str | None = None,
     wheels: str | None = None,
+    reuse: Sequence[str] = (),
 ) -> P.EntrySpec:
     spec: P.EntrySpec = {
         "out": out,
@@ -165,4 +166,6 @@ def entry_spec(
         spec["source"], spec["files"] = source, files
     if wheels is not None:
         spec["wheels"] = wheels
+    if reuse:
+        spec["reuse"] = list(reuse)
     return spec

@@ -88,25 +88,26 @@ class DockerRunner:
             remove_stage(self.stage)
             self.engine.close()
 
-    def spec(self, cell: Cell, out: Path, image: str) -> ContainerSpec:
+    def spec(self, cell: Cell, out: Path, image: str, reuse: Sequence[str] = ()) -> ContainerSpec:
         wheels = self.wheels if isinstance(self.wheels, Path) else None
         return cell_container(
             self.matrix, cell, image=image, stage=self.stage, out=out, run_id=self.run_id,
-            mode="run", pytest_args=self.pytest_args, wheels=wheels,
+            mode="run", pytest_args=self.pytest_args, wheels=wheels, reuse=reuse,
         )  # fmt: skip
 
-    def run_cell(self, cell: Cell, out: Path, stop: threading.Event) -> CellMeta:
+    def run_cell(self, cell: Cell, out: Path, stop: threading.Event, reuse: Sequence[str] = ()) -> CellMeta:
         image = self.images.get((cell.python, cell.group), EnvironmentFailed("its image was never prepared"))
         if isinstance(image, EnvironmentFailed):
             return unprepared_meta(cell, self.run_id, "docker", out, image)
         if isinstance(self.wheels, TargetBuildError):
             return unprepared_meta(cell, self.run_id, "docker", out, self.wheels)
         run = CellRun(
-            cell=cell, run_id=self.run_id, runner="docker", out=prepare_out(out), pytest_args=self.pytest_args
-        )
+            cell=cell, run_id=self.run_id, runner="docker", out=prepare_out(out), pytest_args=self.pytest_args,
+            reuse=tuple(reuse),
+        )  # fmt: skip
 
         def body(run: CellRun) -> None:
-            with CellContainer(self.engine, spec=self.spec(cell, out, image)) as ctr:
+            with CellContainer(self.engine, spec=self.spec(cell, out, image, reuse)) as ctr:
                 run.image = ctr.image_id()
                 try:
                     supervise(ContainerCell(ctr), run, self.matrix, stop)
@@ -127,6 +128,7 @@ def cell_container(
     mode: Literal["run", "exec", "shell"],
     pytest_args: Sequence[str] = (),
     wheels: Path | None = None,
+    reuse: Sequence[str] = (),
 ) -> ContainerSpec:
     """The one description of a cell's container: the runner's, and `compat repro`'s."""
     limits, sandbox = matrix.limits, matrix.sandbox
@@ -134,7 +136,7 @@ def cell_container(
     entry = entry_spec(
         matrix, cell, out=CTR_OUT, cwd=CTR_TARGET, plugin=CTR_PLUGIN, extra=pytest_args, fresh_dirs=True,
         source=CTR_SOURCE if copy else None, files=f"{CTR_PLUGIN}/{P.FILES_LIST}" if copy else None,
-        wheels=CTR_WHEELS if wheels is not None else None,
+        wheels=CTR_WHEELS if wheels is not None else None, reuse=reuse,
     )  # fmt: skip
     mounts = {
         str(matrix.target_dir): (CTR_SOURCE if copy else CTR_TARGET, "ro"),

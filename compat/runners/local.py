@@ -155,12 +155,12 @@ class LocalRunner:
         self.abort()
         remove_stage(self.stage)
 
-    def command(self, venv: Path, cell: Cell, out: Path) -> list[str]:
+    def command(self, venv: Path, cell: Cell, out: Path, reuse: Sequence[str] = ()) -> list[str]:
         target = str(self.matrix.target_dir)
         wheels = str(self.wheels) if isinstance(self.wheels, Path) else None
         spec = entry_spec(
             self.matrix, cell, out=str(out.resolve()), cwd=target, plugin=str(self.stage),
-            extra=self.pytest_args, fresh_dirs=False, wheels=wheels,
+            extra=self.pytest_args, fresh_dirs=False, wheels=wheels, reuse=reuse,
         )  # fmt: skip
         cmd = [str(venv / "bin" / "python"), "-m", P.ENTRY_MODULE, "run", json.dumps(spec)]
         if self.namespace:
@@ -179,18 +179,21 @@ class LocalRunner:
         env.pop("VIRTUAL_ENV", None)
         return env
 
-    def run_cell(self, cell: Cell, out: Path, stop: threading.Event) -> CellMeta:
+    def run_cell(self, cell: Cell, out: Path, stop: threading.Event, reuse: Sequence[str] = ()) -> CellMeta:
         venv = self.venvs.get((cell.python, cell.group), EnvironmentFailed("its venv was never prepared"))
         if isinstance(venv, EnvironmentFailed):
             return unprepared_meta(cell, self.run_id, "local", out, venv)
         if isinstance(self.wheels, TargetBuildError):
             return unprepared_meta(cell, self.run_id, "local", out, self.wheels)
-        run = CellRun(cell=cell, run_id=self.run_id, runner="local", out=prepare_out(out), pytest_args=self.pytest_args)
+        run = CellRun(
+            cell=cell, run_id=self.run_id, runner="local", out=prepare_out(out), pytest_args=self.pytest_args,
+            reuse=tuple(reuse),
+        )  # fmt: skip
 
         def body(run: CellRun) -> None:
             with tempfile.TemporaryFile() as stdout:
                 proc = subprocess.Popen(
-                    self.command(venv, cell, out), stdout=stdout, stderr=subprocess.STDOUT,
+                    self.command(venv, cell, out, reuse), stdout=stdout, stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL, env=self.env(), cwd=self.matrix.target_dir, start_new_session=True,
                 )  # fmt: skip
                 with self._lock:

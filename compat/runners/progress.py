@@ -69,7 +69,13 @@ def status_line(done: Finished) -> str:
 
 
 def cached_note(meta: CellMeta | None) -> str:
-    return f", cached from {meta.cached_from}" if meta is not None and meta.cached_from else ""
+    if meta is None:
+        return ""
+    if meta.cached_from:
+        return f", cached from {meta.cached_from}"
+    if meta.reused:
+        return f", {meta.reused} reused from {', '.join(meta.reused_from)}: their modules unchanged"
+    return ""
 
 
 class PlainLog:
@@ -145,9 +151,14 @@ def print_summary(
     for d in done:
         counts[d.result.status] = counts.get(d.result.status, 0) + 1
     cached = sum(1 for d in done if d.result.meta is not None and d.result.meta.cached_from)
+    reused = sum(d.result.meta.reused for d in done if d.result.meta is not None and not d.result.meta.cached_from)
     lines = ["", f"{len(done)} cells: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
     if cached:
         lines[-1] += f" ({cached} cached: inputs unchanged since their last clean result; --no-cache runs them)"
+    if reused:
+        lines.append(
+            f"{reused} test results reused: their modules and all they read unchanged since (--no-cache runs them)"
+        )
     lines += [f"  {status_line(d)}" for d in (done if verbosity > 0 else bad)]
     lines.append(
         f"next: {compat} report --raw {shown(str(out_dir.resolve()))}   (the table, with every failure's reason)"
@@ -269,6 +280,8 @@ class ProgressBoard:
                 label = Text(status, CELL[status].style if status in CELL else "")
                 if done.result.meta is not None and done.result.meta.cached_from:
                     label.append(" (cached)", "dim")
+                elif done.result.meta is not None and done.result.meta.reused:
+                    label.append(f" ({done.result.meta.reused} reused)", "dim")
                 table.add_row(label, done.cell.id, f"{done.duration_s:5.1f} s", detail[:80])
             return Group(head, table)
 

@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -23,7 +23,7 @@ from ..matrix import Cell, Matrix, new_run_id
 from ..matrix.sessions import not_applicable
 from ..results.owner import claim
 from ..results.schema import CellMeta, CellOutcome
-from . import cache, kinds
+from . import cache, incremental, kinds
 from .base import CellRunner, static_meta, unrecorded_meta, write_meta
 from .docker import DockerRunner
 from .local import LocalRunner
@@ -92,9 +92,13 @@ def _run(
     try:
         decided = not_applicable(matrix, cells)
         chosen.prepare([c for c in cells if c not in decided])
-        keys = cache_keys(matrix, chosen, [c for c in cells if c not in decided], out_dir, pytest_args)
+        keyed = cache_keys(matrix, chosen, [c for c in cells if c not in decided], out_dir, pytest_args)
+        keys = keyed.keys
         hits = {c: m for c, k in keys.items() if use_cache and (m := cache.lookup(out_dir / c.id, k)) is not None}
-        plan = Plan(decided=decided, keys=keys, hits=hits, selection=selection)
+        plan = Plan(
+            decided=decided, keys=keys, hits=hits, selection=selection, contexts=keyed.contexts,
+            inputs=keyed.inputs, incremental=use_cache and not selection,
+        )  # fmt: skip
         from .progress import PlainLog, live_progress, print_summary
 
         if progress and sys.stderr.isatty():
@@ -152,28 +156,44 @@ class Plan:
     keys: dict[Cell, str]
     hits: dict[Cell, CellMeta]
     selection: tuple[str, ...] = ()
+    # Each cell's context (runners/incremental.py), the target's files now, and whether a re-run may
+    # leave out unchanged modules (not in a run narrowed by pytest arguments or test ids).
+    contexts: dict[Cell, str] = field(default_factory=dict)
+    inputs: cache.RunInputs | None = None
+    incremental: bool = False
+
+
+@dataclass(frozen=True)
+class Keys:
+    keys: dict[Cell, str]
+    contexts: dict[Cell, str]
+    inputs: cache.RunInputs | None
 
 
 def cache_keys(
     matrix: Matrix, runner: CellRunner, cells: Sequence[Cell], out_dir: Path, pytest_args: Sequence[str]
-) -> dict[Cell, str]:
-    """Each cell's cache key; a cell whose environment could not be made has none (it never hits)."""
+) -> Keys:
+    """Each cell's cache key and context; a cell whose environment could not be made has neither."""
     if not cells:
-        return {}
+        return Keys({}, {}, None)
     shared = cache.run_inputs(matrix, out_dir)
     # One environment per (python, group): every cell of it runs in the same image or venv.
     environments: dict[tuple[str, str], str | None] = {}
-    keys = {}
+    keys: dict[Cell, str] = {}
+    contexts: dict[Cell, str] = {}
     for cell in cells:
         pair = (cell.python, cell.group)
         if pair not in environments:
             environments[pair] = runner.environment(cell)
         environment = environments[pair]
-        if environment is not None:
-            keys[cell] = cache.cell_key(
-                matrix, cell, runner=runner.kind, environment=environment, shared=shared, pytest_args=pytest_args
-            )
-    return keys
+        if environment is None:
+            continue
+        for into, with_target in ((keys, True), (contexts, False)):
+            into[cell] = cache.cell_key(
+                matrix, cell, runner=runner.kind, environment=environment, shared=shared, pytest_args=pytest_args,
+                with_target=with_target,
+            )  # fmt: skip
+    return Keys(keys, contexts, shared)
 
 
 def _run_one(
@@ -185,10 +205,22 @@ def _run_one(
     elif hit is not None:
         meta = cache.reuse(out, hit, runner.run_id)
     else:
-        meta = runner.run_cell(cell, out, stop)
+        context = plan.contexts.get(cell)
+        files = plan.inputs.files if plan.inputs is not None else None
+        reuse = None
+        if plan.incremental and context is not None and files is not None:
+            reuse = incremental.plan(matrix, out, context, files)
+        meta = runner.run_cell(cell, out, stop, reuse=reuse.modules if reuse else ())
+        if files is not None:
+            incremental.finish(out, reuse, files)
         key = plan.keys.get(cell)
-        # Only a final result gets its key: nothing else is ever reused.
         extra: dict[str, object] = {"selection": plan.selection} if plan.selection else {}
+        if context is not None:
+            extra["context_key"] = context
+        if reuse is not None:
+            extra["reused"] = len(reuse.results)
+            extra["reused_from"] = tuple(sorted({r.reused_from for r in reuse.results.values()}))
+        # Only a final result gets its key: nothing else is ever reused.
         if key and cache.final(out):
             extra["cache_key"] = key
         if extra:
