@@ -103,7 +103,16 @@ def grid_layout(ledger: Ledger) -> GridLayout:
 
 
 def repro_command(cell: str, nodeid: str, invocation: str = "compat") -> str:
-    """``compat [--matrix PATH] repro CELL NODE_ID``; ``invocation`` is how compat is called where the report lives."""
+    """``compat [--matrix PATH] repro CELL NODE_ID``; ``invocation`` is how compat is called where the report lives.
+
+    A node id made stable over an object's address (``at 0x…``) selects nothing in a new process:
+    the test function is named instead, with its parameters as ``-k`` (pytest's own words for them).
+    """
+    if " at 0x…" in nodeid:
+        function, _, params = nodeid.partition("[")
+        words = [w for w in re.split(r"[^\w]+", params.split("at 0x…")[-1]) if w and not w.startswith("0x")]
+        keyword = f" -- -k {shlex.quote(' and '.join(words))}" if words else ""
+        return f"{invocation} repro {cell} {shlex.quote(function)}{keyword}"
     return f"{invocation} repro {cell} {shlex.quote(nodeid)}"
 
 

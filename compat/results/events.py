@@ -5,6 +5,7 @@ The payloads are ``compat.cell.protocol``'s; this is their decoder.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import msgspec
@@ -116,6 +117,9 @@ class Events(msgspec.Struct):
     leaks: dict[str, list[tuple[str, str]]] = {}
 
     def add(self, event: _Event) -> None:
+        self._add(_stable(event))
+
+    def _add(self, event: _Event) -> None:
         match event:
             case _Start(nodeid=nodeid, t=t):
                 self.started.append(nodeid)
@@ -233,8 +237,33 @@ def failure_reason(crash: str | None, message: str, limit: int = REASON_LIMIT) -
         lines = [ln[1:].strip() for ln in message.splitlines() if ln.startswith("E ") and ln[1:].strip()]
         named = [ln for ln in lines if _names_exception(ln)]
         text = (named or lines or [ln.strip() for ln in message.splitlines() if ln.strip()][-1:] or [""])[0]
-    line = " ".join(text.split())
+    line = " ".join(_NOISE.sub(" ", text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+ADDRESS = " at 0x"
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _stable(event: _Event) -> _Event:
+    if isinstance(nodeid := getattr(event, "nodeid", None), str) and ADDRESS in nodeid:
+        return msgspec.structs.replace(event, nodeid=stable_nodeid(nodeid))
+    return event
+
+
+def stable_nodeid(nodeid: str) -> str:
+    """A node id whose parameter ids name an object by its address (``<function f at 0x7f9b...>``,
+    a new one in every process) made the same in every cell: ``<function f at 0x…>``."""
+    return _ADDRESS.sub(" at 0x…", nodeid)
+
+
+# What pytest and exception groups add to a message that says nothing about this failure.
+_NOISE = re.compile(
+    r"\(\s*\^+\s*this exc was collapsed from a group\s*\^+\s*\)"  # tractor's collapsed-group note
+    r"|\s*Use -v to get more diff\.?"
+    r"|\s*Use -vv to get more diff\.?"
+    r"|\s*Omitting \d+ identical items, use -vv to show"
+)
 
 
 def _names_exception(line: str) -> bool:

@@ -266,3 +266,28 @@ def test_a_cell_cut_short_or_misfiled_is_an_error_naming_why(tmp_path):
         cell.reason
         == "meta.json names cell py3.14-base-trio-capsys, but it is in the directory of py3.14-base-trio-capsys.bak"
     )
+
+
+def test_reasons_leave_out_what_says_nothing_about_the_failure():
+    from compat.results.events import failure_reason
+
+    collapsed = "KeyError: ('rpc_server', 'x') ( ^^^ this exc was collapsed from a group ^^^ )"
+    assert failure_reason(collapsed, "") == "KeyError: ('rpc_server', 'x')"
+    diff = "AssertionError: assert 'a' == 'b'\n  - b\n  + a Use -v to get more diff"
+    assert failure_reason(diff, "") == "AssertionError: assert 'a' == 'b' - b + a"
+
+
+def test_a_node_id_naming_an_address_is_the_same_test_in_every_cell(tmp_path):
+    from compat.report.view import repro_command
+    from compat.results.events import parse_events
+
+    lines = [
+        '{"event": "start", "nodeid": "t.py::test_rpc[f=<function f at 0x7f9b75992020>-async=True]", "t": 1}',
+        '{"event": "result", "nodeid": "t.py::test_rpc[f=<function f at 0x7f9b75992020>-async=True]",'
+        ' "outcome": "passed", "when": "call", "duration": 0.1}',
+    ]
+    events = parse_events("\n".join(lines).encode() + b"\n")
+    assert list(events.results) == ["t.py::test_rpc[f=<function f at 0x…>-async=True]"]
+    # Its repro names the function and its parameters: the address is another in a new process.
+    repro = repro_command("cell", next(iter(events.results)))
+    assert repro == "compat repro cell t.py::test_rpc -- -k 'async and True'"
