@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import msgspec
 
 from .errors import CellsFailed, CompatError, ConfigError
+from .hints import did_you_mean
 from .matrix import AXES, Cell, Matrix, load, new_run_id
 from .matrix import sessions as planning
 from .paths import git_root
@@ -30,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         before, pytest_extra = split_pytest_args(args_list)
-        args = build_parser().parse_args(before)
+        args = parse(build_parser(), before)
         if pytest_extra and args.command not in ("run", "repro"):
             raise ConfigError("arguments after '--' are pytest's, and only `compat run` and `compat repro` take them")
         args.pytest_args = pytest_extra
@@ -43,6 +45,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The engine removes its containers in its own finally/exit hooks.
         print("compat: interrupted", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:
+        # `compat plan | head`: the reader has what it wanted. Python's own flush at exit must not
+        # fail again on the closed pipe, so stdout goes to /dev/null; the shell's code for it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
+
+
+BROKEN_PIPE = 128 + 13  # killed by SIGPIPE, as the shell reports a writer whose reader went away
+# pytest's options people give compat by mistake: they belong after `--`.
+PYTEST_OPTIONS = frozenset({"-k", "-m", "-x", "--pdb", "-p", "--lf", "--ff", "-s", "--runxfail", "-n", "--maxfail"})
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """The arguments; an unknown one is the subcommand's error, with its own usage and a hint."""
+    args, unknown = parser.parse_known_args(argv)
+    if not unknown:
+        return args
+    sub: argparse.ArgumentParser = parser.subcommands[args.command]  # type: ignore[attr-defined]
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    flags = [a for a in unknown if a.startswith("-")]
+    options = [o for action in sub._actions for o in action.option_strings]
+    if pytest_like := [a for a in flags if a.split("=", 1)[0] in PYTEST_OPTIONS and a not in options]:
+        given = list(argv)
+        at = given.index(pytest_like[0])
+        # Its value, if any, was taken for a cell id: it goes with it.
+        value = given[at + 1 : at + 2] if "=" not in pytest_like[0] else []
+        value = [v for v in value if not v.startswith("-")]
+        shown_args = shlex.join([pytest_like[0], *value])
+        message += f"; pytest's arguments go after `--`: compat {args.command} ... -- {shown_args}"
+    elif flags:
+        message += did_you_mean(flags[0].split("=", 1)[0], options)
+    sub.error(message)  # exits 2, with the subcommand's usage
+    raise AssertionError("unreachable")
 
 
 def one_line(text: str) -> str:
@@ -117,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan_and_run(sub, common, select)
     _add_cell_tools(sub, common, select)
     _add_report_tools(sub, common)
+    for name in ("run", "repro"):
+        # Their usage line says where pytest's own arguments go.
+        command = sub.choices[name]
+        command.usage = command.format_usage().removeprefix("usage: ").rstrip() + " [-- PYTEST_ARGS ...]"
+    parser.subcommands = sub.choices  # type: ignore[attr-defined]
     return parser
 
 
@@ -198,9 +238,12 @@ def _add_cell_tools(
     p = sub.add_parser(
         "repro", parents=[common], help="one cell attached to your terminal (--pdb works)",
         description="Run one cell's exact pytest command in a container of the same image, mounts, limits and "
-        "environment, attached to your terminal; node ids narrow it, arguments after -- reach pytest.",
+        "environment, attached to your terminal; node ids narrow it. The pytest arguments of the cell's last "
+        "run (compat run ... -- ARGS) are replayed, then the ones after -- here.",
         epilog="examples:\n  compat repro py3.14-base-subint-capfd tests/backends/common/test_rpc.py::test_x -- --pdb\n"
-        "  compat repro py3.14-base-subint-capfd --shell",
+        "  compat repro py3.14-base-subint-capfd --shell\n\n"
+        "exit code: pytest's own (0 passed, 1 failed, 2 interrupted, 4 usage error, 5 nothing collected), or the "
+        "shell's with --shell; compat's own errors as in `compat --help` (2 a bad cell id, 3 no engine, ...)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("cell", metavar="CELL", help="a cell id as `compat plan` shows it")
@@ -209,7 +252,11 @@ def _add_cell_tools(
     p.add_argument("--out", type=Path, default=None, help="where its junit.xml and dumps go (default: a new temp dir)")
     p.set_defaults(func=cmd_repro)
 
-    p = sub.add_parser("images", parents=[common, select], help="build (or find) the images the cells need")
+    p = sub.add_parser(
+        "images", parents=[common, select], help="build (or find) the images the cells need",
+        description="Build, or find already built, the image of each (python, group) the selected cells need: "
+        "one tag per content hash of every input, so an unchanged image is never rebuilt.",
+    )  # fmt: skip
     p.add_argument("--pull", action="store_true", help="pull the registry base even when a copy is here")
     p.add_argument("--save", type=Path, metavar="TAR", help="also write the images and their base to TAR")
     p.add_argument(
@@ -227,14 +274,23 @@ def _add_cell_tools(
     p.add_argument("--out", type=Path, default=None, help="default: the config's [report] out/raw")
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("doctor", parents=[common], help="check what a run needs, and how to fix it")
+    p = sub.add_parser(
+        "doctor", parents=[common], help="check what a run needs, and how to fix it",
+        description="Check, in one screen, what a run of this config needs (the config, the engine, the base "
+        "image, limits, Python 3.14, TLS inside a container, uv, reading a hung test's stacks, disk, "
+        "leftovers), each problem with its fix. Exit 1 when a required check fails.",
+    )  # fmt: skip
     p.set_defaults(func=cmd_doctor)
 
 
 def _add_report_tools(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    p = sub.add_parser("report", parents=[common], help="raw cell results -> the table (Markdown, HTML, JSON)")
+    p = sub.add_parser(
+        "report", parents=[common], help="raw cell results -> the table (Markdown, HTML, JSON)",
+        description="Read the raw cell results and write COMPATIBILITY.md, index.html, compat.json, its schema, "
+        "the badge and the history; a run that did not cover every cell goes to OUT/partial/ unless --publish.",
+    )  # fmt: skip
     p.add_argument("--raw", type=Path, default=None, help="default: the config's [report] out/raw")
     p.add_argument("--out", type=Path, default=None, help="default: the config's [report] out")
     p.add_argument("--baseline", type=Path, help="compat.json to diff against (default: the committed one)")
@@ -250,12 +306,20 @@ def _add_report_tools(
     )  # fmt: skip
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("triage", parents=[common], help="rerun failures across neighbouring cells")
+    p = sub.add_parser(
+        "triage", parents=[common], help="rerun failures across neighbouring cells",
+        description="Re-run each failing test, first where it failed (flaky, or deterministic?), then in the "
+        "cells next to it on each axis, to find the axis that explains it; the report's why column says it.",
+    )  # fmt: skip
     p.add_argument("--raw", type=Path, default=None, help="default: the config's [report] out/raw")
     p.add_argument("--max-reruns", type=_positive_int, default=None, help="default: the config's [triage] reruns")
     p.set_defaults(func=cmd_triage)
 
-    p = sub.add_parser("workflow", parents=[common], help="write .github/workflows/matrix.yml")
+    p = sub.add_parser(
+        "workflow", parents=[common], help="write .github/workflows/matrix.yml",
+        description="Write the GitHub Actions workflow from the config: a plan job, image jobs, one job per "
+        "group of cells, and a report job; --check fails when the committed one is stale.",
+    )  # fmt: skip
     p.add_argument("--check", action="store_true", help="fail if the committed file is stale")
     p.add_argument(
         "--output", type=Path, default=None,

@@ -10,8 +10,10 @@ spawn-compat checkout.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -79,3 +81,18 @@ def compat_invocation(config: str | Path | None, *, base: Path | None = None) ->
     """``compat [--matrix PATH]`` as a user types it from ``base``."""
     option = config_option(config, base=base)
     return compat_command(config) + (f" {option}" if option else "")
+
+
+def repro_command(cell: str, nodeid: str, invocation: str = "compat", pytest_args: Sequence[str] = ()) -> str:
+    """``compat [--matrix PATH] repro CELL NODE_ID``; ``invocation`` is how compat is called where the report lives.
+
+    A node id made stable over an object's address (``at 0x…``) selects nothing in a new process:
+    the test function is named instead, with its parameters as ``-k`` (pytest's own words for them).
+    """
+    if " at 0x…" in nodeid:
+        function, _, params = nodeid.partition("[")
+        words = [w for w in re.split(r"[^\w]+", params.split("at 0x…")[-1]) if w and not w.startswith("0x")]
+        args = [*(["-k", " and ".join(words)] if words else []), *pytest_args]
+        return f"{invocation} repro {cell} {shlex.quote(function)}" + (f" -- {shlex.join(args)}" if args else "")
+    tail = f" -- {shlex.join(pytest_args)}" if pytest_args else ""
+    return f"{invocation} repro {cell} {shlex.quote(nodeid)}{tail}"

@@ -21,6 +21,7 @@ import msgspec
 from .errors import ConfigError, PythonUnavailable
 from .matrix import Cell, Matrix, match_ids
 from .matrix.sessions import not_applicable
+from .results.raw import read_meta
 from .runners.base import prepare_out, remove_stage, stage_plugin
 from .runners.cache import target_files
 from .runners.docker import cell_container
@@ -68,8 +69,18 @@ def repro(
     shell: bool,
     out: Path | None = None,
 ) -> int:
-    """Run it; the cell's junit.xml and dumps are kept in ``out`` (a new temporary directory by default)."""
+    """Run it; the cell's junit.xml and dumps are kept in ``out`` (a new temporary directory by default).
+
+    The pytest arguments the cell's last run was given (``compat run ... -- ARGS``) come first, then
+    ``pytest_args``: a failure is reproduced as it happened (under ``--runxfail``, say).
+    """
     cell = find_cell(matrix, cell_id)
+    recorded, _ = read_meta(matrix.raw_dir / cell.id)
+    if recorded is not None and recorded.pytest_args:
+        print(
+            f"compat repro: replaying the run's pytest arguments: {shlex.join(recorded.pytest_args)}", file=sys.stderr
+        )
+        pytest_args = (*recorded.pytest_args, *pytest_args)
     if shutil.which("docker") is None:
         raise ConfigError("repro: the docker command-line client is needed to attach a terminal")
     engine = Engine.connect()

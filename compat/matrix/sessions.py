@@ -101,7 +101,10 @@ def _cells_of_sessions(matrix: Matrix, sessions: Sequence[str]) -> set[Cell] | N
         index.setdefault(session_name(cell.python, cell.backend), []).append(cell)
         index[session_of(cell)] = [cell]
     chosen: set[Cell] = set()
+    ids = {c.id for c in matrix.cells()}
     for name in sessions:
+        if name in ids:
+            raise ConfigError(f"-s: '{name}' is a cell id: give it as is, without -s")
         if name not in index:
             raise ConfigError(
                 f"-s: '{name}' is not a session of this matrix (see `nox -l`)" + did_you_mean(name, index)

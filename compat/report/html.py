@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from importlib.resources import files
 from typing import Any
 
+from ..paths import repro_command
 from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger, LedgerCell, LedgerResult, LedgerTest
 from ..results.schema import Hang
 from ..results.status import ABSENT, ABSENT_GLYPH, CELL, CELLS, STRICT_XPASS, TEST, TESTS, Status, page_data, row_of
@@ -38,7 +39,6 @@ from .view import (
     grid_layout,
     heading,
     layout,
-    repro_command,
     title,
 )
 

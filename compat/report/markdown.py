@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 
 from ..cell import protocol as P
+from ..paths import repro_command
 from ..results.ledger import DIFF_KINDS, REGRESSIONS, Diff, Ledger
 from ..results.schema import Hang
 from ..results.status import CELL, CELLS, STRICT_XPASS, TESTS, row_of
@@ -34,7 +35,6 @@ from .view import (
     counts_title,
     grid_layout,
     heading,
-    repro_command,
     title,
 )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import itertools
 import re
-import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,20 +99,6 @@ def grid_layout(ledger: Ledger) -> GridLayout:
     rows = tuple(r for r in itertools.product(*row_order) if r in present_rows)
     cols = tuple(c for c in itertools.product(ax.get("backend", ()), ax.get("capture", ())) if c in present_cols)
     return GridLayout(rows, cols, cells)
-
-
-def repro_command(cell: str, nodeid: str, invocation: str = "compat") -> str:
-    """``compat [--matrix PATH] repro CELL NODE_ID``; ``invocation`` is how compat is called where the report lives.
-
-    A node id made stable over an object's address (``at 0x…``) selects nothing in a new process:
-    the test function is named instead, with its parameters as ``-k`` (pytest's own words for them).
-    """
-    if " at 0x…" in nodeid:
-        function, _, params = nodeid.partition("[")
-        words = [w for w in re.split(r"[^\w]+", params.split("at 0x…")[-1]) if w and not w.startswith("0x")]
-        keyword = f" -- -k {shlex.quote(' and '.join(words))}" if words else ""
-        return f"{invocation} repro {cell} {shlex.quote(function)}{keyword}"
-    return f"{invocation} repro {cell} {shlex.quote(nodeid)}"
 
 
 def title(ledger: Ledger) -> str:

@@ -48,6 +48,8 @@ class CellMeta(CellAxes, msgspec.Struct, frozen=True, kw_only=True):
     limits: CellLimits = CellLimits()
     # The pytest arguments and test ids that narrowed this cell's run (a partial run's).
     selection: tuple[str, ...] = ()
+    # The run's own pytest arguments (after `--`): `compat repro` replays them.
+    pytest_args: tuple[str, ...] = ()
     # What determined this result (see runners/cache.py); None: never reused.
     cache_key: str | None = None
     # Set when this run reused the result of an earlier one: that run's id.

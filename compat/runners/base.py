@@ -211,6 +211,7 @@ def finish_meta(run: CellRun, matrix: Matrix) -> CellMeta:
         **axes_of(cell),
         run_id=run.run_id,
         runner=run.runner,
+        pytest_args=tuple(run.pytest_args),
         outcome=outcome,
         reason=reason,
         running=running,

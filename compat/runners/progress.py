@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import sys
 import threading
 import time
@@ -27,7 +26,7 @@ from rich.text import Text
 
 from ..cell import protocol as P
 from ..matrix import Cell
-from ..paths import compat_invocation, shown
+from ..paths import compat_invocation, repro_command, shown
 from ..results.events import parse_events
 from ..results.files import read_raw
 from ..results.raw import read_cell, read_meta
@@ -79,16 +78,29 @@ def cached_note(meta: CellMeta | None) -> str:
 
 
 class PlainLog:
-    """Plain lines as cells start and finish: for pipes, CI logs and --no-progress."""
+    """Lines as cells start and finish, each finished cell with its failing tests: the plain log (pipes,
+    CI logs, --no-progress), and, without the start lines, what the live board prints above itself.
+
+    On stdout, as pytest's report is: ``compat run | tee log`` keeps it; compat's own diagnostics
+    (a container it removed, an error) go to stderr.
+    """
 
     def __init__(
-        self, cells: Sequence[Cell], out_dir: Path, *, stream: TextIO | None = None, verbosity: int = 0
+        self,
+        cells: Sequence[Cell],
+        out_dir: Path,
+        *,
+        stream: TextIO | None = None,
+        verbosity: int = 0,
+        starts: bool = True,
     ) -> None:
         self.total = len(cells)
         # As in pytest: -q only what is not ok, -v every failing test and the output of each cell that is not ok.
         self.verbosity = verbosity
         self.out_dir = out_dir
-        self.stream = stream or sys.stderr
+        # None: stdout as it is when a line is printed (the live board's, while it runs).
+        self._stream = stream
+        self.starts = starts
         self.github = os.environ.get("GITHUB_ACTIONS") == "true"
         self.finished: list[Finished] = []
         self._started = 0
@@ -98,7 +110,7 @@ class PlainLog:
         with self._lock:
             if event == "start":
                 self._started += 1
-                if self.verbosity >= 0:
+                if self.verbosity >= 0 and self.starts:
                     self._print(f"[{self._started}/{self.total}] start       {cell.id}")
             elif event == "done" and meta is not None:
                 done = finished(cell, meta, self.out_dir)
@@ -132,7 +144,7 @@ class PlainLog:
             self._print(f"::error file={_gh(where)},title={_gh(title)}::{_gh(reason or 'failed')}")
 
     def _print(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
+        print(line, file=self._stream or sys.stdout, flush=True)
 
 
 def print_summary(
@@ -144,7 +156,7 @@ def print_summary(
     verbosity: int = 0,
 ) -> None:
     """The table at the end of a run, and what to do next (-v: every cell, not only those that are not ok)."""
-    stream = stream or sys.stderr
+    stream = stream or sys.stdout
     compat = compat_invocation(matrix_file or None)
     bad = [d for d in done if d.result.status not in FINE_CELLS]
     counts: dict[str, int] = {}
@@ -168,9 +180,7 @@ def print_summary(
         lines.append(f"      {compat} run {ids}{' ...' if len(bad) > 3 else ''}   (run those cells again)")
         first = next(((d, n) for d in bad for n, _ in d.failures()), None)
         if first is not None:
-            lines.append(
-                f"      {compat} repro {first[0].cell.id} {shlex.quote(first[1])} -- --pdb   (debug a failure)"
-            )
+            lines.append(f"      {repro_command(first[0].cell.id, first[1], compat, ['--pdb'])}   (debug a failure)")
     print("\n".join(lines), file=stream, flush=True)
 
 
@@ -226,7 +236,11 @@ def running_status(cell_dir: Path, cache: dict[Path, tuple[int, str]] | None = N
 class ProgressBoard:
     """The live view: progress M/N with an ETA, running cells with their current test, the last finished."""
 
-    def __init__(self, cells: Sequence[Cell], out_dir: Path, *, run_id: str, runner: str, jobs: int = 1) -> None:
+    def __init__(
+        self, cells: Sequence[Cell], out_dir: Path, *, run_id: str, runner: str, jobs: int = 1, verbosity: int = 0
+    ) -> None:
+        # What each finished cell says, printed above the board exactly as the plain log prints it.
+        self.log = PlainLog(cells, out_dir, verbosity=verbosity, starts=False)
         self.run_id = run_id
         self.runner = runner
         self.out_dir = out_dir
@@ -258,6 +272,7 @@ class ProgressBoard:
                 self.pending.discard(cell)
                 self.running.pop(cell, None)
                 self.done.append(finished(cell, meta, self.out_dir))
+        self.log(event, cell, meta)
 
     def __rich__(self) -> Group:
         with self._lock:
@@ -288,12 +303,20 @@ class ProgressBoard:
 
 @contextlib.contextmanager
 def live_progress(
-    cells: Sequence[Cell], out_dir: Path, *, run_id: str, runner: str, jobs: int = 1, cached: Sequence[Cell] = ()
+    cells: Sequence[Cell],
+    out_dir: Path,
+    *,
+    run_id: str,
+    runner: str,
+    jobs: int = 1,
+    cached: Sequence[Cell] = (),
+    verbosity: int = 0,
 ) -> Iterator[ProgressBoard]:
-    board = ProgressBoard(cells, out_dir, run_id=run_id, runner=runner, jobs=jobs)
+    board = ProgressBoard(cells, out_dir, run_id=run_id, runner=runner, jobs=jobs, verbosity=verbosity)
     # Cells whose last result will be reused take no time: the estimate leaves them out.
     for cell in cached:
         board.expected[cell] = 0.0
-    console = Console(stderr=True)
-    with Live(board, console=console, refresh_per_second=4, transient=False):
+    console = Console()
+    # redirect_stdout: the finished cells' lines (printed to stdout) go above the board.
+    with Live(board, console=console, refresh_per_second=4, transient=False, redirect_stdout=True):
         yield board

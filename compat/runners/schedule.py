@@ -101,9 +101,9 @@ def _run(
         )  # fmt: skip
         from .progress import PlainLog, live_progress, print_summary
 
-        if progress and sys.stderr.isatty():
+        if progress and sys.stdout.isatty():
             with live_progress(
-                cells, out_dir, run_id=run_id, runner=chosen.kind, jobs=jobs, cached=list(hits)
+                cells, out_dir, run_id=run_id, runner=chosen.kind, jobs=jobs, cached=list(hits), verbosity=verbosity
             ) as board:
                 metas = _schedule(matrix, chosen, cells, plan, out_dir, jobs, board)
             print_summary(board.done, out_dir, matrix.source, verbosity=verbosity)

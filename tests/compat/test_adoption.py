@@ -212,7 +212,7 @@ def test_the_projects_own_noxfile_gets_compats_sessions(tool: Tool, project: Pat
     )
     one = tool.run(project, str(tool.bin / "nox"), "-s", "test-3.14-threads(base-fd)")
     assert one.returncode == 0, one.stdout + one.stderr
-    assert "ok          py3.14-base-threads-capfd" in one.stderr
+    assert "ok          py3.14-base-threads-capfd" in one.stdout + one.stderr
 
 
 def test_a_project_with_requirements_and_an_extra_runs_its_cells(tool: Tool, tmp_path: Path) -> None:
@@ -220,7 +220,7 @@ def test_a_project_with_requirements_and_an_extra_runs_its_cells(tool: Tool, tmp
     run = tool.compat(repo, "run", "--no-progress", "-j", "2")
     assert run.returncode == 0, run.stdout + run.stderr
     for cell in ("py3.14-base-fast-capsys", "py3.14-base-safe-capsys"):
-        assert re.search(rf"^\[\d/2\] ok\s+{cell}  2 passed", run.stderr, re.M), run.stderr
+        assert re.search(rf"^\[\d/2\] ok\s+{cell}  2 passed", run.stdout, re.M), run.stdout
 
 
 def test_two_targets_never_share_results_and_the_refusal_is_one_line(tool: Tool, project: Path, ran: dict) -> None:

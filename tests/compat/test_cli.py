@@ -264,3 +264,47 @@ def test_version_and_help_name_every_exit_code(capsys):
 
 def test_bare_nox_runs_the_main_job(noxfile):
     assert noxfile.nox.options.sessions == ["matrix", "report"]
+
+
+def test_a_closed_pipe_ends_the_listing_quietly_with_the_shells_code():
+    with subprocess.Popen(
+        [sys.executable, "-m", "compat", "plan"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.readline()
+        proc.stdout.close()  # `| head -1`
+        err = proc.stderr.read().decode()
+        code = proc.wait(timeout=60)
+    assert code == 141 and "Traceback" not in err and "BrokenPipe" not in err, (code, err)
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (("run", "--pythn", "3.14"), "compat run: error: unrecognized arguments: --pythn; did you mean '--python'?"),
+        (
+            ("run", "--backend", "trio", "-k", "cancel"),
+            "compat run: error: unrecognized arguments: -k; pytest's arguments go after `--`: "
+            "compat run ... -- -k cancel",
+        ),
+        (("plan", "-s", "py3.14-base-subint-capfd"), "compat: error: -s: 'py3.14-base-subint-capfd' is a cell id: "
+         "give it as is, without -s"),
+    ],
+)  # fmt: skip
+def test_a_mistaken_argument_is_the_subcommands_error_with_a_hint(argv, line):
+    proc = compat(*argv)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == line, proc.stderr
+    if argv[0] == "run":
+        assert proc.stderr.startswith("usage: compat run ")  # its own usage, not the top-level one
+
+
+def test_run_and_repro_say_where_pytests_arguments_go_and_every_command_says_what_it_does():
+    for command in ("run", "repro"):
+        assert "[-- PYTEST_ARGS ...]" in compat(command, "--help").stdout
+    for command in ("images", "doctor", "report", "triage", "workflow", "run", "repro", "plan", "init", "merge"):
+        shown = compat(command, "--help").stdout
+        # A description paragraph after the usage, not only the one-line help of `compat --help`.
+        assert shown.split("\n\n")[1].strip() and not shown.split("\n\n")[1].lstrip().startswith("positional"), command
+    assert "where cells run" in compat("run", "--help").stdout
+    assert "exit code: pytest's own" in compat("repro", "--help").stdout

@@ -162,5 +162,5 @@ def test_failed_and_failed_tests_run_only_what_was_not_ok(report: Path, capfd: p
     rerun = {c for c in failing if json.loads((raw / c / "meta.json").read_text())["run_id"] == "again-cells"}
     assert rerun == failing
     assert all(len(read_cell(raw / c).tests) == 5 for c in failing)
-    err = capfd.readouterr().err
+    err = capfd.readouterr().out
     assert err.count("] start ") == 6  # 3 containers each time, not 32

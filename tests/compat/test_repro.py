@@ -71,3 +71,25 @@ def test_repro_of_an_unknown_or_na_cell_is_one_line():
     excluded = repro("py3.13-base-plain-capsys-uds")
     assert excluded.returncode == 2
     assert "is n/a here: excluded by matrix rule" in excluded.stderr
+
+
+def test_repro_replays_the_runs_own_pytest_arguments_then_yours(tmp_path):
+    """A failure seen under `compat run ... -- ARGS` is reproduced under the same ARGS."""
+    import shutil
+
+    cellsupport.require_engine()
+    project = tmp_path / "wirekit"
+    shutil.copytree(FIXTURE.parent, project, ignore=shutil.ignore_patterns("__pycache__", "reports"))
+    config = project / "compat.toml"
+    run = subprocess.run(
+        [sys.executable, "-m", "compat", "--matrix", str(config), "run", CELL, "--no-progress", "--", "-k", "wire"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 8, run.stderr  # test_wire fails in this cell
+    again = subprocess.run(
+        [sys.executable, "-m", "compat", "--matrix", str(config), "repro", CELL, "--out", str(tmp_path / "o"),
+         "--", "-q"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300, check=False,
+    )  # fmt: skip
+    assert "replaying the run's pytest arguments: -k wire" in again.stderr
+    assert again.returncode == 1 and "1 failed" in again.stdout and "passed" not in again.stdout, again.stdout

@@ -278,7 +278,7 @@ def test_reasons_leave_out_what_says_nothing_about_the_failure():
 
 
 def test_a_node_id_naming_an_address_is_the_same_test_in_every_cell(tmp_path):
-    from compat.report.view import repro_command
+    from compat.paths import repro_command
     from compat.results.events import parse_events
 
     lines = [

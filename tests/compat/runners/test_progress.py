@@ -113,3 +113,53 @@ def test_cells_that_will_be_reused_take_no_time_in_the_estimate(tmp_path: Path) 
     cells = [cell_of(c) for c in IDS]
     with live_progress(cells, tmp_path, run_id="r", runner="docker", jobs=1, cached=cells[:2]) as board:
         assert board.eta(board.started) == 10.0  # only the third cell will run, 10 s last time
+
+
+def on_a_terminal(*argv: str, cwd: Path) -> str:
+    """``python -m compat ARGV`` with a real pseudo-terminal for stdout and stderr: what a person sees."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "160", "LINES": "50", "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "compat", *argv], stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+        cwd=cwd, env=env, close_fds=True,
+    )  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the last writer closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(timeout=600)
+    os.close(leader)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_the_live_board_names_each_finished_cells_failures_and_honours_q_and_v(tmp_path: Path) -> None:
+    import shutil
+
+    from tests.compat import cellsupport
+    from tests.compat.places import ROOT, fixture
+
+    cellsupport.require_engine()
+    project = tmp_path / "wirekit"
+    shutil.copytree(fixture("project"), project, ignore=shutil.ignore_patterns("__pycache__", "reports"))
+    cells = ["py3.13-base-fork-capsys-tcp", "py3.13-base-plain-capsys-tcp"]  # one failing, one ok
+    config = str(project / "compat.toml")
+    seen = on_a_terminal("--matrix", config, "run", *cells, "--no-cache", cwd=ROOT)
+    assert "\x1b[" in seen  # the live board drew: this was a terminal
+    assert "failing     py3.13-base-fork-capsys-tcp" in seen and "ok          py3.13-base-plain-capsys-tcp" in seen
+    assert "FAILED tests/check_basic.py::test_wire - ConnectionError: the fork backend cannot share a tcp" in seen
+    quiet = on_a_terminal("--matrix", config, "run", *cells, "--no-cache", "-q", cwd=ROOT)
+    assert "FAILED tests/check_basic.py::test_wire" in quiet
+    assert "] ok          py3.13-base-plain-capsys-tcp" not in quiet  # -q: only what is not ok
+    verbose = on_a_terminal("--matrix", config, "run", *cells, "--no-cache", "-v", cwd=ROOT)
+    assert "--- py3.13-base-fork-capsys-tcp: pytest output" in verbose  # -v: the output of what is not ok

@@ -441,7 +441,7 @@ def test_the_plain_log_names_each_cells_failures_and_annotates_them_on_github(en
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     matrix = cellsupport.fixture_matrix()
     run_cells(matrix, [cell("trio"), cell("subint")], out_dir=tmp_path, progress=False)
-    err = capfd.readouterr().err.splitlines()
+    err = capfd.readouterr().out.splitlines()  # on stdout, as pytest's report
     assert "[1/2] start       py3.13-base-trio-capfd" in err or "[1/2] start       py3.13-base-subint-capfd" in err
     [line] = [x for x in err if x.startswith("[") and "failing" in x]
     assert line.split()[1:3] == ["failing", "py3.13-base-trio-capfd"]
