@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..paths import compat_invocation, git_root
 from ..results import ledger as L
 from ..results.owner import check_owner, ignore_in_git, read_owner
 from ..results.raw import read_cells
+from ..results.runs import read_runs, since_last_full
 from ..results.schema import CellResult
 from ..results.why import apply_reruns, read_reruns
 from .findings import overview
@@ -64,9 +66,9 @@ def build_report(
     matrix = matrix if matrix is not None else _matrix_of(raw_dir)
     if matrix is not None:
         check_owner(raw_dir, matrix)
-    cells, older = this_run(_read(raw_dir))
+    cells, older = current_state(_read(raw_dir), raw_dir, matrix)
     partial = partial_reason(cells, older, matrix)
-    ledger = make_ledger(cells, raw_dir, matrix, partial=partial)
+    ledger = mark_stale(make_ledger(cells, raw_dir, matrix, partial=partial), raw_dir, matrix)
     base, name, problem = _baseline(out_dir, baseline)
     ledger = msgspec.structs.replace(ledger, diff=L.diff(ledger, base, name, problem))
     dest = out_dir / PARTIAL_DIR if partial and not publish else out_dir
@@ -109,6 +111,35 @@ def _read(raw_dir: Path) -> list[CellResult]:
     return cells
 
 
+def current_state(
+    cells: list[CellResult], raw_dir: Path, matrix: Matrix | None
+) -> tuple[list[CellResult], list[CellResult]]:
+    """(the table's cells, the cells left out). Every cell's newest result since the last run that
+    covered every cell (``compat run``, then ``compat run --failed``: one table, each cell marked with
+    its run); without such a run in the run log, only the newest run's cells."""
+    runs = read_runs(raw_dir)
+    window = since_last_full(runs, {c.id for c in matrix.cells()}) if matrix is not None else None
+    if window is None:
+        return this_run(cells)
+    since = {r.run_id for r in window}
+    mine = [c for c in cells if c.meta is None or c.meta.run_id in since]
+    return mine, [c for c in cells if c not in mine]
+
+
+def mark_stale(ledger: L.Ledger, raw_dir: Path, matrix: Matrix | None) -> L.Ledger:
+    """A cell whose result was made from other target files than the ones there now is stale."""
+    if matrix is None or not matrix.target_dir.is_dir():
+        return ledger
+    from ..runners import cache, incremental
+
+    made = {c.id: inputs for c in ledger.cells if (inputs := incremental.read_inputs(raw_dir / c.id)) is not None}
+    if not made:
+        return ledger
+    now = cache.target_file_digests(matrix, raw_dir)
+    cells = tuple(msgspec.structs.replace(c, stale=True) if made.get(c.id, now) != now else c for c in ledger.cells)
+    return msgspec.structs.replace(ledger, cells=cells)
+
+
 def this_run(cells: list[CellResult]) -> tuple[list[CellResult], list[CellResult]]:
     """(the newest run's cells, cells of older runs). A cell without a readable meta stays in: its damage is news."""
     started: dict[str, float] = {}
@@ -144,7 +175,7 @@ def make_ledger(cells: list[CellResult], raw_dir: Path, matrix: Matrix | None, *
     cells = applied.cells
     declared = matrix.axes.values() if matrix is not None else None
     target = _target(matrix)
-    return L.build_ledger(
+    ledger = L.build_ledger(
         cells,
         axes=L.axes_of(cells, declared),
         why=applied.labels(),
@@ -152,6 +183,25 @@ def make_ledger(cells: list[CellResult], raw_dir: Path, matrix: Matrix | None, *
         na_skips=matrix.target.na_skips if matrix is not None else (),
         partial=partial,
     )
+    return msgspec.structs.replace(ledger, key_packages=key_packages(matrix))
+
+
+def key_packages(matrix: Matrix | None) -> tuple[str, ...]:
+    """pytest, and whatever the target itself names: its dependencies, its groups', its extras'."""
+    from ..matrix.target import requirement_name
+
+    names = {"pytest"}
+    if matrix is not None:
+        try:
+            project = matrix.project()
+        except CompatError:
+            return tuple(sorted(names))
+        specs = [*project.dependencies, *(s for g in project.group_requirements.values() for s in g)]
+        specs += [s for e in project.extras.values() for s in e]
+        names |= {n for s in specs if (n := requirement_name(s))}
+        if project.name:
+            names.add(re.sub(r"[-_.]+", "-", project.name).lower())
+    return tuple(sorted(names))
 
 
 def _invocation(matrix: Matrix | None, out_dir: Path) -> str:

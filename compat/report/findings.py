@@ -6,6 +6,7 @@ disagree about what is a problem, what is n/a and where a test fails.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -256,3 +257,50 @@ def problem_cells(ledger: Ledger) -> list[LedgerCell]:
 def leaky_cells(ledger: Ledger) -> list[LedgerCell]:
     """Every cell that leaked, whatever its status says first (a failing cell can leak too)."""
     return [c for c in ledger.cells if c.leaks.total]
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What the cells ran with, said once where it agrees: CPython, the packages that matter, times."""
+
+    pythons: list[tuple[str, int]]  # (exact version, cells)
+    same: list[tuple[str, str]]  # (package, version) the same in every cell that has it
+    differ: list[tuple[str, list[tuple[str, int]]]]  # (package, [(version, cells)])
+    cell_seconds: float
+    pytest_seconds: float
+    slowest_cell: tuple[str, float] | None
+    slowest_tests: list[tuple[float, str, str]]  # (seconds, nodeid, cell)
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def environment(ledger: Ledger, slowest: int = 5) -> Environment:
+    ran = [c for c in ledger.cells if c.environment.python_version]
+    pythons: dict[str, int] = {}
+    versions: dict[str, dict[str, int]] = {}
+    wanted = set(ledger.key_packages)
+    for c in ran:
+        pythons[c.environment.python_version or "?"] = pythons.get(c.environment.python_version or "?", 0) + 1
+        for name, version in c.environment.packages.items():
+            if canonical(name) in wanted:
+                versions.setdefault(canonical(name), {}).setdefault(version, 0)
+                versions[canonical(name)][version] += 1
+    # One version in every cell: said once; anything else with the cells that have each version.
+    same = sorted((n, next(iter(v))) for n, v in versions.items() if len(v) == 1 and sum(v.values()) == len(ran))
+    differ = sorted((n, sorted(v.items())) for n, v in versions.items() if (n, next(iter(v))) not in same)
+    timed = [(c.id, c.durations.cell_s) for c in ledger.cells if c.durations.cell_s]
+    tests = sorted(
+        ((r.duration_s, t.nodeid, cid) for t in ledger.tests for cid, r in t.results.items() if r.duration_s),
+        reverse=True,
+    )
+    return Environment(
+        pythons=sorted(pythons.items()),
+        same=same,
+        differ=differ,
+        cell_seconds=round(sum(s for _, s in timed if s), 1),
+        pytest_seconds=round(sum(c.durations.pytest_s or 0.0 for c in ledger.cells), 1),
+        slowest_cell=max(timed, key=lambda x: x[1] or 0.0) if timed else None,
+        slowest_tests=[(round(s, 2), n, c) for s, n, c in tests[:slowest]],
+    )

@@ -29,13 +29,12 @@ from .findings import (
     problems,
 )
 from .history import History
-from .markdown import counts_line
+from .markdown import counts_line, environment_lines, folded_run_lines
 from .view import (
     DECIDED,
     KnownIssues,
     Layout,
     column_label,
-    counts_title,
     grid_layout,
     heading,
     layout,
@@ -79,6 +78,27 @@ def _md_inline(text: str) -> str:
 
 # --------------------------------------------------------------------------
 # static parts
+
+
+def _md(text: str) -> str:
+    """A line the Markdown report has, with its **bold** and `code` parts."""
+    parts = _md_inline(text).split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def notes_html(ledger: Ledger) -> Iterator[str]:
+    """Which runs the table folds, and its stale cells, as the Markdown says them."""
+    for line in folded_run_lines(ledger):
+        if line:
+            yield f"<p class='note'>{_md(line.removeprefix('> '))}</p>"
+
+
+def environment_html(ledger: Ledger) -> Iterator[str]:
+    items = [line.removeprefix("- ") for line in environment_lines(ledger) if line.startswith("- ")]
+    if items:
+        yield "<section id='environment'><h2>What ran</h2><ul>"
+        yield "".join(f"<li>{_md(item)}</li>" for item in items)
+        yield "</ul></section>"
 
 
 def diff_html(diff: Diff | None, known: KnownIssues) -> Iterator[str]:
@@ -137,7 +157,7 @@ def grid_html(ledger: Ledger) -> Iterator[str]:
             yield (
                 f'<td class="c-{cell.status}" data-cell="{esc(cell.id)}" data-status="{cell.status}" '
                 f'data-backend="{esc(cell.backend)}" data-python="{esc(cell.python)}" '
-                f'title="{esc(counts_title(cell))}">{CELL[cell.status].glyph}{leak}</td>'
+                f'title="{esc(grid.title(cell))}">{CELL[cell.status].glyph}{leak}{esc(grid.count(cell))}</td>'
             )
         yield "</tr>"
     yield "</tbody></table></div>"
@@ -364,12 +384,14 @@ def render_html(ledger: Ledger, known: KnownIssues, history: History | None = No
             f"<h1>{esc(title(ledger))}</h1><p id='heading'>{_md_inline(heading(ledger))}</p>",
             f"<p id='counts'>{_md_bold(counts_line(overview(ledger)))}</p>",
             partial if ledger.partial else "",
+            *notes_html(ledger),
             "<h2>Summary</h2>",
             *grid_html(ledger),
             *problems_html(ledger, known, history, invocation),
             *diff_html(ledger.diff, known),
             *expected_html(ledger, known),
             *folded_html(ledger, known),
+            *environment_html(ledger),
         ]
     )
     legend = "".join(legend_html())

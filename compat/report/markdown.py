@@ -20,6 +20,7 @@ from ..results.status import CELL, CELLS, STRICT_XPASS, TESTS, row_of
 from .findings import (
     Finding,
     Overview,
+    environment,
     expected_failures,
     folded_sections,
     leaky_cells,
@@ -32,7 +33,6 @@ from .view import (
     ABSENT,
     GridLayout,
     KnownIssues,
-    counts_title,
     grid_layout,
     heading,
     title,
@@ -97,6 +97,27 @@ def partial_lines(ledger: Ledger) -> Iterator[str]:
     if ledger.partial:
         yield f"> **Partial run:** {md_text(ledger.partial)}. Counts cover only what ran."
         yield ""
+    yield from folded_run_lines(ledger)
+
+
+def folded_run_lines(ledger: Ledger) -> Iterator[str]:
+    """Which runs a table folds together, and which of its cells an edit has made stale."""
+    by_run: dict[str, int] = {}
+    for c in ledger.cells:
+        if c.run_id:
+            by_run[c.run_id] = by_run.get(c.run_id, 0) + 1
+    if len(by_run) > 1:
+        runs = ", ".join(f"{n} from {md_code(r)}" for r, n in sorted(by_run.items()))
+        yield f"> **Folded:** each cell's newest result since the last full run: {runs}."
+        yield ""
+    stale = [c.id for c in ledger.cells if c.stale]
+    if stale:
+        shown = ", ".join(md_code(c) for c in stale[:8]) + (" …" if len(stale) > 8 else "")
+        yield (
+            f"> **Stale:** {len(stale)} cell(s) ran before the target's files last changed: {shown}; "
+            "`compat run` brings them up to date (only what the change can affect runs)."
+        )
+        yield ""
 
 
 def grid_lines(grid: GridLayout) -> Iterator[str]:
@@ -110,8 +131,8 @@ def grid_lines(grid: GridLayout) -> Iterator[str]:
                 symbols.append(ABSENT)
                 continue
             leak = LEAK_SYMBOL if cell.leaks.total and cell.status != "leaked" else ""
-            symbol = CELL[cell.status].emoji + leak
-            symbols.append(title_span(symbol, counts_title(cell)))
+            symbol = CELL[cell.status].emoji + leak + grid.count(cell)
+            symbols.append(title_span(symbol, grid.title(cell)))
         yield f"| **{' '.join(row)}** | " + " | ".join(symbols) + " |"
 
 
@@ -259,6 +280,28 @@ def folded_lines(ledger: Ledger, known: KnownIssues) -> Iterator[str]:
         yield ""
 
 
+def environment_lines(ledger: Ledger) -> Iterator[str]:
+    env = environment(ledger)
+    if not env.pythons:
+        return
+    yield "## What ran"
+    yield ""
+    yield "- CPython " + ", ".join(f"{v} ({n} cell{'s' * (n != 1)})" for v, n in env.pythons)
+    if env.same:
+        yield "- in every cell: " + ", ".join(f"{n} {v}" for n, v in env.same)
+    for name, versions in env.differ:
+        yield f"- {name}: " + ", ".join(f"{v} ({n} cell{'s' * (n != 1)})" for v, n in versions)
+    if env.slowest_cell is not None:
+        cell, seconds = env.slowest_cell
+        yield (
+            f"- time: {env.cell_seconds:g} s in cells, {env.pytest_seconds:g} s of it in pytest; "
+            f"the slowest cell {md_code(cell)} {seconds:.1f} s"
+        )
+    if env.slowest_tests:
+        yield "- slowest tests: " + "; ".join(f"{s:g} s {md_code(n)} in {md_code(c)}" for s, n, c in env.slowest_tests)
+    yield ""
+
+
 def legend_lines() -> Iterator[str]:
     yield "## Legend"
     yield ""
@@ -297,6 +340,7 @@ def _body(ledger: Ledger, known: KnownIssues, history: History | None, invocatio
         *diff_lines(ledger.diff, limit=diff_items),
         *expected_lines(ledger, known),
         *folded_lines(ledger, known),
+        *environment_lines(ledger),
         *legend_lines(),
     ]
 

@@ -6,11 +6,12 @@ import datetime
 import itertools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..matrix import AXES
 from ..results.ledger import Ledger, LedgerCell, LedgerTest
+from ..results.status import FAILING
 
 ABSENT = "·"
 
@@ -80,9 +81,33 @@ class GridLayout:
     rows: tuple[tuple[str, ...], ...]
     columns: tuple[tuple[str, str], ...]
     cells: dict[tuple[tuple[str, ...], tuple[str, str]], LedgerCell]
+    # cell id -> the tests failing there (failed, error, timeout, strict xpass), for the grid's marks.
+    failing: dict[str, list[str]] = field(default_factory=dict)
+    # Cells come from more than one run: each one's run is worth saying.
+    folded: bool = False
 
     def cell(self, row: tuple[str, ...], col: tuple[str, str]) -> LedgerCell | None:
         return self.cells.get((row, col))
+
+    def title(self, cell: LedgerCell) -> str:
+        """A grid mark's hover text: its counts, the failing tests by name, and its run when folded."""
+        text = counts_title(cell)
+        failing = self.failing.get(cell.id, [])
+        if failing:
+            text += "; failing: " + ", ".join(failing[:FAILING_NAMED]) + (" …" if len(failing) > FAILING_NAMED else "")
+        if self.folded and cell.run_id:
+            text += f"; from run {cell.run_id}"
+        if cell.stale:
+            text += "; stale: the target's files changed since"
+        return text
+
+    def count(self, cell: LedgerCell) -> str:
+        """How many tests fail there, beside the mark (nothing for none)."""
+        n = len(self.failing.get(cell.id, []))
+        return f" {n}" if n else ""
+
+
+FAILING_NAMED = 5
 
 
 def grid_layout(ledger: Ledger) -> GridLayout:
@@ -93,12 +118,18 @@ def grid_layout(ledger: Ledger) -> GridLayout:
         return (c.python, c.group, *(c.extra.get(a, "") for a in extra_axes))
 
     cells = {(row_of(c), (c.backend, c.capture)): c for c in ledger.cells}
+    failing: dict[str, list[str]] = {}
+    for test in ledger.tests:
+        for cid, r in test.results.items():
+            if r.status in FAILING or (r.status == "xpassed" and r.strict):
+                failing.setdefault(cid, []).append(test.nodeid)
+    folded = len({c.run_id for c in ledger.cells if c.run_id}) > 1
     present_rows = {r for r, _ in cells}
     present_cols = {col for _, col in cells}
     row_order = [ax.get("python", ()), ax.get("group", ()), *(ax[a] for a in extra_axes)]
     rows = tuple(r for r in itertools.product(*row_order) if r in present_rows)
     cols = tuple(c for c in itertools.product(ax.get("backend", ()), ax.get("capture", ())) if c in present_cols)
-    return GridLayout(rows, cols, cells)
+    return GridLayout(rows, cols, cells, failing, folded)
 
 
 def title(ledger: Ledger) -> str:

@@ -248,6 +248,8 @@ _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 def _stable(event: _Event) -> _Event:
     if isinstance(nodeid := getattr(event, "nodeid", None), str) and ADDRESS in nodeid:
         return msgspec.structs.replace(event, nodeid=stable_nodeid(nodeid))
+    if isinstance(event, _Collected | _Resume) and any(ADDRESS in n for n in event.nodeids):
+        return msgspec.structs.replace(event, nodeids=[stable_nodeid(n) for n in event.nodeids])
     return event
 
 

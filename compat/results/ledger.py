@@ -46,6 +46,10 @@ class Durations(_Base, frozen=True):
 class LedgerCell(_Base, CellAxes, frozen=True, kw_only=True):
     id: str
     status: CellStatus
+    # The run this result is from (a table folds each cell's newest since the last full run).
+    run_id: str | None = None
+    # The target's files changed since this result was made (its inputs.json differs from them now).
+    stale: bool = False
     reason: str = ""
     counts: dict[str, int] = {}
     durations: Durations = Durations()
@@ -153,6 +157,9 @@ class Ledger(msgspec.Struct, frozen=True, kw_only=True):
     diff: Diff | None = None
     # Why this run is not the whole matrix ("" when it is); a partial run is not published by default.
     partial: str = ""
+    # The distributions whose versions the report names: pytest, the target's own dependencies
+    # and its groups' (canonical names).
+    key_packages: tuple[str, ...] = ()
 
 
 _encoder = msgspec.json.Encoder()
@@ -213,6 +220,7 @@ def ledger_cell(cell: CellResult) -> LedgerCell:
         cached_from=meta.cached_from if meta else None,
         hangs=cell.hangs,
         restarts=cell.restarts,
+        run_id=meta.run_id if meta else None,
         reused=meta.reused if meta else 0,
         reused_from=meta.reused_from if meta else (),
     )
@@ -279,7 +287,9 @@ def build_ledger(
 ) -> Ledger:
     run_ids = sorted({c.meta.run_id for c in cells if c.meta is not None})
     # When the run started (its first cell), not when the report was made: history dates runs by it.
-    starts = [c.meta.started for c in cells if c.meta is not None and c.meta.started]
+    # A cell reused whole from an earlier run keeps that run's start: it says nothing of this one's.
+    starts = [c.meta.started for c in cells if c.meta is not None and c.meta.started and not c.meta.cached_from]
+    starts = starts or [c.meta.started for c in cells if c.meta is not None and c.meta.started]
     return Ledger(
         run_id=run_id or (",".join(run_ids) if run_ids else "unknown"),
         timestamp=timestamp if timestamp is not None else min(starts, default=time.time()),

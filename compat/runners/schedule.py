@@ -11,6 +11,7 @@ import fcntl
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from ..errors import ConfigError, EngineError, OutputBusy
 from ..matrix import Cell, Matrix, new_run_id
 from ..matrix.sessions import not_applicable
 from ..results.owner import claim
+from ..results.runs import RUNS_LOG, RunRecord
 from ..results.schema import CellMeta, CellOutcome
 from . import cache, incremental, kinds
 from .base import CellRunner, static_meta, unrecorded_meta, write_meta
@@ -106,10 +108,12 @@ def _run(
                 cells, out_dir, run_id=run_id, runner=chosen.kind, jobs=jobs, cached=list(hits), verbosity=verbosity
             ) as board:
                 metas = _schedule(matrix, chosen, cells, plan, out_dir, jobs, board)
+            record_run(out_dir, run_id, metas, selection)
             print_summary(board.done, out_dir, matrix.source, verbosity=verbosity)
             return metas
         log = PlainLog(cells, out_dir, verbosity=verbosity)
         metas = _schedule(matrix, chosen, cells, plan, out_dir, jobs, log)
+        record_run(out_dir, run_id, metas, selection)
         print_summary(log.finished, out_dir, matrix.source, verbosity=verbosity)
         return metas
     finally:
@@ -117,6 +121,16 @@ def _run(
 
 
 LOCK_NAME = ".compat-run.lock"
+
+
+def record_run(out_dir: Path, run_id: str, metas: Sequence[CellMeta], selection: Sequence[str]) -> None:
+    """One line per finished run in the results directory's run log: which cells it ran, narrowed or
+    not. The report folds every cell's newest result since the last run that covered them all."""
+    entry = RunRecord(
+        run_id=run_id, finished=time.time(), cells=tuple(m.cell for m in metas), selection=tuple(selection)
+    )
+    with open(out_dir / RUNS_LOG, "ab") as f:
+        f.write(msgspec.json.encode(entry) + b"\n")
 
 
 @contextlib.contextmanager

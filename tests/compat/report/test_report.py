@@ -146,7 +146,7 @@ def test_markdown_leads_with_counts_then_a_grid_that_fits_then_the_problems(repo
     assert lines[header] == "| | trio<br>fd | trio<br>sys | subint<br>fd | subint<br>sys |"
     row13, row14 = lines[header + 2], lines[header + 3]
     assert row13.startswith("| **3.13 base** | ") and row14.startswith("| **3.14 base** | ")
-    assert '<span title="failing: 1 passed / 1 xfail / 1 skip / 1 fail">❌</span>' in row13
+    assert '<span title="failing: 1 passed / 1 xfail / 1 skip / 1 fail; failing: t.py::test_fd">❌ 1</span>' in row13
     assert [sym in row13 for sym in ("❌", "✅", "🚫", "➖")] == [True] * 4
     assert "⏱️" in row14 and "💧" in row14 and row14.count("💥") == 2
 

@@ -187,3 +187,65 @@ def test_known_issue_references_become_links_however_they_are_written(tmp_path: 
         linked = known.link(text, lambda t, href: f"[{t}]({href})", str)
         assert "](../docs/known-issues/capture-fd-hang.md)" in linked, linked
     assert known.link("see not-capture-fd-hang-x", lambda t, h: "LINK", str) == "see not-capture-fd-hang-x"
+
+
+def test_a_rerun_of_some_cells_folds_into_the_full_table_each_cell_marked_with_its_run(tmp_path: Path) -> None:
+    from compat.results.runs import RUNS_LOG
+
+    raw, out = tmp_path / "raw", tmp_path / "reports"
+    full_run(raw, "full", started=1.0, results={CELLS[0]: [FAIL], CELLS[1]: [FAIL]})
+    # `compat run --failed`: the two failing cells again, now passing.
+    for cell in CELLS[:2]:
+        write_cell(raw, cell, results=[PASS], meta_fields={"run_id": "again", "started": 2.0})
+    (raw / RUNS_LOG).write_text(
+        json.dumps({"run_id": "full", "finished": 1.5, "cells": CELLS})
+        + "\n"
+        + json.dumps({"run_id": "again", "finished": 2.5, "cells": CELLS[:2]})
+        + "\n"
+    )
+    ledger = report(raw, out, baseline=Path("/dev/null"))
+    assert ledger.partial == ""  # complete: a full table, published
+    assert {c.id: c.run_id for c in ledger.cells} == {c: "again" if c in CELLS[:2] else "full" for c in CELLS}
+    assert all(c.status == "ok" for c in ledger.cells)
+    md = (out / "COMPATIBILITY.md").read_text()
+    assert "> **Folded:** each cell's newest result since the last full run: 2 from `again`, 6 from `full`." in md
+    # Without the run log (results of an older compat), only the newest run is the table, as before.
+    (raw / RUNS_LOG).unlink()
+    assert report(raw, tmp_path / "other").partial.startswith("2 of 8 cells ran")
+
+
+def test_a_cell_made_from_other_target_files_than_the_current_ones_is_stale(tmp_path: Path) -> None:
+    import msgspec
+
+    from compat.matrix import TargetConfig
+    from compat.results.runs import RUNS_LOG
+
+    target = tmp_path / "target"
+    (target / "tests").mkdir(parents=True)
+    (target / "tests" / "test_x.py").write_text("def test_x(): pass\n")
+    matrix = msgspec.structs.replace(MATRIX, target=TargetConfig(path=str(target), tests=("tests",)))
+    raw = tmp_path / "raw"
+    full_run(raw, "full", started=1.0)
+    (raw / RUNS_LOG).write_text(json.dumps({"run_id": "full", "finished": 1.5, "cells": CELLS}) + "\n")
+    from compat.runners.cache import target_file_digests
+
+    now = target_file_digests(matrix, raw)
+    for cell in CELLS:
+        (raw / cell / "inputs.json").write_text(json.dumps(now))
+    (raw / CELLS[3] / "inputs.json").write_text(json.dumps({**now, "tests/test_x.py": "0" * 64}))
+    build_report(raw, tmp_path / "out", baseline=Path("/dev/null"), summary=None, fail_on_regression=False,
+                 matrix=matrix)  # fmt: skip
+    ledger = L.decode((tmp_path / "out" / "compat.json").read_bytes())
+    assert [c.id for c in ledger.cells if c.stale] == [CELLS[3]]
+    md = (tmp_path / "out" / "COMPATIBILITY.md").read_text()
+    assert f"> **Stale:** 1 cell(s) ran before the target's files last changed: `{CELLS[3]}`" in md
+
+
+def test_the_table_says_what_ran_and_counts_each_failing_grid_cell(tmp_path: Path) -> None:
+    raw, out = tmp_path / "raw", tmp_path / "reports"
+    full_run(raw, "full", started=1.0, results={CELLS[0]: [FAIL, PASS]})
+    report(raw, out, baseline=Path("/dev/null"))
+    md = (out / "COMPATIBILITY.md").read_text()
+    assert "## What ran" in md and "- CPython 3.13.0 (4 cells), 3.14.0 (4 cells)" in md
+    assert "- in every cell: pytest 9.0.0" in md
+    assert "failing: t.py::test_fd" in md and "❌ 1</span>" in md  # the mark counts, the hover names
