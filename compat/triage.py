@@ -36,14 +36,16 @@ def run(matrix: Matrix, raw_dir: Path, *, max_reruns: int, runner: str | None = 
     index = read_index(raw_dir)
     cells = read_cells(raw_dir)
     values = matrix.axes.values()
-    done = {(r.nodeid, r.cell, r.purpose) for r in index.reruns}
+    done = [(r.nodeid, r.cell, r.purpose) for r in index.reruns]
     wanted = plan_reruns(cells, values, max_reruns, done)
     runner = runner or _runner_used(cells)
-    by_cell: dict[AxisValues, list[tuple[str, str]]] = {}
+    # One run per cell and round: the n-th repeat of a test where it failed is the n-th round's.
+    by_cell: dict[tuple[AxisValues, int], list[tuple[str, str]]] = {}
     for nodeid, axes, purpose in wanted:
-        by_cell.setdefault(axes, []).append((nodeid, purpose))
+        round_ = sum(1 for (a, _), ts in by_cell.items() if a == axes and (nodeid, purpose) in ts)
+        by_cell.setdefault((axes, round_), []).append((nodeid, purpose))
     extra_names = [x.name for x in matrix.axes.extra]
-    for axes, targets in by_cell.items():
+    for (axes, _), targets in by_cell.items():
         sub = f"{len(index.reruns):04d}"
         nodeids = tuple(dict.fromkeys(n for n, _ in targets))
         narrowed = msgspec.structs.replace(matrix, target=msgspec.structs.replace(matrix.target, tests=nodeids))

@@ -10,7 +10,6 @@ broken; the re-runs land under ``<raw>/_triage/`` and the report reads them.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -130,9 +129,17 @@ def observations(
 ) -> dict[str, list[Observation]]:
     """Per test, one pass/fail observation per cell (flaky and skips say nothing)."""
     seen: dict[str, dict[AxisValues, bool]] = {}
+    cells = list(cells)
     for cell in cells:
         for nodeid, test in cell.tests.items():
             _observe(seen, nodeid, _axes(cell), test.status)
+    # A module that failed to collect somewhere collected where its tests ran: that is its pass there
+    # (a collection error on one Python only is then explained like any other failure).
+    broken = {n for n, by_cell in seen.items() if "::" not in n and any(by_cell.values())}
+    for cell in cells:
+        ran_modules = {n.split("::", 1)[0] for n, t in cell.tests.items() if "::" in n and t.status in PASSING}
+        for module in broken & ran_modules:
+            seen[module].setdefault(_axes(cell), False)
     for cell, nodeid in reruns:
         rerun = cell.tests.get(nodeid)
         if rerun is not None and _axes(cell) not in seen.get(nodeid, {}):
@@ -152,6 +159,7 @@ def why_labels(
     reruns: Iterable[tuple[CellResult, str]] = (),
     flaky: Iterable[str] = (),
     reproduced: Iterable[str] | None = None,
+    repeats: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, str]:
     """Each failing test's why. An axis label needs a re-run that failed again where the test
     failed (``reproduced``): one run's pattern alone is shown as unconfirmed, never as a fact.
@@ -163,15 +171,29 @@ def why_labels(
         for nodeid, label in labels.items():
             if is_settled(label) and nodeid not in again:
                 labels[nodeid] = f"unconfirmed: {label} (from one run; `compat run --triage` re-runs it)"
-    for nodeid in flaky:
-        rest = labels.get(nodeid, "")
-        labels[nodeid] = "flaky: failed, then passed on re-run" + (f"; {rest}" if rest else "")
+    _label_repeats(labels, repeats or {}, set(flaky))
     for cell in cells:
         for nodeid, test in cell.tests.items():
             if test.status == "flaky" and not labels.get(nodeid, "").startswith("flaky"):
                 rest = labels.get(nodeid, "")
-                labels[nodeid] = "flaky: failed, then passed on re-run" + (f"; {rest}" if rest else "")
+                labels[nodeid] = "flaky (failed, then passed on re-run)" + (f"; {rest}" if rest else "")
     return {n: label for n, label in labels.items() if label}
+
+
+def _label_repeats(labels: dict[str, str], repeats: Mapping[str, tuple[int, int]], flaky: set[str]) -> None:
+    """Flaky or deterministic, from its re-runs where it failed, before any axis's label."""
+    for nodeid in set(repeats) | flaky:
+        rest = labels.get(nodeid, "")
+        failed, total = repeats.get(nodeid, (0, 0))
+        if nodeid in flaky:
+            said = f"failed {failed} of {total} re-runs where it failed" if total else "failed, then passed on re-run"
+            labels[nodeid] = f"flaky ({said})" + (f"; {rest}" if rest and not rest.startswith("flaky") else "")
+        elif total and failed == total:
+            # Seen failing every time where it failed first: a fact to explain, not chance.
+            kept = rest and not rest.startswith("unconfirmed")
+            labels[nodeid] = f"deterministic (failed {failed} of {total} re-runs where it failed)" + (
+                f"; {rest}" if kept else ""
+            )
 
 
 # --------------------------------------------------------------------------
@@ -203,9 +225,11 @@ class Applied(msgspec.Struct, frozen=True):
     flaky: set[str]
     # Tests a re-run saw fail again (where they failed, or in a neighbour).
     reproduced: set[str]
+    # Per test: (failed, total) of its re-runs where it failed first.
+    repeats: dict[str, tuple[int, int]] = {}
 
     def labels(self) -> dict[str, str]:
-        return why_labels(self.cells, self.neighbours, self.flaky, self.reproduced)
+        return why_labels(self.cells, self.neighbours, self.flaky, self.reproduced, self.repeats)
 
 
 def apply_reruns(cells: Sequence[CellResult], reruns: Sequence[tuple[CellResult, Rerun]]) -> Applied:
@@ -214,15 +238,19 @@ def apply_reruns(cells: Sequence[CellResult], reruns: Sequence[tuple[CellResult,
     flaky: dict[tuple[str, str], CellResult] = {}
     reproduced: set[str] = set()
     neighbours = []
+    repeats: dict[str, tuple[int, int]] = {}
     for rerun_cell, rerun in reruns:
         test = rerun_cell.tests.get(rerun.nodeid)
+        if rerun.purpose == "flaky":
+            failed, total = repeats.get(rerun.nodeid, (0, 0))
+            repeats[rerun.nodeid] = (failed + (test is None or test.status in FAILING), total + 1)
         if rerun.purpose == "flaky" and test is not None and test.status in PASSING:
             flaky[(rerun.cell, rerun.nodeid)] = rerun_cell
         elif rerun.purpose == "neighbour":
             neighbours.append((rerun_cell, rerun.nodeid))
         if test is not None and test.status in FAILING:
             reproduced.add(rerun.nodeid)  # it failed again in a fresh run: the pattern is not one run's chance
-    return Applied([_mark_flaky(c, flaky) for c in cells], neighbours, {n for _, n in flaky}, reproduced)
+    return Applied([_mark_flaky(c, flaky) for c in cells], neighbours, {n for _, n in flaky}, reproduced, repeats)
 
 
 def _mark_flaky(cell: CellResult, flaky: Mapping[tuple[str, str], CellResult]) -> CellResult:
@@ -252,20 +280,24 @@ def neighbours(axes: AxisValues, values: Mapping[str, Sequence[str]]) -> Iterabl
                 yield (*axes[:i], v, *axes[i + 1 :])
 
 
+REPEATS = 3  # re-runs of a failure where it failed: flaky (some pass) or deterministic (all fail)
+
+
 def plan_reruns(
     cells: Sequence[CellResult],
     values: Mapping[str, Sequence[str]],
     max_reruns: int,
     done: Iterable[tuple[str, str, str]] = (),
+    repeats: int = REPEATS,
 ) -> list[tuple[str, AxisValues, str]]:
     """(nodeid, cell axes, purpose) to re-run, at most max_reruns of them.
 
-    Every test with a failure first gets one re-run where it failed (flaky or
-    not: a label needs the failure seen again); then unexplained tests get
-    their missing one-axis neighbours. Cells known to be unsupported or
-    unavailable are never proposed.
+    Every test with a failure first gets ``repeats`` re-runs where it failed, before anything else:
+    it is flaky or it is deterministic, and a label needs the failure seen again; then unexplained
+    tests get their missing one-axis neighbours. Cells known to be unsupported or unavailable are
+    never proposed. ``done`` may hold a re-run several times (one per repeat).
     """
-    done = set(done)
+    done = list(done)
     dead = _dead(cells)
     exists = _exists(cells)
     obs = observations(cells)
@@ -275,7 +307,8 @@ def plan_reruns(
         label = explain(test_obs, list(values))
         if not failing:
             continue
-        flaky_checks.append((nodeid, failing[0], "flaky"))
+        already = done.count((nodeid, cell_id(failing[0]), "flaky"))
+        flaky_checks += [(nodeid, failing[0], "flaky")] * max(0, repeats - already)
         if is_settled(label):
             continue
         observed = {o.cell for o in test_obs}
@@ -284,7 +317,7 @@ def plan_reruns(
                 if n not in observed and not dead(n) and exists(nodeid, cell, n):
                     observed.add(n)
                     neighbour_runs.append((nodeid, n, "neighbour"))
-    wanted = [p for p in itertools.chain(flaky_checks, neighbour_runs) if (p[0], cell_id(p[1]), p[2]) not in done]
+    wanted = flaky_checks + [p for p in neighbour_runs if (p[0], cell_id(p[1]), p[2]) not in done]
     return wanted[: max(0, max_reruns)]
 
 

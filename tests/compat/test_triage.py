@@ -11,7 +11,7 @@ from compat.report import build_report
 from compat.report.bench import write_cell
 from compat.results import ledger as L
 from compat.results.raw import read_cells
-from compat.results.why import Observation, Rerun, TriageIndex, cell_id, explain, write_index
+from compat.results.why import REPEATS, Observation, Rerun, TriageIndex, cell_id, explain, write_index
 from compat.results.why import plan_reruns as plan
 
 FULL = {
@@ -79,7 +79,8 @@ def test_plan_is_bounded_and_skips_dead_and_observed_cells(tmp_path: Path) -> No
     raw = raw_with(tmp_path, lambda *c: ran.get(c))
     cells = read_cells(raw)
     wanted = plan(cells, FULL, max_reruns=100)
-    assert wanted[0] == ("t.py::test_x", ("3.14", "base", "subint", "fd"), "flaky")
+    # Where it failed, REPEATS times, before anything else.
+    assert wanted[:REPEATS] == [("t.py::test_x", ("3.14", "base", "subint", "fd"), "flaky")] * REPEATS
     targets = [a for _, a, p in wanted if p == "neighbour"]
     assert ("3.13", "base", "subint", "fd") not in targets  # unsupported
     assert set(targets) == {
@@ -91,19 +92,24 @@ def test_plan_is_bounded_and_skips_dead_and_observed_cells(tmp_path: Path) -> No
         ("3.14", "base", "subint", "no"),
     }
     assert len(plan(cells, FULL, max_reruns=3)) == 3
-    done = [("t.py::test_x", "py3.14-base-subint-capfd", "flaky")]
-    assert all(p != "flaky" for _, _, p in plan(cells, FULL, 100, done))
+    done = [("t.py::test_x", "py3.14-base-subint-capfd", "flaky")] * (REPEATS - 1)
+    assert [p for _, _, p in plan(cells, FULL, 100, done)].count("flaky") == 1  # the repeats not done yet
+    assert all(p != "flaky" for _, _, p in plan(cells, FULL, 100, done * 2))
 
 
 def test_a_settled_pattern_needs_only_its_failure_seen_again(tmp_path: Path) -> None:
     # A pattern from one run is a label only once a re-run where it failed fails again: one re-run, no neighbours.
     raw = raw_with(tmp_path, lambda p, g, b, c: c == "fd")
-    assert plan(read_cells(raw), FULL, max_reruns=100) == [
-        ("t.py::test_x", ("3.13", "base", "forkserver", "fd"), "flaky")
-    ]
+    assert (
+        plan(read_cells(raw), FULL, max_reruns=100)
+        == [("t.py::test_x", ("3.13", "base", "forkserver", "fd"), "flaky")] * REPEATS
+    )
     one = {("3.14", "base", "subint", "fd"): True, ("3.14", "base", "trio", "fd"): False}
     raw = raw_with(tmp_path / "one", lambda *c: one.get(c))
-    assert plan(read_cells(raw), FULL, max_reruns=100) == [("t.py::test_x", ("3.14", "base", "subint", "fd"), "flaky")]
+    assert (
+        plan(read_cells(raw), FULL, max_reruns=100)
+        == [("t.py::test_x", ("3.14", "base", "subint", "fd"), "flaky")] * REPEATS
+    )
 
 
 def test_stored_reruns_settle_the_label_and_mark_flaky(tmp_path: Path) -> None:
@@ -185,3 +191,28 @@ def test_no_rerun_is_planned_where_the_test_does_not_exist(tmp_path: Path) -> No
     targets = {cells for _, cells, purpose in plan(read_cells(raw), FULL, 100) if purpose == "neighbour"}
     assert not any(backend == "trio" for _, _, backend, _ in targets)
     assert ("3.14", "greenback", "subint", "fd") in targets  # no greenback cell ran: nothing says it is absent
+
+
+def test_repeated_reruns_where_it_failed_say_flaky_or_deterministic_with_their_counts():
+    from compat.results.why import why_labels
+
+    obs_cells = []  # no cells needed: the labels come from the re-runs' counts
+    labels = why_labels(obs_cells, flaky={"t.py::test_f"}, repeats={"t.py::test_f": (1, 3), "t.py::test_d": (3, 3)})
+    assert labels["t.py::test_f"] == "flaky (failed 1 of 3 re-runs where it failed)"
+    assert labels["t.py::test_d"] == "deterministic (failed 3 of 3 re-runs where it failed)"
+
+
+def test_a_collection_error_on_one_python_only_is_explained_by_the_python(tmp_path: Path) -> None:
+    """Where the module collected, its tests ran: that is its pass there (no result names the module)."""
+    from compat.results.why import why_labels
+
+    raw = tmp_path / "raw"
+    for python in ("3.13", "3.14"):
+        for backend in ("trio", "subint"):
+            results = (
+                [{"nodeid": "t.py", "outcome": "error", "when": "collect", "message": "E   SyntaxError: bad"}]
+                if python == "3.13"
+                else [{"nodeid": "t.py::test_x", "outcome": "passed"}]
+            )
+            write_cell(raw, f"py{python}-base-{backend}-capfd", results=results)
+    assert why_labels(read_cells(raw))["t.py"] == "3.13-only"
