@@ -78,7 +78,9 @@ def build_report(
     )
     if history_problem:
         print(f"compat report: {history_problem}", file=sys.stderr)
-    known = KnownIssues(*_known_issues(dest, known_issues))
+    directory, link_base = _known_issues(dest, known_issues, out_dir, matrix)
+    raw_base = os.path.relpath(raw_dir.resolve(), dest.resolve()).replace(os.sep, "/") + "/"
+    known = KnownIssues(directory, link_base, raw_base)
     invocation = _invocation(matrix, out_dir)
     write_outputs(ledger, dest, known, summary, history=history, invocation=invocation)
     if dest != out_dir:
@@ -260,11 +262,32 @@ def _committed(path: Path) -> bytes | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def _known_issues(out_dir: Path, directory: Path | None) -> tuple[Path | None, str]:
-    directory = directory if directory is not None else out_dir.resolve().parent / "docs" / "known-issues"
+def _known_issues(dest: Path, directory: Path | None, out_dir: Path, matrix: Matrix | None) -> tuple[Path | None, str]:
+    """The known-issues directory, and how the report written to ``dest`` links into it.
+
+    By default ``docs/known-issues`` of the repository the config is in (else beside the report's
+    directory). Relative to ``dest`` (``partial/`` is one level deeper); inside GitHub Actions, where
+    the report is published as a site that has no ``docs/``, to the repository's web page of it.
+    """
+    if directory is None:
+        root = git_root(Path(matrix.source).parent) if matrix is not None and matrix.source else None
+        directory = (root or out_dir.resolve().parent) / "docs" / "known-issues"
     if not directory.is_dir():
         return None, ""
-    return directory, os.path.relpath(directory.resolve(), out_dir.resolve()).replace(os.sep, "/") + "/"
+    web = _web_url(directory)
+    if web is not None:
+        return directory, web
+    return directory, os.path.relpath(directory.resolve(), dest.resolve()).replace(os.sep, "/") + "/"
+
+
+def _web_url(directory: Path) -> str | None:
+    """``https://github.com/OWNER/REPO/blob/SHA/docs/known-issues/`` inside GitHub Actions, else None."""
+    server, repo, sha = (os.environ.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_SHA"))
+    workspace = os.environ.get("GITHUB_WORKSPACE")
+    if not (server and repo and sha and workspace) or not directory.resolve().is_relative_to(Path(workspace).resolve()):
+        return None
+    rel = directory.resolve().relative_to(Path(workspace).resolve()).as_posix()
+    return f"{server}/{repo}/blob/{sha}/{rel}/"
 
 
 def write_outputs(

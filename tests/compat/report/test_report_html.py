@@ -308,3 +308,28 @@ def test_the_markdown_of_the_full_matrix_fits_githubs_column(tmp_path: Path) -> 
     # The old layout (python x group x capture as columns) would not fit: the measurement can fail.
     wide = "| backend | " + " | ".join(f"3.1{i % 2}<br>group{i}<br>fd" for i in range(18)) + " |\n|---|" + "---|" * 18
     assert widest_table_px(wide + "\n| **trio** |" + " ✅ |" * 18 + "\n", tmp_path) > GITHUB_COLUMN_PX
+
+
+STUCK = (
+    "<script>{const box=document.querySelector('#tests').parentElement;box.scrollLeft=100000;"
+    "const name=document.querySelector('#tests td.name');"
+    "document.body.dataset.scrolled=box.scrollLeft;"
+    "document.body.dataset.stuck=Math.round(name.getBoundingClientRect().left-box.getBoundingClientRect().left);"
+    "document.body.dataset.scrollWidth=document.documentElement.scrollWidth;"
+    "document.body.dataset.innerWidth=window.innerWidth;}</script></body>"
+)
+
+
+@pytest.mark.parametrize("width", [1280, 500], ids=["desktop", "phone"])
+def test_a_wide_table_scrolls_in_its_own_box_with_the_test_names_kept_in_view(tmp_path: Path, width: int) -> None:
+    """54 cells, long node ids: the page never scrolls sideways; the tests table does, inside its box,
+    and its first column (the test's name) stays where it is."""
+    page = tmp_path / "index.html"
+    page.write_text(render_html(big_ledger(300), KnownIssues(None)).replace("</body>", STUCK))
+    dom = browse(page, "", f"--window-size={width},900")
+    m = re.search(r'data-scrolled="(\d+)" data-stuck="(-?\d+)" data-scroll-width="(\d+)" data-inner-width="(\d+)"', dom)
+    assert m, "the probe did not run"
+    scrolled, stuck, scroll_width, inner = map(int, m.groups())
+    assert scroll_width <= inner, (scroll_width, inner)  # no page-wide sideways scroll
+    assert scrolled > 0  # the table is wider than its box, which scrolls
+    assert 0 <= stuck <= 2, stuck  # the name column stayed at the box's left edge

@@ -249,3 +249,29 @@ def test_the_table_says_what_ran_and_counts_each_failing_grid_cell(tmp_path: Pat
     assert "## What ran" in md and "- CPython 3.13.0 (4 cells), 3.14.0 (4 cells)" in md
     assert "- in every cell: pytest 9.0.0" in md
     assert "failing: t.py::test_fd" in md and "❌ 1</span>" in md  # the mark counts, the hover names
+
+
+def test_known_issue_links_work_from_a_partial_report_and_from_a_published_site(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    (repo / "docs" / "known-issues").mkdir(parents=True)
+    (repo / "docs" / "known-issues" / "capture-fd-hang.md").write_text("# the hang\n")
+    raw, out = repo / "reports" / "raw", repo / "reports"
+    hang = {"nodeid": "t.py::test_fd", "outcome": "failed", "message": "E   AssertionError: see capture-fd-hang"}
+    full_run(raw, "full", started=1.0, results={CELLS[0]: [hang]})
+    for cell in CELLS[:1]:  # a later run of one cell: a partial report, one level deeper
+        write_cell(raw, cell, results=[hang], meta_fields={"run_id": "one", "started": 2.0})
+    build_report(raw, out, baseline=Path("/dev/null"), summary=None, fail_on_regression=False, matrix=MATRIX,
+                 known_issues=repo / "docs" / "known-issues")  # fmt: skip
+    md = (out / "partial" / "COMPATIBILITY.md").read_text()
+    assert "](../../docs/known-issues/capture-fd-hang.md)" in md
+    assert (out / "partial" / "../../docs/known-issues/capture-fd-hang.md").resolve().is_file()
+    # In GitHub Actions the report is a site with no docs/ beside it: the repository's page of the file.
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "owner/runtime")
+    monkeypatch.setenv("GITHUB_SHA", "abc123")
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(repo))
+    site = repo / "reports" / "site"
+    build_report(raw, site, baseline=Path("/dev/null"), summary=None, fail_on_regression=False, matrix=MATRIX,
+                 known_issues=repo / "docs" / "known-issues", publish=True)  # fmt: skip
+    html = (site / "index.html").read_text()
+    assert "https://github.com/owner/runtime/blob/abc123/docs/known-issues/capture-fd-hang.md" in html
