@@ -30,6 +30,7 @@ from .findings import (
 )
 from .history import History
 from .markdown import counts_line, environment_lines, folded_run_lines
+from .strips import history_html, result_strip
 from .view import (
     DECIDED,
     KnownIssues,
@@ -163,7 +164,7 @@ def grid_html(ledger: Ledger) -> Iterator[str]:
     yield "</tbody></table></div>"
 
 
-def _finding_html(f: Finding, known: KnownIssues, invocation: str) -> str:
+def _finding_html(f: Finding, known: KnownIssues, invocation: str, history: History | None = None) -> str:
     row = row_of(f.status, strict=f.strict)
     text = (
         f'<li class="finding" data-status="{esc(f.status)}"><span class="t-{row.css}">{row.glyph}</span> '
@@ -174,6 +175,8 @@ def _finding_html(f: Finding, known: KnownIssues, invocation: str) -> str:
     if f.why:
         text += f" <i>(why: {esc(f.why)})</i>"
     extra = [esc(f.history)] if f.history else []
+    if f.history and history is not None and len(history.records) > 1:
+        extra.insert(0, result_strip(history, f.nodeid, f.cells[0]))
     extra.append(f"repro: <code>{esc(repro_command(f.cells[0], f.nodeid, invocation))}</code>")
     return (
         text
@@ -195,7 +198,7 @@ def problems_html(ledger: Ledger, known: KnownIssues, history: History | None, i
         yield "<p>Nothing fails, times out, is flaky or leaks.</p></section>"
         return
     if found:
-        yield "<ul>" + "".join(_finding_html(f, known, invocation) for f in found[:LIST_ITEMS]) + "</ul>"
+        yield "<ul>" + "".join(_finding_html(f, known, invocation, history) for f in found[:LIST_ITEMS]) + "</ul>"
         if len(found) > LIST_ITEMS:
             yield f"<p>… and {len(found) - LIST_ITEMS} more in the table below.</p>"
     if bad:
@@ -392,6 +395,7 @@ def render_html(ledger: Ledger, known: KnownIssues, history: History | None = No
             *expected_html(ledger, known),
             *folded_html(ledger, known),
             *environment_html(ledger),
+            history_html(history, [c.id for c in ledger.cells]),
         ]
     )
     legend = "".join(legend_html())

@@ -333,3 +333,25 @@ def test_a_wide_table_scrolls_in_its_own_box_with_the_test_names_kept_in_view(tm
     assert scroll_width <= inner, (scroll_width, inner)  # no page-wide sideways scroll
     assert scrolled > 0  # the table is wider than its box, which scrolls
     assert 0 <= stuck <= 2, stuck  # the name column stayed at the box's left edge
+
+
+def test_each_cell_and_failing_test_has_its_history_as_a_strip(tmp_path: Path) -> None:
+    from compat.report.bench import write_cell
+
+    raw, out = tmp_path / "raw", tmp_path / "reports"
+    cells = [c.id for c in MATRIX.cells()]
+    for run, (started, outcome) in enumerate([(1.0, "passed"), (2.0, "passed"), (3.0, "failed")]):
+        for cell in cells:
+            result = {"nodeid": "t.py::test_x", "outcome": outcome if cell == cells[0] else "passed"}
+            if outcome == "failed" and cell == cells[0]:
+                result["message"] = "E   AssertionError: now it fails"
+            write_cell(raw, cell, results=[result], meta_fields={"run_id": f"run{run}", "started": started})
+        build_report(raw, out, baseline=Path("/dev/null"), summary=None, publish=True, fail_on_regression=False,
+                     matrix=MATRIX)  # fmt: skip
+    dom = without_scripts(browse(out / "index.html"))
+    section = dom[dom.index('id="history"') :]
+    assert section.count('<svg class="strip"') == len(cells)
+    # The failing test's strip: its three runs in its cell, the newest one red.
+    finding = dom[dom.index('class="finding"') :]
+    marks = re.findall(r'<rect[^>]*fill="(#[0-9a-f]+)"><title>(run\d): (\w+)</title>', finding.split("</li>")[0])
+    assert marks == [("#2da44e", "run0", "passed"), ("#2da44e", "run1", "passed"), ("#cf222e", "run2", "failed")]
