@@ -185,7 +185,7 @@ def test_selections_compose_and_an_empty_one_is_an_error(tool: Tool, project: Pa
     assert empty.returncode == 8
     assert (
         "pytest collected no tests (exit 5): the selection matched nothing: tests -k '(inline) and (no_such_test)'"
-        in empty.stderr
+        in empty.stdout + empty.stderr
     )
 
 
