@@ -267,14 +267,22 @@ def test_bare_nox_runs_the_main_job(noxfile):
 
 
 def test_a_closed_pipe_ends_the_listing_quietly_with_the_shells_code():
-    with subprocess.Popen(
-        [sys.executable, "-m", "compat", "plan"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
-    ) as proc:
-        assert proc.stdout is not None and proc.stderr is not None
-        proc.stdout.readline()
-        proc.stdout.close()  # `| head -1`
-        err = proc.stderr.read().decode()
-        code = proc.wait(timeout=60)
+    # The reader is gone before the first write (`| head -0`): a reader that closes after a line
+    # would race a listing small enough to fit in the pipe's buffer.
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "compat", "plan"],
+            check=False,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    code, err = done.returncode, done.stderr.decode()
     assert code == 141 and "Traceback" not in err and "BrokenPipe" not in err, (code, err)
 
 
