@@ -67,7 +67,7 @@ class Doctor:
         name = "stacks of hung tests"
         missing = [t for t in ("pystack", "py-spy") if stacks.tool(t) is None]
         if missing:
-            fix = "install spawn-compat with its dependencies (uv tool install spawn-compat)"
+            fix = "install spawn-compat with its dependencies (uv tool install, from its checkout or its wheel)"
             return Check(
                 name, False, f"not installed: {', '.join(missing)}; hangs keep /proc evidence only", fix, False
             )

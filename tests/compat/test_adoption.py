@@ -277,12 +277,24 @@ def readme_commands() -> list[str]:
 
 def test_the_readmes_use_it_in_your_project_commands_run_as_written(tool: Tool, tmp_path: Path) -> None:
     commands = readme_commands()
-    # The tool fixture installed it exactly this way, from the wheel instead of an index.
-    assert commands[0] == "uv tool install spawn-compat --with-executables-from nox"
+    # The first line as written, in this checkout, into tool directories of its own (the tool fixture
+    # installed the wheel the same line builds, which a workflow can carry).
+    assert commands[0] == "uv tool install --with-executables-from nox ."
+    own = {**tool.env, "UV_TOOL_DIR": str(tmp_path / "tools"), "UV_TOOL_BIN_DIR": str(tmp_path / "bin")}
+    installed = subprocess.run(
+        commands[0].split(), cwd=ROOT, env=own, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert installed.returncode == 0, installed.stderr
+    for name in ("compat", "nox"):
+        version = subprocess.run(
+            [str(tmp_path / "bin" / name), "--version"], env=own, capture_output=True, text=True, check=False
+        )
+        assert version.returncode == 0, (name, version.stderr)
+    assert commands[1] == "cd /path/to/your/runtime"
     repo = new_repository(ADOPTER, tmp_path / "taskmesh")
     expected = {"compat init": 0, "compat plan": 0, "compat run": 8, "compat report": 0, "compat workflow": 0}
-    assert commands[1:] == list(expected)
-    for command in commands[1:]:
+    assert commands[2:] == list(expected)
+    for command in commands[2:]:
         done = tool.compat(repo, *command.split()[1:])
         # As written the project has one backend (init found no option): the pool parametrisation fails.
         assert done.returncode == expected[command], (command, done.stdout[-2000:], done.stderr[-2000:])
