@@ -90,6 +90,7 @@ def test_the_fixture_projects_workflow_runs_end_to_end(act: Act, tmp_path: Path)
     run_id = f"7{uuid.uuid4().int % 10**8}"
     done = act.run(repo, run_id=run_id, inputs={"cells": f"{OK} {FAILING}"})
     steps = done.steps()
+    print("act, the fixture's workflow, seconds per job:", done.seconds())  # figures for the note (-s)
     assert steps[("plan", "compat plan --json")] == "Success", done.log[-4000:]
     assert steps[("image py3.13-base", "compat images (built only when its inputs changed)")] == "Success"
     legs = {job: outcome for (job, step), outcome in steps.items() if step == "compat run"}
@@ -148,6 +149,7 @@ def test_a_targets_own_workflow_installs_the_wheel_and_restores_its_image_from_t
 
     first = act.run(repo, run_id=f"8{uuid.uuid4().int % 10**8}", inputs={"cells": cells})
     steps = first.steps()
+    print("act, a target's workflow, first run, seconds per job:", first.seconds())
     build = ("image py3.14-base", "compat images (built only when its inputs changed)")
     assert steps[build] == "Success", first.log[-4000:]
     assert re.search(r"py3\.14-base  spawn-compat:py3\.14-base-\w+  \(built\)", first.log)
@@ -167,6 +169,7 @@ def test_a_targets_own_workflow_installs_the_wheel_and_restores_its_image_from_t
     assert engine.image_id(tag) is None
     second = act.run(repo, run_id=f"9{uuid.uuid4().int % 10**8}", inputs={"cells": cells})
     steps = second.steps()
+    print("act, a target's workflow, second run (image restored), seconds per job:", second.seconds())
     assert steps[("image py3.14-base", "Load it")] == "Success", second.log[-4000:]
     assert f"Cache restored from key: {image}-" in second.log
     assert re.search(rf"py3\.14-base  {re.escape(tag)}\n", second.log.replace("\r", ""))  # found, not built
