@@ -28,12 +28,10 @@ ACTIONS = ROOT.parent / "shared" / "gha-actions"
 ACT = Path(sys.executable).with_name("act")
 SYSTEM_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
 _JOB = re.compile(r"^\[(?P<workflow>[^/\]]+)/(?P<job>[^\]]+?)\s*\] 🏁  Job (?P<outcome>succeeded|failed)$", re.M)
-_TIMED = re.compile(
-    r"^\[[^/\]]+/(?P<job>[^\]]+?)\s*\]   (?:✅|❌)  (?:Success|Failure) - .*? \[(?P<took>[0-9.hms]+)\]$", re.M
-)
 _GO_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _STEP = re.compile(
-    r"^\[[^/\]]+/(?P<job>[^\]]+?)\s*\]   (?:✅|❌)  (?P<outcome>Success|Failure) - Main (?P<step>.+?)(?: \[[^\]]*\])?$",
+    r"^\[[^/\]]+/(?P<job>[^\]]+?)\s*\]   (?:✅|❌)  (?P<outcome>Success|Failure) - Main (?P<step>.+?)"
+    r"(?: \[(?P<took>[^\]]*)\])?$",
     re.M,
 )
 
@@ -79,10 +77,10 @@ class ActRun:
         return {m["job"]: m["outcome"] for m in _JOB.finditer(self.log)}
 
     def seconds(self) -> dict[str, float]:
-        """Job (or matrix leg) -> the seconds its steps took (act prints each step's Go duration)."""
+        """Job (or matrix leg) -> the seconds its main steps took (act prints each step's Go duration)."""
         took: dict[str, float] = {}
-        for m in _TIMED.finditer(self.log):
-            parts = re.findall(r"([0-9.]+)(ms|h|m|s)", m["took"])
+        for m in _STEP.finditer(self.log):
+            parts = re.findall(r"([0-9.]+)(ms|h|m|s)", m["took"] or "")
             took[m["job"]] = took.get(m["job"], 0.0) + sum(float(n) * _GO_UNIT[u] for n, u in parts)
         return {job: round(s, 1) for job, s in took.items()}
 

@@ -280,15 +280,15 @@ def test_the_readmes_use_it_in_your_project_commands_run_as_written(tool: Tool, 
     # The first line as written, in this checkout, into tool directories of its own (the tool fixture
     # installed the wheel the same line builds, which a workflow can carry).
     assert commands[0] == "uv tool install --with-executables-from nox ."
-    own = {**tool.env, "UV_TOOL_DIR": str(tmp_path / "tools"), "UV_TOOL_BIN_DIR": str(tmp_path / "bin")}
-    installed = subprocess.run(
-        commands[0].split(), cwd=ROOT, env=own, capture_output=True, text=True, timeout=600, check=False
+    own = Tool(
+        bin=tmp_path / "bin",
+        wheel=tool.wheel,
+        env={**tool.env, "UV_TOOL_DIR": str(tmp_path / "tools"), "UV_TOOL_BIN_DIR": str(tmp_path / "bin")},
     )
+    installed = own.run(ROOT, *commands[0].split(), timeout=600)
     assert installed.returncode == 0, installed.stderr
     for name in ("compat", "nox"):
-        version = subprocess.run(
-            [str(tmp_path / "bin" / name), "--version"], env=own, capture_output=True, text=True, check=False
-        )
+        version = own.run(tmp_path, str(own.bin / name), "--version")
         assert version.returncode == 0, (name, version.stderr)
     assert commands[1] == "cd /path/to/your/runtime"
     repo = new_repository(ADOPTER, tmp_path / "taskmesh")
